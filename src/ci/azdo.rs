@@ -1,0 +1,91 @@
+//! Azure DevOps: `##vso[...]` logging commands and the build's identity.
+
+use super::{RunInfo, var};
+
+pub(super) fn run_info(host: String) -> RunInfo {
+    let build_id = var("DEPLOY_LOCK_BUILD_ID")
+        .or_else(|| var("BUILD_BUILDID"))
+        .or_else(|| var("BUILD_BUILDNUMBER"))
+        .unwrap_or_default();
+    let run_url = match (
+        var("SYSTEM_TEAMFOUNDATIONCOLLECTIONURI"),
+        var("SYSTEM_TEAMPROJECT"),
+        var("BUILD_BUILDID"),
+    ) {
+        (Some(collection), Some(project), Some(id)) => format!(
+            "{}/{}/_build/results?buildId={id}",
+            collection.trim_end_matches('/'),
+            project.replace(' ', "%20")
+        ),
+        _ => String::new(),
+    };
+    RunInfo {
+        build_id,
+        job: var("SYSTEM_JOBID").unwrap_or_default(),
+        attempt: var("SYSTEM_JOBATTEMPT").unwrap_or_default(),
+        run_url,
+        repository: var("BUILD_REPOSITORY_NAME").unwrap_or_default(),
+        git_ref: var("BUILD_SOURCEBRANCH").unwrap_or_default(),
+        commit: var("BUILD_SOURCEVERSION").unwrap_or_default(),
+        actor: var("BUILD_REQUESTEDFOR").unwrap_or_default(),
+        host,
+    }
+}
+
+/// The agent treats `##vso[` anywhere in a line (any case) as a command and a leading `##[` as
+/// formatting; a space after the `##` defuses both and stays readable.
+pub(super) fn neutralize(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        let after = rest.strip_prefix("##").unwrap_or("");
+        let opens = after.starts_with('[')
+            || after.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("vso["));
+        if opens {
+            out.push_str("# #");
+            rest = after;
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// Escaping for a logging command's value (and message).
+pub(super) fn escape_data(s: &str) -> String {
+    s.replace('%', "%AZP25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+pub(super) fn log_issue(kind: &str, msg: &str) -> String {
+    format!(
+        "##vso[task.logissue type={kind}]{}",
+        neutralize(&escape_data(msg))
+    )
+}
+
+/// Ends the task with a result; used by the task's own steps, not by scripts.
+#[must_use]
+pub fn complete(result: &str, msg: &str) -> String {
+    format!(
+        "##vso[task.complete result={result};]{}",
+        neutralize(&escape_data(msg))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neutralize_cases() {
+        assert_eq!(neutralize("a ##vso[x] b"), "a # #vso[x] b");
+        assert_eq!(neutralize("##VSO[x"), "# #VSO[x");
+        assert_eq!(neutralize("##[error]x"), "# #[error]x");
+        assert_eq!(neutralize("issue ##12"), "issue ##12");
+        assert_eq!(neutralize("###vso["), "## #vso[");
+        assert_eq!(neutralize("ü##vso["), "ü# #vso[");
+    }
+}

@@ -1,0 +1,98 @@
+//! GitHub Actions: workflow commands, `$GITHUB_OUTPUT`/`$GITHUB_STATE` files, the job summary.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+
+use anyhow::Context as _;
+
+use super::{RunInfo, var};
+
+pub(super) fn run_info(host: String) -> RunInfo {
+    let build_id = var("DEPLOY_LOCK_BUILD_ID")
+        .or_else(|| var("GITHUB_RUN_ID"))
+        .unwrap_or_default();
+    let run_url = match (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY")) {
+        (Some(server), Some(repo)) if !build_id.is_empty() => {
+            let mut url = format!("{}/{repo}/actions/runs/{build_id}", server.trim_end_matches('/'));
+            if let Some(attempt) = var("GITHUB_RUN_ATTEMPT") {
+                url.push_str(&format!("/attempts/{attempt}"));
+            }
+            url
+        }
+        _ => String::new(),
+    };
+    RunInfo {
+        build_id,
+        job: var("GITHUB_JOB").unwrap_or_default(),
+        attempt: var("GITHUB_RUN_ATTEMPT").unwrap_or_default(),
+        run_url,
+        repository: var("GITHUB_REPOSITORY").unwrap_or_default(),
+        git_ref: var("GITHUB_REF").unwrap_or_default(),
+        commit: var("GITHUB_SHA").unwrap_or_default(),
+        actor: var("GITHUB_ACTOR").unwrap_or_default(),
+        host,
+    }
+}
+
+/// Workflow commands start at the beginning of a line with `::`; a line break in data is already
+/// escaped, so only a leading `::` remains to defuse.
+pub(super) fn neutralize(line: &str) -> String {
+    if line.starts_with("::") {
+        format!(" {line}")
+    } else {
+        line.to_owned()
+    }
+}
+
+/// Escaping for a command's message.
+pub(super) fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escaping for a command's property values.
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+pub(super) fn annotation(kind: &str, title: &str, msg: &str) -> String {
+    format!(
+        "::{kind} title={}::{}",
+        escape_property(title),
+        escape_data(msg)
+    )
+}
+
+/// Appends `name<<DELIM` blocks, with a delimiter that cannot occur in the value.
+pub(super) fn append_file(var_name: &str, pairs: &[(&str, String)]) -> anyhow::Result<()> {
+    let Some(path) = var(var_name) else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for (name, value) in pairs {
+        let mut delim = String::from("deploy_lock_eof");
+        while value.contains(&delim) {
+            delim.push('_');
+        }
+        text.push_str(&format!("{name}<<{delim}\n{value}\n{delim}\n"));
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {var_name} ({path})"))
+}
+
+pub(super) fn append_summary(markdown: &str) -> anyhow::Result<()> {
+    let Some(path) = var("GITHUB_STEP_SUMMARY") else {
+        return Ok(());
+    };
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(markdown.as_bytes()))
+        .with_context(|| format!("cannot write the job summary ({path})"))
+}

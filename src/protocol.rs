@@ -1,0 +1,384 @@
+//! The lock protocol's decisions: pure functions of what the store answered, with the store's
+//! clock passed in. No I/O here, so every rule is unit-tested directly.
+//!
+//! - A lock is stale when the store's now is past the blob's `Last-Modified` + ttl. Both times are
+//!   the store's; no local clock takes part (DESIGN invariant 2).
+//! - The token decides ownership where we have one; otherwise pipeline + build id (+ job).
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::record::Holder;
+use crate::store::Blob;
+
+/// Who we are, for ownership decisions.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub pipeline: String,
+    pub build_id: String,
+    pub job: String,
+    /// The token of an acquisition we made earlier (from CI state or `--token`).
+    pub token: Option<String>,
+}
+
+/// A lock as read from the store, judged against the store's clock.
+#[derive(Debug, Clone)]
+pub struct LockView {
+    pub holder: Holder,
+    pub etag: String,
+    pub last_modified: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    /// The ttl that applies: the record's own, or the configured one for records without one.
+    pub ttl: Duration,
+    /// How long the lock has been held, by the store's clock.
+    pub age: Duration,
+    /// How long until the lock is stale (negative once it is).
+    pub expires_in: Duration,
+}
+
+impl LockView {
+    #[must_use]
+    pub fn new(blob: &Blob, now: DateTime<Utc>, default_ttl: Duration) -> Self {
+        let holder = Holder::parse(&blob.data);
+        let ttl = match holder.record() {
+            Some(r) if r.ttl_seconds > 0 => seconds(r.ttl_seconds),
+            _ => default_ttl,
+        };
+        let since = blob.created.map_or(blob.last_modified, |c| c.min(blob.last_modified));
+        let expires_at = blob
+            .last_modified
+            .checked_add_signed(ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        Self {
+            holder,
+            etag: blob.etag.clone(),
+            last_modified: blob.last_modified,
+            now,
+            ttl,
+            age: now.signed_duration_since(since),
+            expires_in: expires_at.signed_duration_since(now),
+        }
+    }
+
+    /// Stale: the store's now is past `Last-Modified + ttl`.
+    #[must_use]
+    pub fn is_stale(&self) -> bool {
+        self.expires_in < Duration::zero()
+    }
+}
+
+/// A ttl in whole seconds as a `Duration`, saturating instead of overflowing.
+#[must_use]
+pub fn seconds(s: u64) -> Duration {
+    Duration::try_seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000)).unwrap_or(Duration::MAX)
+}
+
+/// How a lock relates to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Our acquisition: same token, or same pipeline, build and job.
+    Ours,
+    /// Another job of our own run (same pipeline and build id).
+    SameRun,
+    /// Someone else.
+    Other,
+}
+
+#[must_use]
+pub fn ownership(holder: &Holder, me: &Identity) -> Ownership {
+    let same_run = |pipeline: &str, build: &str| {
+        !build.is_empty() && pipeline.eq_ignore_ascii_case(&me.pipeline) && build == me.build_id
+    };
+    match holder {
+        Holder::Current(r) => {
+            if me.token.as_deref().is_some_and(|t| !t.is_empty() && t == r.token) {
+                Ownership::Ours
+            } else if same_run(&r.pipeline, &r.build_id) {
+                if r.job.is_empty() || me.job.is_empty() || r.job == me.job {
+                    Ownership::Ours
+                } else {
+                    Ownership::SameRun
+                }
+            } else {
+                Ownership::Other
+            }
+        }
+        Holder::Legacy {
+            pipeline, build_id, ..
+        } => {
+            if same_run(pipeline, build_id) {
+                Ownership::Ours
+            } else {
+                Ownership::Other
+            }
+        }
+        Holder::Unknown { .. } => Ownership::Other,
+    }
+}
+
+/// The next step of `acquire`, given the current lock (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcquireStep {
+    /// No lock: create it (conditional on absence).
+    Create,
+    /// Ours already: rewrite it in place, conditional on the version read (re-entrant acquire).
+    Refresh { etag: String },
+    /// Stale: take it over, conditional on the stale version.
+    Steal { etag: String },
+    /// Held by someone else and fresh.
+    Blocked,
+}
+
+#[must_use]
+pub fn acquire_step(lock: Option<&LockView>, me: &Identity) -> AcquireStep {
+    let Some(lock) = lock else {
+        return AcquireStep::Create;
+    };
+    match ownership(&lock.holder, me) {
+        Ownership::Ours => AcquireStep::Refresh {
+            etag: lock.etag.clone(),
+        },
+        _ if lock.is_stale() => AcquireStep::Steal {
+            etag: lock.etag.clone(),
+        },
+        _ => AcquireStep::Blocked,
+    }
+}
+
+/// The next step of `release`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseStep {
+    /// There is no lock: nothing to do (a cleanup release is idempotent).
+    Absent,
+    /// Ours (or our run's): delete it, conditional on the version read.
+    Delete { etag: String },
+    /// Someone else's: refuse.
+    Refuse,
+}
+
+/// With a token, only that acquisition may be released; without one, any lock of our run (the
+/// seed's cleanup release from a later job).
+#[must_use]
+pub fn release_step(lock: Option<&LockView>, me: &Identity) -> ReleaseStep {
+    let Some(lock) = lock else {
+        return ReleaseStep::Absent;
+    };
+    let allowed = match (&lock.holder, me.token.as_deref()) {
+        (Holder::Current(r), Some(t)) if !t.is_empty() && !r.token.is_empty() => r.token == t,
+        (holder, _) => ownership(holder, me) != Ownership::Other,
+    };
+    if allowed {
+        ReleaseStep::Delete {
+            etag: lock.etag.clone(),
+        }
+    } else {
+        ReleaseStep::Refuse
+    }
+}
+
+/// The next step of `renew`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewStep {
+    /// Ours: rewrite it conditional on the version read, which moves `Last-Modified`.
+    Rewrite { etag: String },
+    /// Gone, or someone else's: the lock was lost.
+    Lost,
+}
+
+/// Renewal needs the exact acquisition: by token when we have one, else by run and job.
+#[must_use]
+pub fn renew_step(lock: Option<&LockView>, me: &Identity) -> RenewStep {
+    let Some(lock) = lock else {
+        return RenewStep::Lost;
+    };
+    let ours = match (&lock.holder, me.token.as_deref()) {
+        (Holder::Current(r), Some(t)) if !t.is_empty() => r.token == t,
+        (holder, _) => ownership(holder, me) == Ownership::Ours,
+    };
+    if ours {
+        RenewStep::Rewrite {
+            etag: lock.etag.clone(),
+        }
+    } else {
+        RenewStep::Lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::LockRecord;
+    use std::collections::BTreeMap;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).expect("valid time")
+    }
+
+    fn blob(data: &[u8], modified: i64) -> Blob {
+        Blob {
+            data: data.to_vec(),
+            etag: "\"e1\"".into(),
+            last_modified: t(modified),
+            created: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn record(pipeline: &str, build: &str, job: &str, token: &str, ttl: u64) -> Vec<u8> {
+        LockRecord {
+            schema: 1,
+            pipeline: pipeline.into(),
+            build_id: build.into(),
+            job: job.into(),
+            token: token.into(),
+            ttl_seconds: ttl,
+            ..LockRecord::default()
+        }
+        .to_bytes()
+    }
+
+    fn me(pipeline: &str, build: &str, job: &str, token: Option<&str>) -> Identity {
+        Identity {
+            pipeline: pipeline.into(),
+            build_id: build.into(),
+            job: job.into(),
+            token: token.map(Into::into),
+        }
+    }
+
+    fn view(data: &[u8], modified: i64, now: i64) -> LockView {
+        LockView::new(&blob(data, modified), t(now), Duration::seconds(1800))
+    }
+
+    #[test]
+    fn free_lock_is_created() {
+        assert_eq!(
+            acquire_step(None, &me("github", "1", "a", None)),
+            AcquireStep::Create
+        );
+    }
+
+    #[test]
+    fn staleness_uses_store_clock_and_record_ttl() {
+        let data = record("azdevops", "9", "", "tok", 60);
+        let fresh = view(&data, 0, 60);
+        assert!(!fresh.is_stale(), "exactly at the ttl is still held");
+        let stale = view(&data, 0, 61);
+        assert!(stale.is_stale());
+        assert_eq!(
+            acquire_step(Some(&fresh), &me("github", "1", "", None)),
+            AcquireStep::Blocked
+        );
+        assert_eq!(
+            acquire_step(Some(&stale), &me("github", "1", "", None)),
+            AcquireStep::Steal {
+                etag: "\"e1\"".into()
+            }
+        );
+    }
+
+    #[test]
+    fn record_without_ttl_uses_the_configured_one() {
+        let legacy = view(b"github|2025-09-27 17:30:00 UTC|1234567890", 0, 1800);
+        assert!(!legacy.is_stale());
+        assert!(view(b"github|2025-09-27 17:30:00 UTC|1234567890", 0, 1801).is_stale());
+        assert!(!view(b"\x00garbage", 0, 1799).is_stale());
+    }
+
+    #[test]
+    fn huge_ttl_does_not_overflow() {
+        let v = view(&record("a", "1", "", "t", u64::MAX), 0, 10);
+        assert!(!v.is_stale());
+    }
+
+    #[test]
+    fn reentrant_for_same_run_and_job_blocked_for_other_job() {
+        let data = record("github", "77", "deploy", "tok", 600);
+        let v = view(&data, 0, 5);
+        assert!(matches!(
+            acquire_step(Some(&v), &me("github", "77", "deploy", None)),
+            AcquireStep::Refresh { .. }
+        ));
+        assert_eq!(
+            acquire_step(Some(&v), &me("github", "77", "other", None)),
+            AcquireStep::Blocked
+        );
+        assert_eq!(
+            acquire_step(Some(&v), &me("azdevops", "77", "deploy", None)),
+            AcquireStep::Blocked
+        );
+        assert!(matches!(
+            acquire_step(Some(&v), &me("x", "y", "z", Some("tok"))),
+            AcquireStep::Refresh { .. }
+        ));
+    }
+
+    #[test]
+    fn legacy_holder_is_ours_by_pipeline_and_build() {
+        let v = view(b"github|2025-09-27 17:30:00 UTC|1234567890", 0, 5);
+        assert!(matches!(
+            acquire_step(Some(&v), &me("github", "1234567890", "any", None)),
+            AcquireStep::Refresh { .. }
+        ));
+        assert_eq!(
+            release_step(Some(&v), &me("azdevops", "1234567890", "", None)),
+            ReleaseStep::Refuse
+        );
+    }
+
+    #[test]
+    fn unknown_holder_is_never_ours() {
+        let v = view(b"{}", 0, 5);
+        assert_eq!(
+            acquire_step(Some(&v), &me("github", "", "", Some(""))),
+            AcquireStep::Blocked
+        );
+        assert_eq!(
+            release_step(Some(&v), &me("github", "", "", None)),
+            ReleaseStep::Refuse
+        );
+    }
+
+    #[test]
+    fn release_rules() {
+        let data = record("github", "77", "deploy", "tok", 600);
+        let v = view(&data, 0, 5);
+        assert_eq!(release_step(None, &me("github", "77", "", None)), ReleaseStep::Absent);
+        // Cleanup release from another job of the same run.
+        assert!(matches!(
+            release_step(Some(&v), &me("github", "77", "cleanup", None)),
+            ReleaseStep::Delete { .. }
+        ));
+        // With a token, only that acquisition.
+        assert_eq!(
+            release_step(Some(&v), &me("github", "77", "deploy", Some("other"))),
+            ReleaseStep::Refuse
+        );
+        assert!(matches!(
+            release_step(Some(&v), &me("zzz", "0", "", Some("tok"))),
+            ReleaseStep::Delete { .. }
+        ));
+        assert_eq!(
+            release_step(Some(&v), &me("github", "78", "deploy", None)),
+            ReleaseStep::Refuse
+        );
+    }
+
+    #[test]
+    fn renew_needs_the_exact_acquisition() {
+        let data = record("github", "77", "deploy", "tok", 600);
+        let v = view(&data, 0, 5);
+        assert!(matches!(
+            renew_step(Some(&v), &me("github", "77", "deploy", Some("tok"))),
+            RenewStep::Rewrite { .. }
+        ));
+        assert_eq!(
+            renew_step(Some(&v), &me("github", "77", "deploy", Some("new"))),
+            RenewStep::Lost
+        );
+        assert_eq!(
+            renew_step(Some(&v), &me("github", "77", "other", None)),
+            RenewStep::Lost
+        );
+        assert_eq!(renew_step(None, &me("github", "77", "deploy", None)), RenewStep::Lost);
+    }
+}
