@@ -7,6 +7,7 @@
 //! (the store contract and its implementations), `ci` (GitHub Actions, Azure DevOps, local).
 #![forbid(unsafe_code)]
 
+pub mod azure;
 pub mod ci;
 pub mod error;
 pub mod log;
