@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (pinned, into the ignored .tools/ folder),
+# then runs every check and test. Usage: tests/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test tools into .tools/"
+for setup in tests/setup-*.sh; do
+  bash "$setup"
+done
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --locked
+
+if compgen -G "tests/node/*.test.js" >/dev/null; then
+  step "node --test (action and task shim)"
+  cargo build --locked --quiet
+  DEPLOY_LOCK_TEST_BINARY="$PWD/target/debug/deploy-lock" node --test tests/node/
+fi
+
+if [ -f tests/validate.sh ]; then
+  step "validating workflows, action and task metadata"
+  bash tests/validate.sh
+fi
