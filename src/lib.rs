@@ -7,11 +7,17 @@
 //! (the store contract and its implementations), `ci` (GitHub Actions, Azure DevOps, local).
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod azure;
 pub mod ci;
+pub mod cli;
+pub mod config;
 pub mod error;
+pub mod lock;
 pub mod log;
 pub mod protocol;
 pub mod record;
+pub mod render;
 pub mod secret;
+pub mod step;
 pub mod store;

@@ -43,7 +43,9 @@ impl LockView {
             Some(r) if r.ttl_seconds > 0 => seconds(r.ttl_seconds),
             _ => default_ttl,
         };
-        let since = blob.created.map_or(blob.last_modified, |c| c.min(blob.last_modified));
+        let since = blob
+            .created
+            .map_or(blob.last_modified, |c| c.min(blob.last_modified));
         let expires_at = blob
             .last_modified
             .checked_add_signed(ttl)
@@ -90,7 +92,11 @@ pub fn ownership(holder: &Holder, me: &Identity) -> Ownership {
     };
     match holder {
         Holder::Current(r) => {
-            if me.token.as_deref().is_some_and(|t| !t.is_empty() && t == r.token) {
+            if me
+                .token
+                .as_deref()
+                .is_some_and(|t| !t.is_empty() && t == r.token)
+            {
                 Ownership::Ours
             } else if same_run(&r.pipeline, &r.build_id) {
                 if r.job.is_empty() || me.job.is_empty() || r.job == me.job {
@@ -342,7 +348,10 @@ mod tests {
     fn release_rules() {
         let data = record("github", "77", "deploy", "tok", 600);
         let v = view(&data, 0, 5);
-        assert_eq!(release_step(None, &me("github", "77", "", None)), ReleaseStep::Absent);
+        assert_eq!(
+            release_step(None, &me("github", "77", "", None)),
+            ReleaseStep::Absent
+        );
         // Cleanup release from another job of the same run.
         assert!(matches!(
             release_step(Some(&v), &me("github", "77", "cleanup", None)),
@@ -379,6 +388,9 @@ mod tests {
             renew_step(Some(&v), &me("github", "77", "other", None)),
             RenewStep::Lost
         );
-        assert_eq!(renew_step(None, &me("github", "77", "deploy", None)), RenewStep::Lost);
+        assert_eq!(
+            renew_step(None, &me("github", "77", "deploy", None)),
+            RenewStep::Lost
+        );
     }
 }

@@ -279,6 +279,9 @@ mod tests {
         };
         let m = rec.metadata();
         assert_eq!(m["reason"], "fix %C3%BC%0Anow 100%25");
-        assert!(m.keys().all(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        assert!(
+            m.keys()
+                .all(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
     }
 }

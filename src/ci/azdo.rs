@@ -40,7 +40,9 @@ pub(super) fn neutralize(line: &str) -> String {
     while let Some(c) = rest.chars().next() {
         let after = rest.strip_prefix("##").unwrap_or("");
         let opens = after.starts_with('[')
-            || after.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("vso["));
+            || after
+                .get(..4)
+                .is_some_and(|s| s.eq_ignore_ascii_case("vso["));
         if opens {
             out.push_str("# #");
             rest = after;

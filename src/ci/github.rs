@@ -13,7 +13,10 @@ pub(super) fn run_info(host: String) -> RunInfo {
         .unwrap_or_default();
     let run_url = match (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY")) {
         (Some(server), Some(repo)) if !build_id.is_empty() => {
-            let mut url = format!("{}/{repo}/actions/runs/{build_id}", server.trim_end_matches('/'));
+            let mut url = format!(
+                "{}/{repo}/actions/runs/{build_id}",
+                server.trim_end_matches('/')
+            );
             if let Some(attempt) = var("GITHUB_RUN_ATTEMPT") {
                 url.push_str(&format!("/attempts/{attempt}"));
             }

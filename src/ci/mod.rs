@@ -255,7 +255,10 @@ pub fn camel_case(name: &str) -> String {
 
 /// State names are plain identifiers on both platforms: `DEPLOY_LOCK_TOKEN`.
 fn state_name(name: &str) -> String {
-    format!("DEPLOY_LOCK_{}", name.replace('-', "_").to_ascii_uppercase())
+    format!(
+        "DEPLOY_LOCK_{}",
+        name.replace('-', "_").to_ascii_uppercase()
+    )
 }
 
 #[cfg(test)]

@@ -85,7 +85,9 @@ impl FileStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io_error("open", path, &e)),
         };
-        let meta = file.metadata().map_err(|e| self.io_error("stat", path, &e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| self.io_error("stat", path, &e))?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)
             .map_err(|e| self.io_error("read", path, &e))?;
@@ -258,4 +260,3 @@ impl Store for FileStore {
         format!("local directory {}", self.dir.display())
     }
 }
-

@@ -1,0 +1,575 @@
+//! Runs one command: parse, configure, open the store, act, report, and map to an exit code.
+
+use std::ffi::OsString;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches};
+use serde_json::json;
+
+use crate::ci::Platform;
+use crate::cli::{AcquireArgs, Cli, Command, EXIT_CODES, OutputFormat};
+use crate::config::{self, Config, StoreChoice};
+use crate::error::{ExitCode, Failure, Result};
+use crate::lock::{self, Acquired, Holding, Locker, Released, Waited};
+use crate::protocol::{LockView, Ownership, ownership};
+use crate::render::{self, human, human_std};
+use crate::store::Store;
+use crate::store::file::FileStore;
+use crate::{log, step};
+
+/// Exit code for a signal that ended a wait (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: i32 = 130;
+
+/// Parses the arguments, runs the command, prints the outcome and returns the exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let command = Cli::command().after_help(format!(
+        "{EXIT_CODES}\n\nLocal store (the default outside CI): {}\nDocs: README.md, `deploy-lock <command> --help`",
+        config::default_local_dir().display()
+    ));
+    let cli = match command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::Usage.code()
+            } else {
+                ExitCode::Ok.code()
+            };
+        }
+    };
+    let platform = Platform::detect();
+    log::init(platform, cli.global.debug);
+    // Masking comes before anything else is printed, so no later line can reveal a secret.
+    for secret in config::secrets_in_env(&cli.global) {
+        platform.mask(&secret);
+    }
+    let _ = ctrlc::set_handler(|| lock::CANCELLED.store(true, Ordering::SeqCst));
+    let result = match &cli.command {
+        Command::Step(args) => step::run(args.phase, &cli.global, platform),
+        command => Config::from_args(&cli.global, platform).and_then(|cfg| execute(command, &cfg)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!(
+                "{}",
+                platform.error_line("deploy-lock", &failure.to_string())
+            );
+            failure.code.code()
+        }
+    }
+}
+
+/// Opens the configured store.
+pub fn open_store(cfg: &Config) -> Result<Box<dyn Store>> {
+    match &cfg.store {
+        StoreChoice::File(dir) => Ok(Box::new(FileStore::new(dir, &cfg.container))),
+        StoreChoice::Azure(_) => Err(Failure::usage("the Azure store is not wired yet")),
+    }
+}
+
+/// `[PIPELINE] ENV` → (pipeline, environment), validated.
+pub fn target(words: &[String], cfg: &Config) -> Result<(String, String)> {
+    match words {
+        [env] => Ok((
+            cfg.default_pipeline.clone(),
+            config::validate_environment(env)?,
+        )),
+        [pipeline, env] => Ok((
+            config::validate_pipeline(pipeline)?,
+            config::validate_environment(env)?,
+        )),
+        _ => Err(Failure::usage("give [PIPELINE] ENV, e.g. `github sandbox`")),
+    }
+}
+
+fn execute(command: &Command, cfg: &Config) -> Result<i32> {
+    // Validate every argument before the store is opened: bad input never reaches the store.
+    match command {
+        Command::Check(t) => {
+            let (pipeline, env) = target(&t.words, cfg)?;
+            let store = open_store(cfg)?;
+            check(cfg, &*store, &pipeline, &env)
+        }
+        Command::Acquire(args) => {
+            let (pipeline, env, wait) = acquire_args(args, cfg)?;
+            let store = open_store(cfg)?;
+            let reason = args.reason.clone().unwrap_or_default();
+            acquire(cfg, &*store, &pipeline, &env, wait, &reason).map(|o| o.code)
+        }
+        Command::Release(t) => {
+            let (pipeline, env) = target(&t.words, cfg)?;
+            let store = open_store(cfg)?;
+            release(cfg, &*store, &pipeline, &env)
+        }
+        Command::Wait(args) => {
+            let env = config::validate_environment(&args.environment)?;
+            let timeout = match &args.minutes {
+                Some(m) => config::parse_minutes(m, "wait MINUTES")?,
+                None => default_wait()?,
+            };
+            let store = open_store(cfg)?;
+            wait(cfg, &*store, &env, timeout)
+        }
+        Command::ForceBreak(args) => {
+            let env = config::validate_environment(&args.environment)?;
+            let reason = args.reason.trim();
+            if reason.is_empty() {
+                return Err(Failure::usage(
+                    "force-break needs --reason TEXT: say why, it is recorded and shown",
+                ));
+            }
+            let store = open_store(cfg)?;
+            force_break(cfg, &*store, &env, reason)
+        }
+        Command::Status => {
+            let store = open_store(cfg)?;
+            status(cfg, &*store)
+        }
+        Command::Step(_) => Err(Failure::usage("`step` is run by the action and the task")),
+    }
+}
+
+/// `DEPLOYMENT_TIMEOUT_MINUTES`, or 120.
+pub fn default_wait() -> Result<Duration> {
+    match crate::ci::var("DEPLOYMENT_TIMEOUT_MINUTES") {
+        Some(v) => config::parse_minutes(&v, "DEPLOYMENT_TIMEOUT_MINUTES"),
+        None => config::parse_minutes(
+            &config::DEFAULT_WAIT_MINUTES.to_string(),
+            "DEPLOYMENT_TIMEOUT_MINUTES",
+        ),
+    }
+}
+
+fn acquire_args(args: &AcquireArgs, cfg: &Config) -> Result<(String, String, Option<Duration>)> {
+    let mut words = args.target.words.clone();
+    let wait = match args.wait.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(default_wait()?),
+        Some(v) => match config::parse_minutes(v, "--wait") {
+            Ok(d) => Some(d),
+            // `acquire --wait github sandbox`: the word after --wait was the first positional.
+            Err(_) if words.len() < 2 && !v.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
+                words.insert(0, v.to_owned());
+                Some(default_wait()?)
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let (pipeline, env) = target(&words, cfg)?;
+    Ok((pipeline, env, wait))
+}
+
+fn locker<'a>(cfg: &Config, store: &'a dyn Store) -> Locker<'a> {
+    Locker {
+        store,
+        ttl: cfg.ttl,
+        poll: cfg.poll,
+    }
+}
+
+/// The holder outputs every command sets on CI.
+fn holder_outputs(lock: Option<&LockView>) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "holder",
+            lock.map(|l| l.holder.describe()).unwrap_or_default(),
+        ),
+        (
+            "holder-url",
+            lock.map(|l| render::run_url(&l.holder).to_owned())
+                .unwrap_or_default(),
+        ),
+    ]
+}
+
+pub fn check(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Result<i32> {
+    let lock = locker(cfg, store).read(env)?;
+    let me = cfg.identity(pipeline);
+    let (state, code) = match &lock {
+        None => ("free", ExitCode::Ok),
+        Some(l) if ownership(&l.holder, &me) == Ownership::Ours => ("ours", ExitCode::Ok),
+        Some(l) if l.is_stale() => ("stale", ExitCode::Ok),
+        Some(_) => ("held", ExitCode::Held),
+    };
+    cfg.platform.set_outputs(&holder_outputs(lock.as_ref()))?;
+    if cfg.output == OutputFormat::Json {
+        render::print_json(cfg.platform, &render::lock_json(env, state, lock.as_ref()));
+        return Ok(code.code());
+    }
+    match &lock {
+        None => println!("{env} is free"),
+        Some(l) => {
+            let what = match state {
+                "ours" => "is locked by us",
+                "stale" => "has a stale lock",
+                _ => "is locked",
+            };
+            println!("{env} {what}");
+            for line in render::lock_lines(cfg.platform, l) {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(code.code())
+}
+
+/// What `acquire` did, for the caller (the CLI or the action step).
+pub struct AcquireOutcome {
+    pub code: i32,
+    pub acquired: Option<crate::record::LockRecord>,
+}
+
+pub fn acquire(
+    cfg: &Config,
+    store: &dyn Store,
+    pipeline: &str,
+    env: &str,
+    wait: Option<Duration>,
+    reason: &str,
+) -> Result<AcquireOutcome> {
+    let me = cfg.identity(pipeline);
+    let holding = Holding {
+        attempt: cfg.run.attempt.clone(),
+        run_url: cfg.run.run_url.clone(),
+        repository: cfg.run.repository.clone(),
+        git_ref: cfg.run.git_ref.clone(),
+        commit: cfg.run.commit.clone(),
+        actor: cfg.run.actor.clone(),
+        host: cfg.run.host.clone(),
+        reason: reason.to_owned(),
+    };
+    let locker = locker(cfg, store);
+    if wait.is_some() {
+        log::note(&format!(
+            "waiting up to {} for the lock on {env}",
+            human_std(wait.unwrap_or_default())
+        ));
+    }
+    let outcome = locker.acquire(env, &me, &holding, wait)?;
+    let p = cfg.platform;
+    match outcome {
+        Acquired::Taken {
+            record,
+            reentrant,
+            stolen_from,
+            waited,
+        } => {
+            if lock::cancelled() {
+                // The signal came while the lock was being taken: give it back before exiting.
+                let mine = crate::protocol::Identity {
+                    token: Some(record.token.clone()),
+                    ..me
+                };
+                let _ = locker.release(env, &mine);
+                log::warn(&format!("interrupted: the lock on {env} was given back"));
+                return Ok(AcquireOutcome {
+                    code: INTERRUPTED,
+                    acquired: None,
+                });
+            }
+            if let Some(previous) = &stolen_from {
+                log::warn(&format!(
+                    "took over a stale lock on {env} from {}",
+                    previous.describe()
+                ));
+            }
+            p.set_outputs(&[
+                ("acquired", "true".into()),
+                (
+                    "holder",
+                    crate::record::Holder::Current(record.clone()).describe(),
+                ),
+                ("holder-url", record.run_url.clone()),
+                ("waited-seconds", waited.as_secs().to_string()),
+                ("token", record.token.clone()),
+            ])?;
+            if cfg.output == OutputFormat::Json {
+                render::print_json(
+                    p,
+                    &json!({
+                        "environment": env,
+                        "state": "acquired",
+                        "acquired": true,
+                        "reentrant": reentrant,
+                        "token": record.token,
+                        "ttl_seconds": record.ttl_seconds,
+                        "waited_seconds": waited.as_secs(),
+                        "stolen_from": stolen_from.as_ref().map(render::holder_json),
+                        "holder": render::holder_json(&crate::record::Holder::Current(record.clone())),
+                    }),
+                );
+            } else {
+                let how = if reentrant { "Still hold" } else { "Acquired" };
+                println!(
+                    "{how} the deployment lock on {env} as {} (ttl {}{}).",
+                    p.escape(&crate::record::Holder::Current(record.clone()).describe()),
+                    human_std(cfg.ttl),
+                    if waited.as_secs() > 0 {
+                        format!(", waited {}", human_std(waited))
+                    } else {
+                        String::new()
+                    }
+                );
+                println!("  token      {}", record.token);
+                println!("Release it with: deploy-lock release {pipeline} {env}");
+            }
+            Ok(AcquireOutcome {
+                code: 0,
+                acquired: Some(record),
+            })
+        }
+        Acquired::Blocked {
+            lock,
+            waited,
+            timed_out,
+        } => {
+            let mut outputs = vec![
+                ("acquired", "false".to_owned()),
+                ("waited-seconds", waited.as_secs().to_string()),
+            ];
+            outputs.extend(holder_outputs(Some(&lock)));
+            p.set_outputs(&outputs)?;
+            let (code, state) = if timed_out {
+                (ExitCode::TimedOut, "timed-out")
+            } else {
+                (ExitCode::Held, "held")
+            };
+            if cfg.output == OutputFormat::Json {
+                let mut v = render::lock_json(env, state, Some(&lock));
+                v["acquired"] = json!(false);
+                v["waited_seconds"] = json!(waited.as_secs());
+                render::print_json(p, &v);
+            }
+            eprintln!(
+                "{}",
+                p.error_line(
+                    "Deployment lock held",
+                    &blocked_message(env, &lock, timed_out, waited)
+                )
+            );
+            if cfg.output == OutputFormat::Text {
+                for line in render::lock_lines(p, &lock) {
+                    eprintln!("{line}");
+                }
+            }
+            Ok(AcquireOutcome {
+                code: code.code(),
+                acquired: None,
+            })
+        }
+        Acquired::Cancelled { waited } => {
+            p.set_outputs(&[
+                ("acquired", "false".into()),
+                ("waited-seconds", waited.as_secs().to_string()),
+            ])?;
+            log::warn(&format!(
+                "interrupted after waiting {}; no lock on {env} was taken",
+                human_std(waited)
+            ));
+            Ok(AcquireOutcome {
+                code: INTERRUPTED,
+                acquired: None,
+            })
+        }
+    }
+}
+
+/// "sandbox is locked by github build 42 … — https://…": the line an annotation shows.
+#[must_use]
+pub fn blocked_message(env: &str, lock: &LockView, timed_out: bool, waited: Duration) -> String {
+    let mut msg = if timed_out {
+        format!(
+            "gave up after waiting {} for {env}: still locked by {}",
+            human_std(waited),
+            lock.holder.describe()
+        )
+    } else {
+        format!(
+            "{env} is locked by {} (held {}, stale in {})",
+            lock.holder.describe(),
+            human(lock.age),
+            human(lock.expires_in)
+        )
+    };
+    let url = render::run_url(&lock.holder);
+    if !url.is_empty() {
+        msg.push_str(&format!(" — {url}"));
+    }
+    if let crate::record::Holder::Unknown { why } = &lock.holder {
+        msg.push_str(&format!(
+            "; the lock blob is not readable ({why}): inspect it, and if nobody holds it, \
+             `deploy-lock force-break {env} --reason ...`"
+        ));
+    }
+    if !timed_out {
+        msg.push_str(&format!(
+            ". Wait for it with `deploy-lock acquire {env} --wait`, or see `deploy-lock check {env}`"
+        ));
+    }
+    msg
+}
+
+pub fn release(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Result<i32> {
+    let me = cfg.identity(pipeline);
+    let p = cfg.platform;
+    let outcome = locker(cfg, store).release(env, &me)?;
+    let (state, code) = match &outcome {
+        Released::Released(holder) => {
+            if cfg.output == OutputFormat::Text {
+                println!(
+                    "Released the deployment lock on {env} (held by {}).",
+                    p.escape(&holder.describe())
+                );
+            }
+            ("released", ExitCode::Ok)
+        }
+        Released::Absent => {
+            log::warn(&format!(
+                "there is no lock on {env} to release; nothing to do"
+            ));
+            ("free", ExitCode::Ok)
+        }
+        Released::Refused(lock) => {
+            eprintln!(
+                "{}",
+                p.error_line(
+                    "Not released",
+                    &format!(
+                        "{env} is locked by {}, not by {pipeline} build {}: not released. \
+                         Break it only if you are sure with `deploy-lock force-break {env} --reason ...`{}",
+                        lock.holder.describe(),
+                        me.build_id,
+                        match render::run_url(&lock.holder) {
+                            "" => String::new(),
+                            url => format!(" — {url}"),
+                        }
+                    )
+                )
+            );
+            ("refused", ExitCode::Held)
+        }
+    };
+    if cfg.output == OutputFormat::Json {
+        let lock = match &outcome {
+            Released::Refused(l) => Some(&**l),
+            _ => None,
+        };
+        render::print_json(p, &render::lock_json(env, state, lock));
+    }
+    Ok(code.code())
+}
+
+pub fn wait(cfg: &Config, store: &dyn Store, env: &str, timeout: Duration) -> Result<i32> {
+    let p = cfg.platform;
+    let outcome = locker(cfg, store).wait_free(env, timeout)?;
+    let (state, code, lock, waited) = match outcome {
+        Waited::Free { waited } => ("free", ExitCode::Ok.code(), None, waited),
+        Waited::TimedOut { lock, waited } => {
+            eprintln!(
+                "{}",
+                p.error_line("Timed out", &blocked_message(env, &lock, true, waited))
+            );
+            ("timed-out", ExitCode::TimedOut.code(), Some(lock), waited)
+        }
+        Waited::Cancelled { waited } => ("interrupted", INTERRUPTED, None, waited),
+    };
+    p.set_outputs(&[("waited-seconds", waited.as_secs().to_string())])?;
+    if cfg.output == OutputFormat::Json {
+        let mut v = render::lock_json(env, state, lock.as_deref());
+        v["waited_seconds"] = json!(waited.as_secs());
+        render::print_json(p, &v);
+    } else if state == "free" {
+        println!("{env} is free (waited {})", human_std(waited));
+    }
+    Ok(code)
+}
+
+pub fn force_break(cfg: &Config, store: &dyn Store, env: &str, reason: &str) -> Result<i32> {
+    let p = cfg.platform;
+    let broken = locker(cfg, store).force_break(env)?;
+    let who = format!("{} build {}", cfg.default_pipeline, cfg.run.build_id);
+    match &broken {
+        Some(lock) => {
+            log::warn(&format!(
+                "broke the lock on {env} held by {} (held {}); by {who}, reason: {reason}",
+                lock.holder.describe(),
+                human(lock.age)
+            ));
+            if cfg.output == OutputFormat::Text {
+                println!(
+                    "Broke the deployment lock on {env}, held by {}.",
+                    p.escape(&lock.holder.describe())
+                );
+                for line in render::lock_lines(p, lock) {
+                    println!("{line}");
+                }
+            }
+        }
+        None => log::warn(&format!("there is no lock on {env} to break")),
+    }
+    if cfg.output == OutputFormat::Json {
+        let state = if broken.is_some() { "broken" } else { "free" };
+        let mut v = render::lock_json(env, state, broken.as_ref());
+        v["reason"] = json!(reason);
+        render::print_json(p, &v);
+    }
+    Ok(0)
+}
+
+pub fn status(cfg: &Config, store: &dyn Store) -> Result<i32> {
+    let p = cfg.platform;
+    let locks = locker(cfg, store).status()?;
+    if cfg.output == OutputFormat::Json {
+        let all: Vec<_> = locks
+            .iter()
+            .map(|(env, l)| {
+                render::lock_json(env, if l.is_stale() { "stale" } else { "held" }, Some(l))
+            })
+            .collect();
+        render::print_json(p, &json!(all));
+        return Ok(0);
+    }
+    if locks.is_empty() {
+        println!("No locks in {}.", p.escape(&store.describe()));
+        return Ok(0);
+    }
+    let rows: Vec<[String; 5]> = locks
+        .iter()
+        .map(|(env, l)| {
+            [
+                env.clone(),
+                if l.is_stale() { "stale" } else { "held" }.to_owned(),
+                p.escape(&l.holder.describe()),
+                human(l.age),
+                p.escape(render::run_url(&l.holder)),
+            ]
+        })
+        .collect();
+    let header = ["ENVIRONMENT", "STATE", "HOLDER", "AGE", "RUN"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!("{}", line(&header.map(String::from)));
+    for row in &rows {
+        println!("{}", line(row));
+    }
+    Ok(0)
+}

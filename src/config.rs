@@ -1,0 +1,453 @@
+//! Typed settings: the command line, the environment and the CI platform, validated once.
+//! Everything here is user input, so every error is a usage error (exit 2) that says what to do.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::azure::AzureSettings;
+use crate::ci::{self, Platform, RunInfo};
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::error::{Failure, Result};
+use crate::protocol::Identity;
+use crate::secret::Secret;
+
+pub const DEFAULT_CONTAINER: &str = "deployment-locks";
+pub const DEFAULT_TTL_MINUTES: f64 = 30.0;
+pub const DEFAULT_WAIT_MINUTES: f64 = 120.0;
+pub const DEFAULT_POLL_SECONDS: f64 = 30.0;
+/// Longest duration we accept anywhere: a week. Longer is a typo, and would overflow clocks.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Where the locks live.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    File(PathBuf),
+    Azure(Box<AzureSettings>),
+}
+
+/// The validated settings every command takes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub platform: Platform,
+    pub store: StoreChoice,
+    pub container: String,
+    pub ttl: Duration,
+    pub poll: Duration,
+    pub output: OutputFormat,
+    pub debug: bool,
+    pub run: RunInfo,
+    /// Pipeline type when the command names none.
+    pub default_pipeline: String,
+    pub token: Option<String>,
+}
+
+impl Config {
+    /// Builds the config from the global options (which clap already merged with their env vars).
+    pub fn from_args(args: &GlobalArgs, platform: Platform) -> Result<Self> {
+        Self::build(args, platform, &AzureInputs::default())
+    }
+
+    /// The same, with Azure credentials given directly (action and task inputs), which win over
+    /// the environment's.
+    pub fn build(args: &GlobalArgs, platform: Platform, inputs: &AzureInputs) -> Result<Self> {
+        let container = match &args.container {
+            Some(c) => validate_container(c)?,
+            None => DEFAULT_CONTAINER.to_owned(),
+        };
+        let ttl = match &args.ttl_minutes {
+            Some(v) => parse_minutes(v, "--ttl-minutes / LOCK_TIMEOUT_MINUTES")?,
+            None => minutes(DEFAULT_TTL_MINUTES),
+        };
+        if ttl < Duration::from_secs(1) {
+            return Err(Failure::usage(
+                "the lock ttl must be at least one second (--ttl-minutes / LOCK_TIMEOUT_MINUTES)",
+            ));
+        }
+        let poll = match &args.poll_seconds {
+            Some(v) => parse_duration(v, 1.0, "--poll-seconds / DEPLOY_LOCK_POLL_SECONDS")?,
+            None => Duration::from_secs_f64(DEFAULT_POLL_SECONDS),
+        };
+        if poll < Duration::from_millis(10) {
+            return Err(Failure::usage(
+                "the poll interval must be at least 0.01 seconds (--poll-seconds)",
+            ));
+        }
+        let mut run = platform.run_info();
+        if let Some(id) = &args.build_id {
+            run.build_id = validate_word(id, "build id (--build-id / DEPLOY_LOCK_BUILD_ID)", 200)?;
+        }
+        if let Some(job) = &args.job {
+            run.job = validate_word(job, "job (--job / DEPLOY_LOCK_JOB)", 200)?;
+        }
+        let token = match &args.token {
+            Some(t) => Some(validate_token(t)?),
+            None => None,
+        };
+        let store = choose_store(args, &container, platform, inputs)?;
+        Ok(Self {
+            platform,
+            store,
+            container,
+            ttl,
+            poll,
+            output: args.output.unwrap_or_default(),
+            debug: args.debug,
+            run,
+            default_pipeline: platform.pipeline().to_owned(),
+            token,
+        })
+    }
+
+    /// Our identity for ownership decisions, for a given pipeline type.
+    #[must_use]
+    pub fn identity(&self, pipeline: &str) -> Identity {
+        Identity {
+            pipeline: pipeline.to_owned(),
+            build_id: self.run.build_id.clone(),
+            job: self.run.job.clone(),
+            token: self.token.clone(),
+        }
+    }
+
+    /// The store's description for messages.
+    #[must_use]
+    pub fn store_label(&self) -> String {
+        match &self.store {
+            StoreChoice::File(p) => format!("file:{}", p.display()),
+            StoreChoice::Azure(_) => "Azure Blob Storage".into(),
+        }
+    }
+}
+
+/// Every secret the environment or options carry, to mask on CI before anything is printed.
+#[must_use]
+pub fn secrets_in_env(args: &GlobalArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in [
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_TOKEN",
+    ] {
+        if let Some(v) = ci::var(name) {
+            out.extend(secret_parts(&v));
+        }
+    }
+    if let Some(store) = &args.store
+        && let Some((_, query)) = store.split_once('?')
+    {
+        out.extend(secret_parts(query));
+    }
+    out
+}
+
+/// A secret and the parts of it that could be printed on their own: `AccountKey=…`,
+/// `SharedAccessSignature=…`, and a SAS's `sig=…`.
+#[must_use]
+pub fn secret_parts(value: &str) -> Vec<String> {
+    let mut out = vec![value.to_owned()];
+    for part in value.split([';', '&']) {
+        if let Some((name, v)) = part.split_once('=') {
+            let name = name.trim().to_ascii_lowercase();
+            if matches!(
+                name.as_str(),
+                "accountkey" | "sharedaccesssignature" | "sig"
+            ) {
+                out.push(v.trim().to_owned());
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// Azure credentials given as action or task inputs.
+#[derive(Debug, Clone, Default)]
+pub struct AzureInputs {
+    pub connection_string: Option<Secret>,
+    pub account: Option<String>,
+    pub account_key: Option<Secret>,
+    pub sas_token: Option<Secret>,
+}
+
+fn choose_store(
+    args: &GlobalArgs,
+    container: &str,
+    platform: Platform,
+    inputs: &AzureInputs,
+) -> Result<StoreChoice> {
+    let azure = AzureSettings {
+        store_url: None,
+        container: container.to_owned(),
+        connection_string: inputs
+            .connection_string
+            .clone()
+            .or_else(|| ci::var("AZURE_STORAGE_CONNECTION_STRING").map(Secret::new)),
+        account: inputs
+            .account
+            .clone()
+            .or_else(|| ci::var("AZURE_STORAGE_ACCOUNT")),
+        account_key: inputs
+            .account_key
+            .clone()
+            .or_else(|| ci::var("AZURE_STORAGE_KEY").map(Secret::new)),
+        sas_token: inputs
+            .sas_token
+            .clone()
+            .or_else(|| ci::var("AZURE_STORAGE_SAS_TOKEN").map(Secret::new)),
+        ca_file: args.ca_file.as_deref().map(PathBuf::from),
+    };
+    if let Some(url) = args
+        .store
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if let Some(path) = url.strip_prefix("file:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(Failure::usage(
+                    "--store file: needs a directory, e.g. --store file:/var/lib/deploy-lock",
+                ));
+            }
+            return Ok(StoreChoice::File(PathBuf::from(path)));
+        }
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("https://") || lower.starts_with("http://") {
+            return Ok(StoreChoice::Azure(Box::new(AzureSettings {
+                store_url: Some(url.to_owned()),
+                ..azure
+            })));
+        }
+        return Err(Failure::usage(format!(
+            "--store `{}` is not a store URL: use file:PATH for a local directory or \
+             https://ACCOUNT.blob.core.windows.net/CONTAINER for Azure Blob Storage",
+            platform.escape(&redact_query(url))
+        )));
+    }
+    if azure.is_configured() {
+        return Ok(StoreChoice::Azure(Box::new(azure)));
+    }
+    if platform.is_ci() {
+        return Err(Failure::usage(format!(
+            "no lock store is configured, and a local lock on a CI agent would lock nothing: \
+             set AZURE_STORAGE_ACCOUNT (with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN), \
+             AZURE_STORAGE_CONNECTION_STRING, or --store (DEPLOY_LOCK_STORE); \
+             on {} use the storage inputs of the deploy-lock step",
+            match platform {
+                Platform::GitHub => "GitHub Actions",
+                _ => "Azure DevOps",
+            }
+        )));
+    }
+    Ok(StoreChoice::File(default_local_dir()))
+}
+
+/// A URL without its query, which may hold a SAS.
+#[must_use]
+pub fn redact_query(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?(redacted)"),
+        None => url.to_owned(),
+    }
+}
+
+/// The per-user state directory for the local store.
+#[must_use]
+pub fn default_local_dir() -> PathBuf {
+    let home = || {
+        ci::var("HOME")
+            .or_else(|| ci::var("USERPROFILE"))
+            .map(PathBuf::from)
+    };
+    let base = if cfg!(windows) {
+        ci::var("LOCALAPPDATA")
+            .map(PathBuf::from)
+            .or_else(|| home().map(|h| h.join("AppData").join("Local")))
+    } else if cfg!(target_os = "macos") {
+        home().map(|h| h.join("Library").join("Application Support"))
+    } else {
+        ci::var("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| home().map(|h| h.join(".local").join("state")))
+    };
+    base.unwrap_or_else(std::env::temp_dir).join("deploy-lock")
+}
+
+fn minutes(m: f64) -> Duration {
+    Duration::from_secs_f64(m * 60.0)
+}
+
+/// Minutes, as the seed's variables are: `30`, `0.5`; or with a unit: `90s`, `5m`, `2h`.
+pub fn parse_minutes(text: &str, what: &str) -> Result<Duration> {
+    parse_duration(text, 60.0, what)
+}
+
+/// A duration in `unit_seconds` units unless it carries its own unit (`s`, `m`, `h`).
+pub fn parse_duration(text: &str, unit_seconds: f64, what: &str) -> Result<Duration> {
+    let t = text.trim();
+    let (number, scale) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1.0),
+        Some((i, 'm')) => (&t[..i], 60.0),
+        Some((i, 'h')) => (&t[..i], 3600.0),
+        _ => (t, unit_seconds),
+    };
+    let bad = || {
+        Failure::usage(format!(
+            "{what}: `{}` is not a duration; give a number of {} (fractions allowed) or a value \
+             with a unit such as 90s, 5m or 2h",
+            ci::escape_controls(text),
+            if (unit_seconds - 60.0).abs() < f64::EPSILON {
+                "minutes"
+            } else {
+                "seconds"
+            }
+        ))
+    };
+    let value: f64 = number.trim().parse().map_err(|_| bad())?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(bad());
+    }
+    let secs = value * scale;
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(Failure::usage(format!(
+            "{what}: `{}` is longer than a week; durations are at most 7 days",
+            ci::escape_controls(text)
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Environment names: 1–63 letters, digits, `-`, `_`, `.`; not `.` or `..`-only.
+pub fn validate_environment(name: &str) -> Result<String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let problem = if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 63 {
+        Some("is longer than 63 characters")
+    } else if !ok_chars {
+        Some("may contain only letters, digits, `-`, `_` and `.`")
+    } else if name.contains("..") || name.starts_with('.') || name.ends_with('.') {
+        Some("may not start or end with `.` or contain `..`")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(Failure::usage(format!(
+            "environment name `{}` {p}; use a name like `sandbox`, `prod-westeurope` or `staging_2`",
+            ci::escape_controls(name)
+        ))),
+        None => Ok(name.to_owned()),
+    }
+}
+
+/// Pipeline types: short lower-case words like `github`, `azdevops`, `local`.
+pub fn validate_pipeline(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(Failure::usage(format!(
+            "pipeline type `{}` must be 1–32 letters, digits, `-`, `_` or `.` \
+             (github, azdevops, local, …)",
+            ci::escape_controls(name)
+        )))
+    }
+}
+
+fn validate_container(name: &str) -> Result<String> {
+    // Azure's container rule: 3–63 lower-case letters, digits and single hyphens.
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(Failure::usage(format!(
+            "container name `{}` must be 3–63 lower-case letters, digits and single hyphens \
+             (Azure's rule), e.g. deployment-locks",
+            ci::escape_controls(name)
+        )))
+    }
+}
+
+fn validate_word(value: &str, what: &str, max: usize) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
+        return Err(Failure::usage(format!(
+            "{what} must be 1–{max} characters without line breaks or control characters"
+        )));
+    }
+    Ok(v.to_owned())
+}
+
+fn validate_token(value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.len() == 32 && v.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err(Failure::usage(
+            "--token / DEPLOY_LOCK_TOKEN must be the 32-character hex token printed by `acquire`",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let d = |s: &str| parse_minutes(s, "t").map_err(|e| e.to_string());
+        assert_eq!(d("30"), Ok(Duration::from_secs(1800)));
+        assert_eq!(d("0.05"), Ok(Duration::from_secs(3)));
+        assert_eq!(d("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(d("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "abc", "-1", "NaN", "inf", "1e400", "5d", "10081", "1 2"] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn environment_names() {
+        for good in ["sandbox", "prod-westeurope", "a", "x_1.2", &"a".repeat(63)] {
+            assert!(validate_environment(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            &"a".repeat(64),
+            "a/b",
+            "..",
+            "a..b",
+            ".hidden",
+            "tab\there",
+            "new\nline",
+            "space here",
+            "ümlaut",
+            "a?b",
+        ] {
+            assert!(validate_environment(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_split_out() {
+        let parts = secret_parts(
+            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=S3cr3t==;EndpointSuffix=x",
+        );
+        assert!(parts.contains(&"S3cr3t==".to_owned()));
+        let sas = secret_parts("sv=2022-11-02&sp=r&sig=abc%2Bdef");
+        assert!(sas.contains(&"abc%2Bdef".to_owned()));
+    }
+}

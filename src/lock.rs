@@ -1,0 +1,449 @@
+//! The lock operations over a store: acquire, release, check, wait, force-break, status.
+//! Decisions come from `protocol`; this module does the requests and the waiting.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+
+use crate::protocol::{
+    self, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
+};
+use crate::record::{Holder, LockRecord, SCHEMA};
+use crate::store::{Store, StoreError};
+
+/// Blob names the seed script uses, so both can run side by side.
+pub const KEY_PREFIX: &str = "deployment-lock-";
+
+/// Set by the signal handler; waits stop and a lock taken meanwhile is given back.
+pub static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+#[must_use]
+pub fn key(environment: &str) -> String {
+    format!("{KEY_PREFIX}{environment}")
+}
+
+#[must_use]
+pub fn cancelled() -> bool {
+    CANCELLED.load(Ordering::SeqCst)
+}
+
+/// What a new acquisition writes beside the identity.
+#[derive(Debug, Clone, Default)]
+pub struct Holding {
+    pub attempt: String,
+    pub run_url: String,
+    pub repository: String,
+    pub git_ref: String,
+    pub commit: String,
+    pub actor: String,
+    pub host: String,
+    pub reason: String,
+}
+
+/// The lock service for one store.
+pub struct Locker<'a> {
+    pub store: &'a dyn Store,
+    /// Applies to records that carry no ttl (the seed's, unknown ones) and to new acquisitions.
+    pub ttl: Duration,
+    pub poll: Duration,
+}
+
+#[derive(Debug)]
+pub enum Acquired {
+    /// We hold the lock now.
+    Taken {
+        record: LockRecord,
+        /// It was already ours (same token, or same run and job): refreshed in place.
+        reentrant: bool,
+        /// A stale holder we took over from.
+        stolen_from: Option<Holder>,
+        waited: Duration,
+    },
+    /// Held by someone else (and we did not wait, or the wait ran out).
+    Blocked {
+        lock: Box<LockView>,
+        waited: Duration,
+        timed_out: bool,
+    },
+    /// A signal arrived while waiting; nothing is held.
+    Cancelled { waited: Duration },
+}
+
+#[derive(Debug)]
+pub enum Released {
+    Released(Holder),
+    Absent,
+    Refused(Box<LockView>),
+}
+
+#[derive(Debug)]
+pub enum Waited {
+    Free {
+        waited: Duration,
+    },
+    TimedOut {
+        lock: Box<LockView>,
+        waited: Duration,
+    },
+    Cancelled {
+        waited: Duration,
+    },
+}
+
+#[derive(Debug)]
+pub enum Renewed {
+    Renewed(LockView),
+    Lost(Option<Box<LockView>>),
+}
+
+/// A fresh 128-bit token from the operating system's random source.
+pub fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read the system's random source: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Locker<'_> {
+    fn ttl_chrono(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Reads and judges the lock of `environment`.
+    pub fn read(&self, environment: &str) -> Result<Option<LockView>, StoreError> {
+        let read = self.store.get(&key(environment))?;
+        Ok(read
+            .blob
+            .map(|b| LockView::new(&b, read.now, self.ttl_chrono())))
+    }
+
+    /// Takes the lock, re-entrant for our own run and job; waits up to `wait` when given.
+    ///
+    /// The first request is the conditional create, so an uncontended acquire costs one request.
+    /// Every later write is conditional on the version just read.
+    pub fn acquire(
+        &self,
+        environment: &str,
+        me: &Identity,
+        holding: &Holding,
+        wait: Option<Duration>,
+    ) -> anyhow::Result<Acquired> {
+        let started = Instant::now();
+        let token = match &me.token {
+            Some(t) => t.clone(),
+            None => new_token()?,
+        };
+        // Our own token identifies a create that succeeded although its answer was lost.
+        let me = Identity {
+            token: Some(token.clone()),
+            ..me.clone()
+        };
+        let key = key(environment);
+        let mut lock: Option<Option<LockView>> = None;
+        loop {
+            if cancelled() {
+                return Ok(Acquired::Cancelled {
+                    waited: started.elapsed(),
+                });
+            }
+            let step = match &lock {
+                None => AcquireStep::Create,
+                Some(current) => acquire_step(current.as_ref(), &me),
+            };
+            let (result, reentrant, stolen_from, record) = match step {
+                AcquireStep::Create => {
+                    let record = self.new_record(environment, &me, holding, &token);
+                    let r = self
+                        .store
+                        .create(&key, &record.to_bytes(), &record.metadata());
+                    (r, false, None, record)
+                }
+                AcquireStep::Refresh { etag } => {
+                    let current = lock.as_ref().and_then(Option::as_ref);
+                    let record = self.refreshed_record(environment, &me, holding, current);
+                    let r = self
+                        .store
+                        .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
+                    (r, true, None, record)
+                }
+                AcquireStep::Steal { etag } => {
+                    let previous = lock
+                        .as_ref()
+                        .and_then(Option::as_ref)
+                        .map(|l| l.holder.clone());
+                    let record = self.new_record(environment, &me, holding, &token);
+                    let r = self
+                        .store
+                        .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
+                    (r, false, previous, record)
+                }
+                AcquireStep::Blocked => {
+                    let current = lock.and_then(|l| l).map(Box::new);
+                    let Some(current) = current else {
+                        return Err(anyhow::anyhow!("internal error: blocked without a lock"));
+                    };
+                    let remaining = wait.and_then(|w| w.checked_sub(started.elapsed()));
+                    match remaining {
+                        Some(left) if !left.is_zero() => {
+                            if !self.pause(left) {
+                                return Ok(Acquired::Cancelled {
+                                    waited: started.elapsed(),
+                                });
+                            }
+                            lock = Some(self.read(environment)?);
+                            continue;
+                        }
+                        _ => {
+                            return Ok(Acquired::Blocked {
+                                lock: current,
+                                waited: started.elapsed(),
+                                timed_out: wait.is_some(),
+                            });
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok(_) => {
+                    return Ok(Acquired::Taken {
+                        record,
+                        reentrant,
+                        stolen_from,
+                        waited: started.elapsed(),
+                    });
+                }
+                // Lost a race, or our earlier attempt may have landed: read again and decide.
+                Err(StoreError::Conflict | StoreError::NotFound(_)) => {
+                    lock = Some(self.read(environment)?);
+                }
+                // The write may or may not have reached the store. Only our token can tell.
+                Err(StoreError::Transient(msg)) => {
+                    let current = self.read(environment).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{msg}; and reading the lock back to see whether the acquire landed \
+                             failed too: {e}. If it landed, it expires after the ttl; free it \
+                             sooner with `deploy-lock release {environment} --token {token}`"
+                        )
+                    })?;
+                    lock = Some(current);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sleeps one jittered poll interval (at most `left`); false when cancelled meanwhile.
+    fn pause(&self, left: Duration) -> bool {
+        let interval = jitter(self.poll).min(left);
+        sleep_unless_cancelled(interval)
+    }
+
+    fn new_record(
+        &self,
+        environment: &str,
+        me: &Identity,
+        holding: &Holding,
+        token: &str,
+    ) -> LockRecord {
+        LockRecord {
+            schema: SCHEMA,
+            environment: environment.to_owned(),
+            pipeline: me.pipeline.clone(),
+            build_id: me.build_id.clone(),
+            job: me.job.clone(),
+            attempt: holding.attempt.clone(),
+            token: token.to_owned(),
+            acquired_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            ttl_seconds: self.ttl.as_secs().max(1),
+            fence: None,
+            run_url: holding.run_url.clone(),
+            repository: holding.repository.clone(),
+            git_ref: holding.git_ref.clone(),
+            commit: holding.commit.clone(),
+            actor: holding.actor.clone(),
+            reason: holding.reason.clone(),
+            host: holding.host.clone(),
+        }
+    }
+
+    /// A re-entrant acquire keeps the acquisition's token and start, and takes the new ttl and
+    /// reason. A seed-format lock of ours is upgraded to a full record.
+    fn refreshed_record(
+        &self,
+        environment: &str,
+        me: &Identity,
+        holding: &Holding,
+        current: Option<&LockView>,
+    ) -> LockRecord {
+        let token = me.token.clone().unwrap_or_default();
+        let mut record = self.new_record(environment, me, holding, &token);
+        if let Some(old) = current.and_then(|l| l.holder.record()) {
+            record.token.clone_from(&old.token);
+            record.acquired_at.clone_from(&old.acquired_at);
+            record.fence = old.fence;
+            if record.reason.is_empty() {
+                record.reason.clone_from(&old.reason);
+            }
+        }
+        record
+    }
+
+    /// Releases our lock: by token when we have one, else any lock of our run.
+    pub fn release(&self, environment: &str, me: &Identity) -> anyhow::Result<Released> {
+        let key = key(environment);
+        // A lock refreshed by ourselves between read and delete moves the version; a few rounds
+        // settle it, and anything else is a real conflict.
+        for _ in 0..5 {
+            let lock = self.read(environment)?;
+            match release_step(lock.as_ref(), me) {
+                ReleaseStep::Absent => return Ok(Released::Absent),
+                ReleaseStep::Refuse => {
+                    return Ok(lock.map_or(Released::Absent, |l| Released::Refused(Box::new(l))));
+                }
+                ReleaseStep::Delete { etag } => match self.store.delete(&key, &etag) {
+                    Ok(()) => {
+                        let holder =
+                            lock.map_or(Holder::Unknown { why: String::new() }, |l| l.holder);
+                        return Ok(Released::Released(holder));
+                    }
+                    Err(StoreError::NotFound(_)) => return Ok(Released::Absent),
+                    Err(StoreError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                },
+            }
+        }
+        Err(anyhow::anyhow!(
+            "the lock on {environment} kept changing while we released it; check who holds it \
+             with `deploy-lock check {environment}`"
+        ))
+    }
+
+    /// Extends our lock: rewrites it conditional on its version, which moves `Last-Modified`.
+    pub fn renew(&self, environment: &str, me: &Identity) -> anyhow::Result<Renewed> {
+        let key = key(environment);
+        let lock = self.read(environment)?;
+        match protocol::renew_step(lock.as_ref(), me) {
+            RenewStep::Lost => Ok(Renewed::Lost(lock.map(Box::new))),
+            RenewStep::Rewrite { etag } => {
+                let Some(view) = lock else {
+                    return Ok(Renewed::Lost(None));
+                };
+                let mut record = match view.holder.record() {
+                    Some(r) => r.clone(),
+                    None => return Ok(Renewed::Lost(Some(Box::new(view)))),
+                };
+                record.ttl_seconds = self.ttl.as_secs().max(1);
+                match self
+                    .store
+                    .replace(&key, &record.to_bytes(), &record.metadata(), &etag)
+                {
+                    Ok(w) => Ok(Renewed::Renewed(LockView {
+                        last_modified: w.last_modified,
+                        now: w.now,
+                        expires_in: chrono::Duration::from_std(self.ttl)
+                            .unwrap_or(chrono::Duration::MAX),
+                        ttl: chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX),
+                        etag: w.etag,
+                        ..view
+                    })),
+                    Err(StoreError::Conflict | StoreError::NotFound(_)) => {
+                        Ok(Renewed::Lost(self.read(environment)?.map(Box::new)))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Waits until the lock is free (or stale), up to `timeout`.
+    pub fn wait_free(&self, environment: &str, timeout: Duration) -> anyhow::Result<Waited> {
+        let started = Instant::now();
+        loop {
+            let lock = match self.read(environment)? {
+                Some(l) if !l.is_stale() => l,
+                _ => {
+                    return Ok(Waited::Free {
+                        waited: started.elapsed(),
+                    });
+                }
+            };
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Ok(Waited::TimedOut {
+                    lock: Box::new(lock),
+                    waited: started.elapsed(),
+                });
+            }
+            if !self.pause(left) {
+                return Ok(Waited::Cancelled {
+                    waited: started.elapsed(),
+                });
+            }
+        }
+    }
+
+    /// Deletes the lock whoever holds it, conditional on the version read (so a lock taken
+    /// between our read and delete is not broken by accident).
+    pub fn force_break(&self, environment: &str) -> anyhow::Result<Option<LockView>> {
+        let key = key(environment);
+        for _ in 0..5 {
+            let Some(lock) = self.read(environment)? else {
+                return Ok(None);
+            };
+            match self.store.delete(&key, &lock.etag) {
+                Ok(()) => return Ok(Some(lock)),
+                Err(StoreError::NotFound(_)) => return Ok(None),
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(anyhow::anyhow!(
+            "the lock on {environment} kept changing while we tried to break it; someone is \
+             actively using it: check it with `deploy-lock check {environment}`"
+        ))
+    }
+
+    /// Every lock in the store.
+    pub fn status(&self) -> anyhow::Result<Vec<(String, LockView)>> {
+        let listing = self.store.list(KEY_PREFIX)?;
+        let mut out = Vec::new();
+        for entry in listing.entries {
+            let Some(env) = entry.key.strip_prefix(KEY_PREFIX) else {
+                continue;
+            };
+            // Read whole: the record's ttl and a seed-format body are not in the listing.
+            if let Some(view) = self.read(env)? {
+                out.push((env.to_owned(), view));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// ±20% so that many waiters do not poll in lock-step.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = if getrandom::getrandom(&mut b).is_ok() {
+        f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+    } else {
+        0.5
+    };
+    d.mul_f64(0.8 + 0.4 * r)
+}
+
+/// Sleeps in short slices so a signal is noticed quickly; false when cancelled.
+pub fn sleep_unless_cancelled(total: Duration) -> bool {
+    let until = Instant::now() + total;
+    loop {
+        if cancelled() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
