@@ -1,8 +1,14 @@
 //! Azure Blob Storage: settings, request signing and the REST client behind `store::azure`.
 
+pub mod client;
+pub mod conn;
+pub mod signer;
+
 use std::path::PathBuf;
 
+use crate::error::Failure;
 use crate::secret::Secret;
+use crate::store::azure::AzureStore;
 
 /// Everything the Azure store may be configured with, from options, action/task inputs or the
 /// Azure CLI-style environment variables. Secrets stay `Secret` so they can never be printed.
@@ -30,6 +36,28 @@ impl AzureSettings {
         self.store_url.is_some()
             || self.connection_string.is_some()
             || self.account.is_some()
+            || self.account_key.is_some()
             || self.sas_token.is_some()
     }
+}
+
+/// Opens the Azure store the settings describe. Nothing is sent: a bad URL, connection string,
+/// key or CA file is a usage error that says what to change.
+pub fn open(settings: &AzureSettings) -> Result<AzureStore, Failure> {
+    let target = conn::resolve(settings).map_err(Failure::usage)?;
+    let client = client::Client::new(
+        target.endpoint,
+        target.credential,
+        settings.ca_file.as_deref(),
+        client::RetryPolicy::default(),
+    )
+    .map_err(Failure::usage)?;
+    Ok(AzureStore::new(client, target.container))
+}
+
+/// Every secret value in the settings (whole and in the parts that may be printed alone), for the
+/// CI platform to mask before anything else is printed.
+#[must_use]
+pub fn secrets(settings: &AzureSettings) -> Vec<String> {
+    conn::secrets(settings)
 }

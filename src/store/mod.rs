@@ -3,6 +3,7 @@
 //! Every store implements the same small contract so the lock protocol never needs to know where the
 //! lock lives. Writes that depend on what was read are conditional on the version (ETag) that was read.
 
+pub mod azure;
 pub mod file;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,540 @@
+//! The HTTP side of the Azure store: one blocking `ureq` agent, signed requests, bounded retries.
+//!
+//! HTTP statuses come back as outcomes (a 409 or 412 is an answer the lock protocol needs, not a
+//! failure); only transport problems are errors. Requests that may succeed on a second try (408,
+//! 429, 500, 502, 503, 504, resets, timeouts) are retried with exponential backoff and jitter,
+//! honouring `Retry-After`, keeping one `x-ms-client-request-id` so the attempts can be traced as
+//! one operation on the server side.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+use chrono::Utc;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use super::conn::{Credential, Endpoint};
+use super::signer::{self, Signable};
+use crate::log;
+
+/// Pinned service version: accepted by Azure and by Azurite 3.37 without `--skipApiVersionCheck`.
+pub const API_VERSION: &str = "2025-01-05";
+
+/// Largest response body read (an audit log of 50,000 appended lines fits).
+const MAX_BODY: u64 = 64 * 1024 * 1024;
+
+/// How long and how often to try.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included.
+    pub attempts: u32,
+    /// Backoff before the second attempt; doubles each time.
+    pub base: Duration,
+    /// Longest wait between attempts, also the most a `Retry-After` is honoured.
+    pub max_delay: Duration,
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (connect, send, receive) of one attempt.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            base: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether an HTTP status is worth another attempt.
+#[must_use]
+pub fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Whether a transport error is worth another attempt. Configuration mistakes (a bad URL, a TLS
+/// certificate that does not verify) fail the same way every time.
+#[must_use]
+pub fn retryable_error(error: &ureq::Error) -> bool {
+    !matches!(
+        error,
+        ureq::Error::BadUri(_)
+            | ureq::Error::Http(_)
+            | ureq::Error::InvalidProxyUrl
+            | ureq::Error::Tls(_)
+            | ureq::Error::Pem(_)
+            | ureq::Error::Rustls(_)
+            | ureq::Error::BodyExceedsLimit(_)
+            | ureq::Error::TooManyRedirects
+            | ureq::Error::RedirectFailed
+    )
+}
+
+/// The wait before attempt `attempt + 1` (`attempt` ≥ 1): exponential backoff with "equal jitter"
+/// (half fixed, half random from `random`), raised to the server's `Retry-After` seconds, both
+/// capped at `max_delay`.
+#[must_use]
+pub fn retry_delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    retry_after: Option<&str>,
+    random: u32,
+) -> Duration {
+    let exp = policy
+        .base
+        .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16))
+        .min(policy.max_delay);
+    let half = exp / 2;
+    let jitter = half.mul_f64(f64::from(random) / f64::from(u32::MAX));
+    let backoff = half + jitter;
+    let asked = retry_after
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or_default();
+    backoff.max(asked).min(policy.max_delay)
+}
+
+fn random_u32() -> u32 {
+    let mut buf = [0u8; 4];
+    // Without OS randomness the jitter is merely zero; the backoff still bounds the retries.
+    let _ = getrandom::getrandom(&mut buf);
+    u32::from_le_bytes(buf)
+}
+
+fn request_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::getrandom(&mut b);
+    // Version 4 UUID layout, the form Azure's tooling prints.
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex = b.iter().fold(String::with_capacity(32), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    });
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// One request, before signing.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub method: &'static str,
+    /// The path below the account, unencoded: `/container` or `/container/blob`.
+    pub resource: String,
+    /// Query parameters, names lower-case, values unencoded.
+    pub query: Vec<(String, String)>,
+    /// Headers besides the ones every request carries.
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    #[must_use]
+    pub fn new(method: &'static str, resource: String) -> Self {
+        Self {
+            method,
+            resource,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: &[],
+        }
+    }
+
+    #[must_use]
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        self.query.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    #[must_use]
+    pub fn body(mut self, body: &'a [u8]) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Names lower-case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Attempts it took (for messages).
+    pub attempts: u32,
+}
+
+impl Response {
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The service's error code, from `x-ms-error-code` or the XML body.
+    #[must_use]
+    pub fn error_code(&self) -> String {
+        self.header("x-ms-error-code")
+            .map(str::to_owned)
+            .or_else(|| xml_text(&String::from_utf8_lossy(&self.body), "Code"))
+            .unwrap_or_default()
+    }
+
+    /// The first line of the service's error message (the rest is request id and time).
+    #[must_use]
+    pub fn error_message(&self) -> String {
+        xml_text(&String::from_utf8_lossy(&self.body), "Message")
+            .and_then(|m| m.lines().next().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// The decoded text of the first `<tag>…</tag>` in `xml`.
+#[must_use]
+pub fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(xml_unescape(&xml[start..end]))
+}
+
+/// Replaces the five XML entities and numeric character references.
+#[must_use]
+pub fn xml_unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let Some(end) = rest.find(';').filter(|&e| e <= 10) else {
+            out.push('&');
+            rest = &rest[1..];
+            continue;
+        };
+        let entity = &rest[1..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .or_else(|| entity.strip_prefix("#X"))
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        if let Some(c) = decoded {
+            out.push(c);
+            rest = &rest[end + 1..];
+        } else {
+            out.push('&');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Why no response came back, after every attempt.
+#[derive(Debug)]
+pub struct TransportError {
+    /// What failed, for people; never contains a secret.
+    pub message: String,
+    /// The last failure was a name lookup or a refused connection.
+    pub unreachable: bool,
+    /// The request may have been retried (so may have reached the server).
+    pub retryable: bool,
+}
+
+/// A signed-request client for one account.
+pub struct Client {
+    agent: ureq::Agent,
+    endpoint: Endpoint,
+    credential: Credential,
+    policy: RetryPolicy,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads every certificate of a PEM file, for trusting beside the usual roots.
+fn read_pem_certs(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let pem =
+        fs::read(path).map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(format!(
+                    "the CA file {} is not valid PEM: {e}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(certs)
+}
+
+/// The operating system's CA bundle, where one is at a well-known place. `RootCerts` takes
+/// certificates, not the trust anchors ureq's built-in roots are compiled into, so an extra CA is
+/// trusted beside the system's roots.
+fn system_roots() -> Vec<Certificate<'static>> {
+    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+        candidates.push(file.into());
+    }
+    for path in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ] {
+        candidates.push(path.into());
+    }
+    candidates
+        .iter()
+        .find_map(|p| read_pem_certs(p).ok().filter(|c| !c.is_empty()))
+        .unwrap_or_default()
+}
+
+impl Client {
+    /// A client; `ca_file` adds trusted roots (PEM). Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/
+    /// `ALL_PROXY` with `NO_PROXY`, as ureq reads them.
+    pub fn new(
+        endpoint: Endpoint,
+        credential: Credential,
+        ca_file: Option<&Path>,
+        policy: RetryPolicy,
+    ) -> Result<Self, String> {
+        let mut tls = TlsConfig::builder();
+        if let Some(path) = ca_file {
+            let mut roots = read_pem_certs(path)?;
+            if roots.is_empty() {
+                return Err(format!(
+                    "the CA file {} holds no certificate (expected PEM `BEGIN CERTIFICATE`)",
+                    path.display()
+                ));
+            }
+            roots.extend(system_roots());
+            tls = tls.root_certs(RootCerts::new_with_certs(&roots));
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            // A redirect would carry the signed headers somewhere else; the service never sends one.
+            .max_redirects(0)
+            .timeout_connect(Some(policy.connect_timeout))
+            .timeout_global(Some(policy.request_timeout))
+            .user_agent(concat!("deploy-lock/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls.build())
+            .build();
+        Ok(Self {
+            agent: config.new_agent(),
+            endpoint,
+            credential,
+            policy,
+        })
+    }
+
+    #[must_use]
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    #[must_use]
+    pub fn uses_sas(&self) -> bool {
+        matches!(self.credential, Credential::Sas(_))
+    }
+
+    /// Sends a request, retrying what is worth retrying. Any HTTP status is `Ok`.
+    pub fn send(&self, request: &Request<'_>) -> Result<Response, TransportError> {
+        let client_id = request_id();
+        let path = format!(
+            "{}{}",
+            self.endpoint.base_path,
+            signer::encode_path(&request.resource)
+        );
+        let own_query: Vec<String> = request
+            .query
+            .iter()
+            .map(|(n, v)| format!("{n}={}", signer::encode_query(v)))
+            .collect();
+        let own_query = own_query.join("&");
+        let shown = if own_query.is_empty() {
+            path.clone()
+        } else {
+            format!("{path}?{own_query}")
+        };
+        let mut query = own_query.clone();
+        if let Credential::Sas(sas) = &self.credential {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(sas.expose());
+        }
+        let url = if query.is_empty() {
+            format!(
+                "{}://{}{path}",
+                self.endpoint.scheme, self.endpoint.authority
+            )
+        } else {
+            format!(
+                "{}://{}{path}?{query}",
+                self.endpoint.scheme, self.endpoint.authority
+            )
+        };
+
+        let mut attempt = 1;
+        loop {
+            let result = self.attempt(request, &url, &path, &client_id);
+            let (retry, retry_after) = match &result {
+                Ok(resp) => {
+                    log::debug(&format!(
+                        "{} {shown} -> {} (request id {client_id}, attempt {attempt})",
+                        request.method, resp.status
+                    ));
+                    (
+                        retryable_status(resp.status),
+                        resp.header("retry-after").map(str::to_owned),
+                    )
+                }
+                Err(e) => {
+                    log::debug(&format!(
+                        "{} {shown} -> {} (request id {client_id}, attempt {attempt})",
+                        request.method, e.message
+                    ));
+                    (e.retryable, None)
+                }
+            };
+            if !retry || attempt >= self.policy.attempts {
+                return result.map(|mut r| {
+                    r.attempts = attempt;
+                    r
+                });
+            }
+            let delay = retry_delay(&self.policy, attempt, retry_after.as_deref(), random_u32());
+            log::debug(&format!("retrying in {} ms", delay.as_millis()));
+            thread::sleep(delay);
+            attempt += 1;
+        }
+    }
+
+    fn attempt(
+        &self,
+        request: &Request<'_>,
+        url: &str,
+        path: &str,
+        client_id: &str,
+    ) -> Result<Response, TransportError> {
+        let mut headers = request.headers.clone();
+        headers.push(("x-ms-version".to_owned(), API_VERSION.to_owned()));
+        // Signed per attempt: the service rejects a date more than 15 minutes old.
+        headers.push((
+            "x-ms-date".to_owned(),
+            Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        ));
+        headers.push(("x-ms-client-request-id".to_owned(), client_id.to_owned()));
+        if let Credential::SharedKey(key) = &self.credential {
+            // ureq sends Content-Length itself from the body; the signature must cover it.
+            let mut signed = headers.clone();
+            signed.push(("content-length".to_owned(), request.body.len().to_string()));
+            let auth = signer::authorization(
+                &self.endpoint.account,
+                key,
+                &Signable {
+                    method: request.method,
+                    path,
+                    query: &request.query,
+                    headers: &signed,
+                },
+            );
+            headers.push(("authorization".to_owned(), auth));
+        }
+
+        let mut builder = ureq::http::Request::builder()
+            .method(request.method)
+            .uri(url);
+        for (name, value) in &headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let http_request = builder.body(request.body).map_err(|e| TransportError {
+            message: format!("cannot build the request: {e}"),
+            unreachable: false,
+            retryable: false,
+        })?;
+
+        let transport = |e: &ureq::Error| TransportError {
+            message: describe_error(e),
+            unreachable: matches!(e, ureq::Error::HostNotFound | ureq::Error::ConnectionFailed)
+                || matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
+            retryable: retryable_error(e),
+        };
+        let mut response = self.agent.run(http_request).map_err(|e| transport(&e))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| transport(&e))?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+            attempts: 1,
+        })
+    }
+}
+
+/// A transport error for people. ureq's messages never include the request URL's query.
+fn describe_error(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::HostNotFound => "the host name was not found (DNS)".to_owned(),
+        ureq::Error::ConnectionFailed => "the connection failed".to_owned(),
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
+            format!(
+                "TLS failed ({error}); for a proxy or emulator with its own certificate, pass --ca-file"
+            )
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,499 @@
+//! Where the container is and how to authenticate to it: connection strings, container URLs and
+//! the Azure CLI-style account variables, resolved into one [`Target`].
+//!
+//! Messages never repeat a secret value: they name the part that is wrong and what to do.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::AzureSettings;
+use crate::secret::Secret;
+
+/// The container used when none is configured (the seed script's).
+pub const DEFAULT_CONTAINER: &str = "deployment-locks";
+
+/// Azurite's well-known development account (published in Microsoft's documentation).
+pub const DEV_ACCOUNT: &str = "devstoreaccount1";
+pub const DEV_ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const DEV_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
+
+/// How requests are authorized.
+#[derive(Clone)]
+pub enum Credential {
+    /// Shared Key: the decoded account key.
+    SharedKey(Vec<u8>),
+    /// A SAS token: the query string without the leading `?`, sent verbatim.
+    Sas(Secret),
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SharedKey(_) => f.write_str("SharedKey(redacted)"),
+            Self::Sas(_) => f.write_str("Sas(redacted)"),
+        }
+    }
+}
+
+/// The blob service of one account: `scheme://authority` plus a base path (the account name for
+/// path-style endpoints such as Azurite's, empty for `ACCOUNT.blob.core.windows.net`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub scheme: String,
+    pub authority: String,
+    pub base_path: String,
+    pub account: String,
+}
+
+impl Endpoint {
+    /// `scheme://authority/base`, for messages; never carries a query.
+    #[must_use]
+    pub fn origin(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+
+    /// Whether the host is this machine (an emulator), which allows plain http without a warning.
+    #[must_use]
+    pub fn is_loopback(&self) -> bool {
+        let host = host_of(&self.authority);
+        host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// Everything needed to talk to the container.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub endpoint: Endpoint,
+    pub container: String,
+    pub credential: Credential,
+}
+
+/// The parts of a connection string that matter for blobs.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionString {
+    pub development: bool,
+    pub protocol: Option<String>,
+    pub account_name: Option<String>,
+    pub account_key: Option<Secret>,
+    pub blob_endpoint: Option<String>,
+    pub endpoint_suffix: Option<String>,
+    pub sas: Option<Secret>,
+}
+
+/// Parses `Name=value;Name=value;…` (names case-insensitive, values may contain `=`).
+pub fn parse_connection_string(text: &str) -> Result<ConnectionString, String> {
+    let mut cs = ConnectionString::default();
+    let mut seen_any = false;
+    for part in text.trim().split(';') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let Some((name, value)) = part.split_once('=') else {
+            return Err(
+                "the storage connection string has a part without `=`; expected \
+                 `Name=value;Name=value;…` as shown by `az storage account show-connection-string`"
+                    .to_owned(),
+            );
+        };
+        let name = name.trim();
+        let value = value.trim();
+        seen_any = true;
+        match name.to_ascii_lowercase().as_str() {
+            "usedevelopmentstorage" => {
+                cs.development = value.eq_ignore_ascii_case("true");
+                if !cs.development && !value.eq_ignore_ascii_case("false") {
+                    return Err(
+                        "UseDevelopmentStorage in the storage connection string must be \
+                                `true` or `false`"
+                            .to_owned(),
+                    );
+                }
+            }
+            "defaultendpointsprotocol" => {
+                let protocol = value.to_ascii_lowercase();
+                if protocol != "http" && protocol != "https" {
+                    return Err(format!(
+                        "DefaultEndpointsProtocol in the storage connection string is `{value}`; \
+                         use `https` (or `http` for an emulator)"
+                    ));
+                }
+                cs.protocol = Some(protocol);
+            }
+            "accountname" => cs.account_name = Some(value.to_owned()),
+            "accountkey" => cs.account_key = Some(Secret::new(value)),
+            "blobendpoint" => cs.blob_endpoint = Some(value.trim_end_matches('/').to_owned()),
+            "endpointsuffix" => cs.endpoint_suffix = Some(value.to_owned()),
+            "sharedaccesssignature" => {
+                cs.sas = Some(Secret::new(value.trim_start_matches('?')));
+            }
+            // Queue, table and file endpoints and other settings do not concern blobs.
+            _ => {}
+        }
+    }
+    if !seen_any {
+        return Err("the storage connection string is empty".to_owned());
+    }
+    Ok(cs)
+}
+
+fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+fn is_path_style_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok()
+}
+
+/// A parsed `http(s)://authority/path?query`.
+struct Url<'a> {
+    scheme: String,
+    authority: &'a str,
+    segments: Vec<&'a str>,
+    query: Option<&'a str>,
+}
+
+fn parse_url<'a>(url: &'a str, what: &str) -> Result<Url<'a>, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "{what} must start with `https://` (or `http://` for an emulator)"
+        ));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "{what} must start with `https://` (or `http://` for an emulator)"
+        ));
+    }
+    if rest.contains('#') {
+        return Err(format!("{what} must not contain a `#` fragment"));
+    }
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q).filter(|q| !q.is_empty())),
+        None => (rest, None),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    if authority.is_empty() || host_of(authority).is_empty() {
+        return Err(format!("{what} has no host name"));
+    }
+    if authority.contains('@') {
+        return Err(format!("{what} must not contain a user name or password"));
+    }
+    let segments = path.split('/').filter(|s| !s.is_empty()).collect();
+    Ok(Url {
+        scheme,
+        authority,
+        segments,
+        query,
+    })
+}
+
+/// The account's blob endpoint from a URL that may be path-style (`http://127.0.0.1:10000/ACCOUNT`)
+/// or account-style (`https://ACCOUNT.blob.core.windows.net`), and the path segments after it.
+fn endpoint_of<'a>(url: &Url<'a>, what: &str) -> Result<(Endpoint, Vec<&'a str>), String> {
+    let host = host_of(url.authority);
+    if is_path_style_host(host) {
+        let Some((account, rest)) = url.segments.split_first() else {
+            return Err(format!(
+                "{what} uses an IP address or localhost, so its path must start with the account \
+                 name, e.g. `http://127.0.0.1:10000/devstoreaccount1/deployment-locks`"
+            ));
+        };
+        check_account(account)?;
+        Ok((
+            Endpoint {
+                scheme: url.scheme.clone(),
+                authority: url.authority.to_ascii_lowercase(),
+                base_path: format!("/{account}"),
+                account: (*account).to_owned(),
+            },
+            rest.to_vec(),
+        ))
+    } else {
+        let account = host.split('.').next().unwrap_or(host).to_ascii_lowercase();
+        check_account(&account)?;
+        Ok((
+            Endpoint {
+                scheme: url.scheme.clone(),
+                authority: url.authority.to_ascii_lowercase(),
+                base_path: String::new(),
+                account,
+            },
+            url.segments.clone(),
+        ))
+    }
+}
+
+fn check_account(account: &str) -> Result<(), String> {
+    let valid = (3..=24).contains(&account.len())
+        && account
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{account}` is not a storage account name (3-24 lower-case letters and digits)"
+        ))
+    }
+}
+
+/// Container names: 3-63 characters of lower-case letters, digits and single hyphens, starting
+/// and ending with a letter or digit.
+pub fn check_container(name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let valid = (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+        && !name.contains("--");
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid container name: use 3-63 lower-case letters, digits and \
+             single hyphens, starting and ending with a letter or digit"
+        ))
+    }
+}
+
+fn decode_key(key: &Secret, source: &str) -> Result<Credential, String> {
+    match BASE64.decode(key.expose().trim()) {
+        Ok(bytes) if !bytes.is_empty() => Ok(Credential::SharedKey(bytes)),
+        _ => Err(format!(
+            "the account key in {source} is not valid base64; copy it again from \
+             `az storage account keys list --account-name ACCOUNT`"
+        )),
+    }
+}
+
+fn sas_credential(sas: &Secret, source: &str) -> Result<Credential, String> {
+    let token = sas.expose().trim().trim_start_matches('?');
+    let signed = token.split('&').any(|p| {
+        p.split_once('=')
+            .is_some_and(|(n, v)| n == "sig" && !v.is_empty())
+    });
+    if signed {
+        Ok(Credential::Sas(Secret::new(token)))
+    } else {
+        Err(format!(
+            "the SAS token in {source} has no `sig=` signature; generate one with \
+             `az storage container generate-sas` (see the README)"
+        ))
+    }
+}
+
+/// The endpoint a connection string points at.
+fn connection_endpoint(cs: &ConnectionString) -> Result<Endpoint, String> {
+    if let Some(blob) = &cs.blob_endpoint {
+        let url = parse_url(blob, "BlobEndpoint in the storage connection string")?;
+        let what = "BlobEndpoint in the storage connection string";
+        let (mut endpoint, rest) = endpoint_of(&url, what)?;
+        if !rest.is_empty() || url.query.is_some() {
+            return Err(format!(
+                "{what} must be the account's blob endpoint, without a container"
+            ));
+        }
+        // A custom domain says nothing about the account: AccountName does.
+        if let Some(name) = &cs.account_name {
+            endpoint.account.clone_from(name);
+        }
+        return Ok(endpoint);
+    }
+    if cs.development {
+        return connection_endpoint(&ConnectionString {
+            blob_endpoint: Some(DEV_BLOB_ENDPOINT.to_owned()),
+            ..ConnectionString::default()
+        });
+    }
+    let Some(account) = &cs.account_name else {
+        return Err(
+            "the storage connection string has neither AccountName nor BlobEndpoint".to_owned(),
+        );
+    };
+    check_account(account)?;
+    let suffix = cs.endpoint_suffix.as_deref().unwrap_or("core.windows.net");
+    Ok(Endpoint {
+        scheme: cs.protocol.clone().unwrap_or_else(|| "https".to_owned()),
+        authority: format!("{account}.blob.{suffix}").to_ascii_lowercase(),
+        base_path: String::new(),
+        account: account.clone(),
+    })
+}
+
+fn connection_credential(cs: &ConnectionString) -> Result<Credential, String> {
+    const SOURCE: &str = "the storage connection string";
+    if let Some(sas) = &cs.sas {
+        return sas_credential(sas, SOURCE);
+    }
+    if let Some(key) = &cs.account_key {
+        if cs.account_name.is_none() && !cs.development {
+            return Err(
+                "the storage connection string has an AccountKey but no AccountName".to_owned(),
+            );
+        }
+        return decode_key(key, SOURCE);
+    }
+    if cs.development {
+        return decode_key(&Secret::new(DEV_ACCOUNT_KEY), SOURCE);
+    }
+    Err(
+        "the storage connection string has neither AccountKey nor SharedAccessSignature; copy \
+         it again from `az storage account show-connection-string`"
+            .to_owned(),
+    )
+}
+
+/// Resolves the settings into a target. Nothing is sent; an error says what to change.
+pub fn resolve(settings: &AzureSettings) -> Result<Target, String> {
+    let connection = settings
+        .connection_string
+        .as_ref()
+        .map(|s| parse_connection_string(s.expose()))
+        .transpose()?;
+    let mut container = if settings.container.is_empty() {
+        DEFAULT_CONTAINER.to_owned()
+    } else {
+        settings.container.clone()
+    };
+
+    let (endpoint, credential) = if let Some(store_url) = &settings.store_url {
+        const WHAT: &str = "the --store URL";
+        let url = parse_url(store_url, WHAT)?;
+        let (endpoint, rest) = endpoint_of(&url, WHAT)?;
+        match rest.as_slice() {
+            [] => {}
+            [name] => (*name).clone_into(&mut container),
+            _ => {
+                return Err(format!(
+                    "{WHAT} must name a container, not a blob: `{}/CONTAINER`",
+                    endpoint.origin()
+                ));
+            }
+        }
+        let credential = if let Some(query) = url.query {
+            sas_credential(&Secret::new(query), WHAT)?
+        } else if let Some(sas) = &settings.sas_token {
+            sas_credential(sas, "AZURE_STORAGE_SAS_TOKEN")?
+        } else if let Some(key) = &settings.account_key {
+            decode_key(key, "AZURE_STORAGE_KEY")?
+        } else if let Some(cs) = &connection {
+            connection_credential(cs)?
+        } else {
+            return Err(format!(
+                "{WHAT} has no credentials: append a SAS token to it (`…/CONTAINER?sv=…&sig=…`) \
+                 or set AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN"
+            ));
+        };
+        (endpoint, credential)
+    } else if let Some(cs) = &connection {
+        (connection_endpoint(cs)?, connection_credential(cs)?)
+    } else if let Some(account) = &settings.account {
+        let account = account.trim().to_ascii_lowercase();
+        check_account(&account)?;
+        let endpoint = Endpoint {
+            scheme: "https".to_owned(),
+            authority: format!("{account}.blob.core.windows.net"),
+            base_path: String::new(),
+            account,
+        };
+        let credential = if let Some(key) = &settings.account_key {
+            decode_key(key, "AZURE_STORAGE_KEY")?
+        } else if let Some(sas) = &settings.sas_token {
+            sas_credential(sas, "AZURE_STORAGE_SAS_TOKEN")?
+        } else {
+            return Err(
+                "AZURE_STORAGE_ACCOUNT is set but neither AZURE_STORAGE_KEY nor \
+                        AZURE_STORAGE_SAS_TOKEN is: set one of them, or use \
+                        AZURE_STORAGE_CONNECTION_STRING"
+                    .to_owned(),
+            );
+        };
+        (endpoint, credential)
+    } else if settings.sas_token.is_some() || settings.account_key.is_some() {
+        return Err(
+            "an Azure storage key or SAS token is set but no account: set \
+                    AZURE_STORAGE_ACCOUNT, or pass the container URL with --store"
+                .to_owned(),
+        );
+    } else {
+        return Err(
+            "no Azure storage is configured: set AZURE_STORAGE_CONNECTION_STRING, or \
+                    AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or \
+                    pass --store https://ACCOUNT.blob.core.windows.net/CONTAINER"
+                .to_owned(),
+        );
+    };
+    check_container(&container)?;
+    Ok(Target {
+        endpoint,
+        container,
+        credential,
+    })
+}
+
+/// A SAS token as given, and its signature alone (encoded and decoded).
+fn add_sas(out: &mut Vec<String>, sas: &str) {
+    let sas = sas.trim().trim_start_matches('?');
+    out.push(sas.to_owned());
+    for part in sas.split('&') {
+        if let Some(("sig", value)) = part.split_once('=') {
+            out.push(value.to_owned());
+            out.push(super::signer::decode_query(value));
+        }
+    }
+}
+
+/// Every secret value the settings carry, in every form it may be printed in, so a CI platform
+/// can mask them before anything else is written.
+#[must_use]
+pub fn secrets(settings: &AzureSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(key) = &settings.account_key {
+        out.push(key.expose().trim().to_owned());
+    }
+    if let Some(sas) = &settings.sas_token {
+        add_sas(&mut out, sas.expose());
+    }
+    if let Some(cs) = &settings.connection_string {
+        out.push(cs.expose().trim().to_owned());
+        for part in cs.expose().split(';') {
+            if let Some((name, value)) = part.split_once('=') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "accountkey" => out.push(value.trim().to_owned()),
+                    "sharedaccesssignature" => add_sas(&mut out, value),
+                    _ => {}
+                }
+            }
+        }
+    }
+    if let Some(url) = &settings.store_url
+        && let Some((_, query)) = url.split_once('?')
+    {
+        add_sas(&mut out, query.split('#').next().unwrap_or(query));
+    }
+    // Short values would mask ordinary words in the log; real secrets are long.
+    out.retain(|s| s.len() >= 8);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A URL with its query (where a SAS lives) removed, for messages.
+#[must_use]
+pub fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}

@@ -1,0 +1,303 @@
+//! Test harness: temp dirs, the real binary as a process with a clean environment, and the stores
+//! every end-to-end test runs against.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use deploy_lock::store::Store as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "deploy-lock-test-{}-{}-{tag}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_deploy-lock"))
+}
+
+/// Where a test's locks live: a fresh local directory or a fresh Azurite container.
+pub enum Backend {
+    File(TempDir),
+    Azurite {
+        connection_string: String,
+        container: String,
+    },
+}
+
+impl Backend {
+    pub fn file() -> Self {
+        Self::File(TempDir::new("store"))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::File(_) => "file",
+            Self::Azurite { .. } => "azurite",
+        }
+    }
+
+    /// The environment that points the binary at this store.
+    pub fn store_env(&self) -> Vec<(String, String)> {
+        match self {
+            Self::File(dir) => vec![(
+                "DEPLOY_LOCK_STORE".into(),
+                format!("file:{}", dir.path().display()),
+            )],
+            Self::Azurite {
+                connection_string,
+                container,
+            } => vec![
+                (
+                    "AZURE_STORAGE_CONNECTION_STRING".into(),
+                    connection_string.clone(),
+                ),
+                ("DEPLOY_LOCK_CONTAINER".into(), container.clone()),
+            ],
+        }
+    }
+
+    /// The binary, with a clean environment pointed at this store.
+    pub fn cmd(&self) -> Cmd {
+        let mut cmd = Cmd::new();
+        for (k, v) in self.store_env() {
+            cmd = cmd.env(&k, &v);
+        }
+        cmd
+    }
+
+    /// Writes a raw lock blob, as another client (or the seed's script) would.
+    pub fn put_raw(&self, key: &str, data: &[u8]) {
+        match self {
+            Self::File(dir) => {
+                let container = dir.join("deployment-locks");
+                std::fs::create_dir_all(&container).expect("container dir");
+                std::fs::write(container.join(key), data).expect("write raw blob");
+            }
+            Self::Azurite { .. } => {
+                let store = self.azure_store();
+                let current = store.get(key).expect("read blob");
+                match current.blob {
+                    Some(b) => store.replace(key, data, &BTreeMap::new(), &b.etag),
+                    None => store.create(key, data, &BTreeMap::new()),
+                }
+                .expect("write raw blob");
+            }
+        }
+    }
+
+    /// Every key and value in the store's default container (to prove nothing was written).
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        match self {
+            Self::File(dir) => {
+                let mut out = BTreeMap::new();
+                let container = dir.join("deployment-locks");
+                if let Ok(entries) = std::fs::read_dir(container) {
+                    for e in entries.flatten() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if !name.starts_with('.') {
+                            out.insert(name, std::fs::read(e.path()).unwrap_or_default());
+                        }
+                    }
+                }
+                out
+            }
+            Self::Azurite { .. } => {
+                let store = self.azure_store();
+                let listing = store.list("").expect("list container");
+                listing
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        let blob = store.get(&e.key).expect("read blob").blob;
+                        (e.key, blob.map(|b| b.data).unwrap_or_default())
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The test's container through the library's own Azure store (for setup and inspection).
+    pub fn azure_store(&self) -> deploy_lock::store::azure::AzureStore {
+        let Self::Azurite {
+            connection_string,
+            container,
+        } = self
+        else {
+            panic!("not an Azurite backend");
+        };
+        let settings = deploy_lock::azure::AzureSettings {
+            connection_string: Some(deploy_lock::secret::Secret::new(connection_string.clone())),
+            container: container.clone(),
+            ..deploy_lock::azure::AzureSettings::default()
+        };
+        deploy_lock::azure::open(&settings).expect("open the Azurite store")
+    }
+
+    pub fn azurite(hint: &str) -> Self {
+        let emulator = azurite::azurite();
+        Self::Azurite {
+            connection_string: emulator.connection_string(),
+            container: emulator.unique_container(hint),
+        }
+    }
+}
+
+/// The stores every end-to-end test runs against.
+pub fn backends() -> Vec<Backend> {
+    vec![Backend::file(), Backend::azurite("e2e")]
+}
+
+pub mod azurite;
+
+/// The real binary as a process. Its environment starts empty, so CI variables of the machine
+/// running the tests never change what the binary does.
+pub struct Cmd {
+    command: Command,
+}
+
+impl Cmd {
+    pub fn new() -> Self {
+        let mut command = Command::new(bin());
+        command.env_clear();
+        for keep in [
+            "PATH",
+            "SYSTEMROOT",
+            "TMPDIR",
+            "TEMP",
+            "TMP",
+            "LD_PRELOAD",
+            "FAKETIME",
+        ] {
+            if let Ok(v) = std::env::var(keep) {
+                command.env(keep, v);
+            }
+        }
+        command
+            .env("USER", "tester")
+            .env("HOSTNAME", "testhost")
+            .env("HOME", std::env::temp_dir())
+            .env("DEPLOY_LOCK_POLL_SECONDS", "0.05")
+            .stdin(Stdio::null());
+        Self { command }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
+    pub fn run(mut self) -> Out {
+        let output = self.command.output().expect("run deploy-lock");
+        Out::from(output)
+    }
+
+    pub fn spawn(mut self) -> Child {
+        self.command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn deploy-lock")
+    }
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Out {
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.all().contains(needle),
+            "expected {needle:?} in output\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
