@@ -68,7 +68,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 pub fn open_store(cfg: &Config) -> Result<Box<dyn Store>> {
     match &cfg.store {
         StoreChoice::File(dir) => Ok(Box::new(FileStore::new(dir, &cfg.container))),
-        StoreChoice::Azure(_) => Err(Failure::usage("the Azure store is not wired yet")),
+        StoreChoice::Azure(settings) => Ok(Box::new(crate::azure::open(settings)?)),
     }
 }
 
@@ -146,21 +146,18 @@ pub fn default_wait() -> Result<Duration> {
 }
 
 fn acquire_args(args: &AcquireArgs, cfg: &Config) -> Result<(String, String, Option<Duration>)> {
-    let mut words = args.target.words.clone();
     let wait = match args.wait.as_deref().map(str::trim) {
         None => None,
         Some("") => Some(default_wait()?),
-        Some(v) => match config::parse_minutes(v, "--wait") {
-            Ok(d) => Some(d),
-            // `acquire --wait github sandbox`: the word after --wait was the first positional.
-            Err(_) if words.len() < 2 && !v.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
-                words.insert(0, v.to_owned());
-                Some(default_wait()?)
-            }
-            Err(e) => return Err(e),
-        },
+        Some(v) => Some(config::parse_minutes(v, "--wait").map_err(|_| {
+            Failure::usage(format!(
+                "--wait `{}` is not a number of minutes: write `--wait` after the environment \
+                 (`acquire github sandbox --wait`), or give the time as `--wait=30`",
+                crate::ci::escape_controls(v)
+            ))
+        })?),
     };
-    let (pipeline, env) = target(&words, cfg)?;
+    let (pipeline, env) = target(&args.target.words, cfg)?;
     Ok((pipeline, env, wait))
 }
 

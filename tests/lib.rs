@@ -1,4 +1,4 @@
-//! The integration tests: one binary, one module per area.
+//! All integration tests, compiled into one test binary.
 
-mod contract;
+mod cli;
 mod support;
