@@ -1,4 +1,5 @@
 //! All integration tests, compiled into one test binary.
 
 mod cli;
+mod concurrency;
 mod support;
