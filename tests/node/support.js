@@ -251,7 +251,8 @@ class AzureJob {
 
   async main() {
     const result = await runNode([path.join(this.taskDir, 'main.js')], { env: this.env });
-    result.vso = parseVso(result.stdout);
+    // The agent reads logging commands on stdout and stderr alike.
+    result.vso = parseVso(`${result.stdout}\n${result.stderr}`);
     for (const c of result.vso) {
       if (c.command === 'task.settaskvariable') this.taskVariables[`VSTS_TASKVARIABLE_${c.props.variable.toUpperCase()}`] = c.message;
     }
@@ -260,7 +261,7 @@ class AzureJob {
 
   async post() {
     const result = await runNode([path.join(this.taskDir, 'post.js')], { env: { ...this.env, ...this.taskVariables } });
-    result.vso = parseVso(result.stdout);
+    result.vso = parseVso(`${result.stdout}\n${result.stderr}`);
     return result;
   }
 }
