@@ -21,7 +21,6 @@ enum Kind {
 /// A store under test, with the temporary folder it lives in (removed on drop).
 struct Subject {
     store: Box<dyn Store>,
-    kind: Kind,
     dir: Option<PathBuf>,
 }
 
@@ -43,7 +42,6 @@ fn subject(kind: Kind, hint: &str) -> Subject {
             ));
             Subject {
                 store: Box::new(FileStore::new(&dir, "deployment-locks")),
-                kind,
                 dir: Some(dir),
             }
         }
@@ -57,7 +55,6 @@ fn subject(kind: Kind, hint: &str) -> Subject {
             let store = deploy_lock::azure::open(&settings).expect("open the Azurite store");
             Subject {
                 store: Box::new(store),
-                kind,
                 dir: None,
             }
         }
@@ -68,7 +65,7 @@ fn no_meta() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 
-fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+fn assert_conflict<T: std::fmt::Debug>(result: &Result<T, StoreError>, what: &str) {
     assert!(
         matches!(result, Err(StoreError::Conflict)),
         "{what}: expected Conflict, got {result:?}"
@@ -97,7 +94,7 @@ fn create_then_create_again_conflicts(kind: Kind) {
     assert_eq!(blob.last_modified, w.last_modified);
     assert!(read.now >= blob.last_modified - Duration::seconds(1));
     assert_conflict(
-        s.store
+        &s.store
             .create("deployment-lock-prod", b"second", &no_meta()),
         "second create",
     );
@@ -115,16 +112,16 @@ fn replace_is_conditional(kind: Kind) {
     assert_ne!(first.etag, second.etag);
     assert_eq!(s.store.get("k").unwrap().blob.unwrap().data, b"two");
     assert_conflict(
-        s.store.replace("k", b"three", &no_meta(), &first.etag),
+        &s.store.replace("k", b"three", &no_meta(), &first.etag),
         "replace with a stale etag",
     );
     assert_conflict(
-        s.store
+        &s.store
             .replace("k", b"three", &no_meta(), "\"0x8D0000000000000\""),
         "replace with a wrong etag",
     );
     assert_conflict(
-        s.store.replace("missing", b"x", &no_meta(), &second.etag),
+        &s.store.replace("missing", b"x", &no_meta(), &second.etag),
         "replace of a missing key",
     );
     assert_eq!(s.store.get("k").unwrap().blob.unwrap().data, b"two");
@@ -138,7 +135,10 @@ fn delete_is_conditional(kind: Kind) {
         .store
         .replace("k", b"two", &no_meta(), &first.etag)
         .unwrap();
-    assert_conflict(s.store.delete("k", &first.etag), "delete with a stale etag");
+    assert_conflict(
+        &s.store.delete("k", &first.etag),
+        "delete with a stale etag",
+    );
     assert!(s.store.get("k").unwrap().blob.is_some());
     s.store.delete("k", &second.etag).expect("delete");
     assert!(s.store.get("k").unwrap().blob.is_none());

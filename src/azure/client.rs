@@ -374,6 +374,26 @@ impl Client {
         matches!(self.credential, Credential::Sas(_))
     }
 
+    /// When the SAS token in use expires (its `se`), if it says.
+    #[must_use]
+    pub fn sas_expiry(&self) -> Option<chrono::DateTime<Utc>> {
+        let Credential::Sas(sas) = &self.credential else {
+            return None;
+        };
+        let se = sas
+            .expose()
+            .split('&')
+            .find_map(|p| p.strip_prefix("se="))
+            .map(signer::decode_query)?;
+        chrono::DateTime::parse_from_rfc3339(&se)
+            .map(|d| d.with_timezone(&Utc))
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(&se, "%Y-%m-%d")
+                    .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+            })
+            .ok()
+    }
+
     /// Sends a request, retrying what is worth retrying. Any HTTP status is `Ok`.
     pub fn send(&self, request: &Request<'_>) -> Result<Response, TransportError> {
         let client_id = request_id();
@@ -536,5 +556,74 @@ fn describe_error(error: &ureq::Error) -> String {
             )
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_classification() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(retryable_status(status), "{status}");
+        }
+        for status in [200, 201, 202, 304, 400, 401, 403, 404, 409, 412, 501] {
+            assert!(!retryable_status(status), "{status}");
+        }
+        assert!(retryable_error(&ureq::Error::HostNotFound));
+        assert!(retryable_error(&ureq::Error::ConnectionFailed));
+        assert!(retryable_error(&ureq::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        ))));
+        assert!(!retryable_error(&ureq::Error::BadUri("x".into())));
+        assert!(!retryable_error(&ureq::Error::Tls("bad certificate")));
+    }
+
+    #[test]
+    fn backoff_grows_is_jittered_and_bounded() {
+        let p = RetryPolicy::default();
+        let low = retry_delay(&p, 1, None, 0);
+        let high = retry_delay(&p, 1, None, u32::MAX);
+        assert_eq!(low, p.base / 2);
+        assert_eq!(high, p.base);
+        assert!(retry_delay(&p, 3, None, 0) > retry_delay(&p, 2, None, u32::MAX) / 2);
+        for attempt in 1..40 {
+            assert!(retry_delay(&p, attempt, None, u32::MAX) <= p.max_delay);
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_bound() {
+        let p = RetryPolicy::default();
+        assert_eq!(retry_delay(&p, 1, Some("3"), 0), Duration::from_secs(3));
+        assert_eq!(retry_delay(&p, 1, Some("3600"), 0), p.max_delay);
+        assert_eq!(retry_delay(&p, 1, Some("soon"), 0), p.base / 2);
+    }
+
+    #[test]
+    fn request_ids_are_uuids() {
+        let a = request_id();
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.as_bytes()[14], b'4');
+        assert_ne!(a, request_id());
+    }
+
+    #[test]
+    fn xml_helpers() {
+        let xml = "<Error><Code>ContainerNotFound</Code><Message>The &quot;c&quot; &amp; co.\nRequestId:1</Message></Error>";
+        assert_eq!(xml_text(xml, "Code").as_deref(), Some("ContainerNotFound"));
+        assert_eq!(
+            xml_unescape("a&lt;b&gt;&#65;&#x42;&bogus;&"),
+            "a<b>AB&bogus;&"
+        );
+        let resp = Response {
+            status: 404,
+            headers: Vec::new(),
+            body: xml.as_bytes().to_vec(),
+            attempts: 1,
+        };
+        assert_eq!(resp.error_code(), "ContainerNotFound");
+        assert_eq!(resp.error_message(), "The \"c\" & co.");
     }
 }

@@ -340,7 +340,7 @@ fn connection_credential(cs: &ConnectionString) -> Result<Credential, String> {
         return sas_credential(sas, SOURCE);
     }
     if let Some(key) = &cs.account_key {
-        if cs.account_name.is_none() && !cs.development {
+        if cs.account_name.is_none() && cs.blob_endpoint.is_none() && !cs.development {
             return Err(
                 "the storage connection string has an AccountKey but no AccountName".to_owned(),
             );
@@ -384,6 +384,7 @@ pub fn resolve(settings: &AzureSettings) -> Result<Target, String> {
                 ));
             }
         }
+        check_container(&container)?;
         let credential = if let Some(query) = url.query {
             sas_credential(&Secret::new(query), WHAT)?
         } else if let Some(sas) = &settings.sas_token {
@@ -400,7 +401,8 @@ pub fn resolve(settings: &AzureSettings) -> Result<Target, String> {
         };
         (endpoint, credential)
     } else if let Some(cs) = &connection {
-        (connection_endpoint(cs)?, connection_credential(cs)?)
+        let credential = connection_credential(cs)?;
+        (connection_endpoint(cs)?, credential)
     } else if let Some(account) = &settings.account {
         let account = account.trim().to_ascii_lowercase();
         check_account(&account)?;
@@ -496,4 +498,276 @@ pub fn secrets(settings: &AzureSettings) -> Vec<String> {
 #[must_use]
 pub fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "a2V5LWJ5dGVzLWZvci10ZXN0aW5nLW9ubHk=";
+
+    fn settings() -> AzureSettings {
+        AzureSettings::default()
+    }
+
+    fn cs(text: &str) -> AzureSettings {
+        AzureSettings {
+            connection_string: Some(Secret::new(text)),
+            ..settings()
+        }
+    }
+
+    fn err(s: &AzureSettings) -> String {
+        resolve(s).expect_err("should be refused")
+    }
+
+    #[test]
+    fn development_storage() {
+        let t = resolve(&cs("UseDevelopmentStorage=true")).unwrap();
+        assert_eq!(
+            t.endpoint.origin(),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        assert_eq!(t.endpoint.account, DEV_ACCOUNT);
+        assert_eq!(t.container, DEFAULT_CONTAINER);
+        assert!(matches!(t.credential, Credential::SharedKey(ref k) if k.len() == 64));
+        assert!(t.endpoint.is_loopback());
+    }
+
+    #[test]
+    fn account_key_form_defaults_to_https_and_core_windows_net() {
+        let t = resolve(&cs(&format!(
+            "DefaultEndpointsProtocol=https;AccountName=myacct;AccountKey={KEY}"
+        )))
+        .unwrap();
+        assert_eq!(t.endpoint.origin(), "https://myacct.blob.core.windows.net");
+        assert_eq!(t.endpoint.base_path, "");
+        let t = resolve(&cs(&format!(
+            "accountname=myacct;accountkey={KEY};EndpointSuffix=core.chinacloudapi.cn;"
+        )))
+        .unwrap();
+        assert_eq!(t.endpoint.authority, "myacct.blob.core.chinacloudapi.cn");
+    }
+
+    #[test]
+    fn account_key_form_with_path_style_blob_endpoint() {
+        let t = resolve(&cs(&format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};\
+             BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1/;"
+        )))
+        .unwrap();
+        assert_eq!(t.endpoint.authority, "127.0.0.1:10000");
+        assert_eq!(t.endpoint.base_path, "/devstoreaccount1");
+    }
+
+    #[test]
+    fn sas_form() {
+        let t = resolve(&cs("BlobEndpoint=https://myacct.blob.core.windows.net/;\
+             SharedAccessSignature=sv=2025-01-05&sr=c&sp=racwdl&sig=abc%2Bdef%3D"))
+        .unwrap();
+        assert_eq!(t.endpoint.account, "myacct");
+        match t.credential {
+            Credential::Sas(s) => assert!(s.expose().starts_with("sv=")),
+            Credential::SharedKey(_) => panic!("expected SAS"),
+        }
+    }
+
+    #[test]
+    fn malformed_connection_strings_never_echo_secrets() {
+        for (text, expect) in [
+            ("", "empty"),
+            ("AccountName=myacct;secretvalue123", "without `=`"),
+            (
+                "AccountName=myacct;AccountKey=not*base64!!",
+                "not valid base64",
+            ),
+            (
+                "AccountKey=c2VjcmV0c2VjcmV0",
+                "AccountKey but no AccountName",
+            ),
+            (
+                "AccountName=myacct",
+                "neither AccountKey nor SharedAccessSignature",
+            ),
+            (
+                "BlobEndpoint=https://myacct.blob.core.windows.net;SharedAccessSignature=sv=1&sp=r",
+                "no `sig=`",
+            ),
+            ("DefaultEndpointsProtocol=ftp;AccountName=a", "use `https`"),
+            ("UseDevelopmentStorage=maybe", "`true` or `false`"),
+            (
+                "AccountName=myacct;AccountKey=c2VjcmV0c2VjcmV0;BlobEndpoint=myacct.blob.core.windows.net",
+                "https://",
+            ),
+        ] {
+            let msg = err(&cs(text));
+            assert!(msg.contains(expect), "{text:?}: {msg}");
+            for secret in [
+                "secretvalue123",
+                "not*base64!!",
+                "c2VjcmV0c2VjcmV0",
+                "sv=1&sp=r",
+            ] {
+                assert!(!msg.contains(secret), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn store_url_account_style_with_sas() {
+        let t = resolve(&AzureSettings {
+            store_url: Some(
+                "https://myacct.blob.core.windows.net/locks?sv=2025-01-05&sp=racwdl&sig=x%3D"
+                    .into(),
+            ),
+            ..settings()
+        })
+        .unwrap();
+        assert_eq!(t.endpoint.origin(), "https://myacct.blob.core.windows.net");
+        assert_eq!(t.container, "locks");
+        assert!(matches!(t.credential, Credential::Sas(_)));
+    }
+
+    #[test]
+    fn store_url_path_style_for_ip_and_localhost() {
+        for url in [
+            "http://127.0.0.1:10000/devstoreaccount1/locks",
+            "http://localhost:10000/devstoreaccount1/locks/",
+            "https://[::1]:10000/devstoreaccount1/locks",
+        ] {
+            let t = resolve(&AzureSettings {
+                store_url: Some(url.into()),
+                account_key: Some(Secret::new(KEY)),
+                ..settings()
+            })
+            .unwrap();
+            assert_eq!(t.endpoint.account, "devstoreaccount1", "{url}");
+            assert_eq!(t.endpoint.base_path, "/devstoreaccount1", "{url}");
+            assert_eq!(t.container, "locks", "{url}");
+        }
+    }
+
+    #[test]
+    fn store_url_without_container_uses_the_configured_one() {
+        let t = resolve(&AzureSettings {
+            store_url: Some("https://myacct.blob.core.windows.net".into()),
+            container: "team-locks".into(),
+            sas_token: Some(Secret::new("?sv=2025-01-05&sig=abc")),
+            ..settings()
+        })
+        .unwrap();
+        assert_eq!(t.container, "team-locks");
+    }
+
+    #[test]
+    fn bad_store_urls() {
+        for (url, expect) in [
+            ("ftp://x/y", "https://"),
+            ("myacct.blob.core.windows.net/c", "https://"),
+            ("https://myacct.blob.core.windows.net/c/blob", "not a blob"),
+            ("http://127.0.0.1:10000", "account name"),
+            (
+                "https://user:pw@myacct.blob.core.windows.net/c",
+                "user name",
+            ),
+            (
+                "https://myacct.blob.core.windows.net/Bad_Name",
+                "container name",
+            ),
+            ("https://x.blob.core.windows.net/c", "account name"),
+            (
+                "https://myacct.blob.core.windows.net/locks",
+                "no credentials",
+            ),
+        ] {
+            let msg = err(&AzureSettings {
+                store_url: Some(url.into()),
+                ..settings()
+            });
+            assert!(msg.contains(expect), "{url}: {msg}");
+        }
+    }
+
+    #[test]
+    fn account_variables() {
+        let t = resolve(&AzureSettings {
+            account: Some("MyAcct".into()),
+            account_key: Some(Secret::new(KEY)),
+            ..settings()
+        })
+        .unwrap();
+        assert_eq!(t.endpoint.origin(), "https://myacct.blob.core.windows.net");
+        assert!(
+            err(&AzureSettings {
+                account: Some("myacct".into()),
+                ..settings()
+            })
+            .contains("neither AZURE_STORAGE_KEY nor AZURE_STORAGE_SAS_TOKEN")
+        );
+        assert!(
+            err(&AzureSettings {
+                sas_token: Some(Secret::new("sv=1&sig=abc")),
+                ..settings()
+            })
+            .contains("no account")
+        );
+        assert!(err(&settings()).contains("no Azure storage is configured"));
+    }
+
+    #[test]
+    fn container_names() {
+        for good in ["abc", "deployment-locks", "a1-b2", &"a".repeat(63)] {
+            assert!(check_container(good).is_ok(), "{good}");
+        }
+        for bad in ["ab", "-abc", "abc-", "a--b", "ABC", "a_b", &"a".repeat(64)] {
+            assert!(check_container(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_cover_every_form() {
+        let s = AzureSettings {
+            store_url: Some("https://a.blob.core.windows.net/c?sv=2025&sig=URLSIGNATURE%3D".into()),
+            connection_string: Some(Secret::new(
+                "AccountName=a;AccountKey=CONNKEYCONNKEY==;SharedAccessSignature=sv=1&sig=CONNSIG123",
+            )),
+            account_key: Some(Secret::new("ACCOUNTKEYVALUE==")),
+            sas_token: Some(Secret::new("?sv=2025&sp=r&sig=TOKENSIG%2B1")),
+            ..settings()
+        };
+        let found = secrets(&s);
+        for expected in [
+            "ACCOUNTKEYVALUE==",
+            "sv=2025&sp=r&sig=TOKENSIG%2B1",
+            "TOKENSIG%2B1",
+            "TOKENSIG+1",
+            "AccountName=a;AccountKey=CONNKEYCONNKEY==;SharedAccessSignature=sv=1&sig=CONNSIG123",
+            "CONNKEYCONNKEY==",
+            "sv=1&sig=CONNSIG123",
+            "CONNSIG123",
+            "sv=2025&sig=URLSIGNATURE%3D",
+            "URLSIGNATURE%3D",
+            "URLSIGNATURE=",
+        ] {
+            assert!(
+                found.iter().any(|x| x == expected),
+                "{expected} in {found:?}"
+            );
+        }
+        assert!(secrets(&settings()).is_empty());
+    }
+
+    #[test]
+    fn credentials_never_print() {
+        let t = resolve(&cs("UseDevelopmentStorage=true")).unwrap();
+        let text = format!("{t:?}");
+        assert!(
+            !text.contains("Eby8") && text.contains("redacted"),
+            "{text}"
+        );
+        assert_eq!(
+            without_query("https://a.blob.core.windows.net/c?sv=1&sig=x"),
+            "https://a.blob.core.windows.net/c"
+        );
+    }
 }

@@ -242,3 +242,176 @@ fn hex(b: u8) -> Option<u8> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV_KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    fn key() -> Vec<u8> {
+        BASE64.decode(DEV_KEY).unwrap()
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// A Put Blob that Azurite 3.37 accepted (201) with exactly these headers and an 11-byte body.
+    fn put_headers() -> Vec<(String, String)> {
+        pairs(&[
+            ("x-ms-blob-type", "BlockBlob"),
+            ("if-none-match", "*"),
+            ("x-ms-meta-pipeline", "github"),
+            ("x-ms-version", "2025-01-05"),
+            ("x-ms-date", "Sat, 28 Nov 2026 10:00:00 GMT"),
+            (
+                "x-ms-client-request-id",
+                "0f8fad5b-d9cb-469f-a165-70867728950e",
+            ),
+            ("content-length", "11"),
+        ])
+    }
+
+    #[test]
+    fn put_blob_signature_accepted_by_azurite() {
+        let headers = put_headers();
+        let put = Signable {
+            method: "PUT",
+            path: "/devstoreaccount1/vectors/deployment-lock-prod",
+            query: &[],
+            headers: &headers,
+        };
+        assert_eq!(
+            string_to_sign("devstoreaccount1", &put),
+            "PUT\n\n\n11\n\n\n\n\n\n*\n\n\nx-ms-blob-type:BlockBlob\n\
+             x-ms-client-request-id:0f8fad5b-d9cb-469f-a165-70867728950e\n\
+             x-ms-date:Sat, 28 Nov 2026 10:00:00 GMT\nx-ms-meta-pipeline:github\n\
+             x-ms-version:2025-01-05\n/devstoreaccount1/devstoreaccount1/vectors/deployment-lock-prod"
+        );
+        assert_eq!(
+            authorization("devstoreaccount1", &key(), &put),
+            "SharedKey devstoreaccount1:nQYgyxi8mcJIQipIATDPwmzMqsavRFOiQHhX7aP8sTI="
+        );
+    }
+
+    #[test]
+    fn list_signature_accepted_by_azurite() {
+        // Sent as `?restype=container&comp=list&prefix=deployment-lock-&include=metadata`; 200.
+        let query = pairs(&[
+            ("restype", "container"),
+            ("comp", "list"),
+            ("prefix", "deployment-lock-"),
+            ("include", "metadata"),
+        ]);
+        let headers = pairs(&[
+            ("x-ms-version", "2025-01-05"),
+            ("x-ms-date", "Sat, 28 Nov 2026 10:00:00 GMT"),
+            (
+                "x-ms-client-request-id",
+                "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            ),
+            ("content-length", "0"),
+        ]);
+        let list = Signable {
+            method: "GET",
+            path: "/devstoreaccount1/vectors",
+            query: &query,
+            headers: &headers,
+        };
+        let sts = string_to_sign("devstoreaccount1", &list);
+        assert!(
+            sts.starts_with("GET\n\n\n\n"),
+            "zero length signs empty: {sts:?}"
+        );
+        assert!(sts.ends_with(
+            "/devstoreaccount1/devstoreaccount1/vectors\ncomp:list\ninclude:metadata\n\
+             prefix:deployment-lock-\nrestype:container"
+        ));
+        assert_eq!(
+            authorization("devstoreaccount1", &key(), &list),
+            "SharedKey devstoreaccount1:9Tqagl7kO/uClej8wJYlci6T0Y+YXOGojc/1o4OqL1g="
+        );
+    }
+
+    #[test]
+    fn service_sas_accepted_by_azurite() {
+        // A GET of a blob with this token answered 200.
+        let sas = ServiceSas {
+            account: "devstoreaccount1",
+            container: "vectors",
+            permissions: "racwdl",
+            start: "",
+            expiry: "2099-01-01T00:00:00Z",
+            version: "2025-01-05",
+            protocol: "",
+        };
+        assert_eq!(sas_string_to_sign(&sas).split('\n').count(), 16);
+        assert_eq!(
+            service_sas(&key(), &sas),
+            "sv=2025-01-05&sr=c&sp=racwdl&se=2099-01-01T00%3A00%3A00Z\
+             &sig=7XqCuw8GzQ3LqMj4sP2AKLZ%2B391vQO97d9noCcXgRYo%3D"
+        );
+    }
+
+    #[test]
+    fn header_names_and_query_names_are_case_insensitive() {
+        let upper: Vec<(String, String)> = put_headers()
+            .into_iter()
+            .map(|(n, v)| (n.to_ascii_uppercase(), v))
+            .collect();
+        let a = Signable {
+            method: "GET",
+            path: "/a/c",
+            query: &pairs(&[("COMP", "list"), ("restype", "container")]),
+            headers: &upper,
+        };
+        let b = Signable {
+            query: &pairs(&[("restype", "container"), ("comp", "list")]),
+            headers: &put_headers(),
+            ..a
+        };
+        assert_eq!(string_to_sign("a", &a), string_to_sign("a", &b));
+    }
+
+    #[test]
+    fn repeated_query_parameters_sign_once_joined() {
+        let q = pairs(&[("include", "metadata"), ("include", "tags")]);
+        let r = Signable {
+            method: "GET",
+            path: "/a/c",
+            query: &q,
+            headers: &[],
+        };
+        assert!(string_to_sign("a", &r).ends_with("\ninclude:metadata,tags"));
+    }
+
+    #[test]
+    fn date_is_signed_empty_when_x_ms_date_is_sent() {
+        let h = pairs(&[
+            ("date", "Sat, 28 Nov 2026 10:00:00 GMT"),
+            ("x-ms-date", "Sat, 28 Nov 2026 10:00:00 GMT"),
+        ]);
+        let r = Signable {
+            method: "GET",
+            path: "/a/c",
+            query: &[],
+            headers: &h,
+        };
+        assert!(string_to_sign("a", &r).starts_with("GET\n\n\n\n\n\n\n\n"));
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        assert_eq!(encode_query("a+b=c/d:e f"), "a%2Bb%3Dc%2Fd%3Ae%20f");
+        assert_eq!(decode_query("a%2Bb%3Dc%2fd+x%"), "a+b=c/d+x%");
+        assert_eq!(
+            encode_path("/c/deployment lock/é"),
+            "/c/deployment%20lock/%C3%A9"
+        );
+    }
+}

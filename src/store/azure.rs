@@ -95,7 +95,7 @@ impl AzureStore {
             format!("{} {code}: {message}", resp.status)
         };
         match resp.status {
-            401 | 403 => StoreError::Auth(self.auth_message(&code, &message, &detail)),
+            401 | 403 => StoreError::Auth(self.auth_message(resp, &detail)),
             404 if code == "ContainerNotFound" => StoreError::NotFound(format!(
                 "container `{container}` in storage account `{account}` ({detail})"
             )),
@@ -129,38 +129,54 @@ impl AzureStore {
         }
     }
 
-    fn auth_message(&self, code: &str, message: &str, detail: &str) -> String {
+    fn auth_message(&self, resp: &Response, detail: &str) -> String {
         let account = &self.client.endpoint().account;
-        let lower = message.to_ascii_lowercase();
+        let code = resp.error_code();
+        // Azure explains authentication failures in AuthenticationErrorDetail.
+        let text = format!(
+            "{} {}",
+            resp.error_message(),
+            xml_text(
+                &String::from_utf8_lossy(&resp.body),
+                "AuthenticationErrorDetail"
+            )
+            .unwrap_or_default()
+        )
+        .to_ascii_lowercase();
         let sas = self.client.uses_sas();
-        if lower.contains("expire") || lower.contains("signed expiry") {
+        let expired = match (self.client.sas_expiry(), server_now(resp)) {
+            (Some(expiry), Ok(now)) => expiry <= now,
+            _ => false,
+        };
+        let authentication = code == "AuthenticationFailed"
+            || (code == "AuthorizationFailure" && text.contains("authenticate"));
+        if expired
+            || text.contains("signature not valid in the specified time frame")
+            || text.contains("signed expiry time")
+        {
             format!(
                 "the SAS token has expired ({detail}); generate a new one with \
                  `az storage container generate-sas` and update the secret"
             )
-        } else if lower.contains("request date header too old")
-            || lower.contains("clock")
-            || lower.contains("x-ms-date")
-            || lower.contains("not within")
+        } else if text.contains("request date header too old")
+            || text.contains("request time")
+            || text.contains("clock")
         {
             format!(
                 "Azure rejected the request time ({detail}); this machine's clock is off: \
                  synchronise it (NTP) and try again"
             )
         } else if matches!(
-            code,
+            code.as_str(),
             "AuthorizationPermissionMismatch"
                 | "AuthorizationResourceTypeMismatch"
                 | "AuthorizationServiceMismatch"
-                | "AuthorizationFailure"
-                | "AuthorizationSourceIPMismatch"
                 | "AuthorizationProtocolMismatch"
         ) {
             if sas {
                 format!(
                     "the SAS token does not allow this ({detail}); it needs permissions `racwdl` \
-                     on the container (service SAS) or on containers and objects (account SAS), \
-                     for https and this machine's IP"
+                     on the container (service SAS) or on containers and objects (account SAS)"
                 )
             } else {
                 format!(
@@ -168,14 +184,22 @@ impl AzureStore {
                      `Storage Blob Data Contributor` role on the container or account"
                 )
             }
-        } else if code == "AuthenticationFailed" && sas {
+        } else if code == "AuthorizationSourceIPMismatch"
+            || (code == "AuthorizationFailure" && !authentication)
+        {
+            format!(
+                "Azure did not authorize the request ({detail}); the storage account's firewall \
+                 or network rules may not admit this machine, or the SAS is limited to other IP \
+                 addresses"
+            )
+        } else if authentication && sas {
             format!(
                 "Azure refused the SAS token ({detail}); check that it was generated for account \
-                 `{account}` and container `{}`, with the key that is still valid, and has not \
+                 `{account}` and container `{}` with a key that is still valid, and has not \
                  expired",
                 self.container
             )
-        } else if code == "AuthenticationFailed" {
+        } else if authentication {
             format!(
                 "Azure refused the signature ({detail}): the account key is wrong for account \
                  `{account}`; copy it again from `az storage account keys list`"

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub const ACCOUNT: &str = "devstoreaccount1";
+pub(crate) const ACCOUNT: &str = "devstoreaccount1";
 /// Azurite's published development key.
-pub const KEY: &str =
+pub(crate) const KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 const GUARD: &str = r"
@@ -46,7 +46,7 @@ process.stdin.resume();
 ";
 
 /// The running emulator.
-pub struct Azurite {
+pub(crate) struct Azurite {
     port: u16,
     /// Held for the life of the process: its stdin pipe is what keeps Azurite alive.
     _guard: Mutex<Child>,
@@ -78,7 +78,8 @@ fn start(exe: &Path) -> Result<Azurite, String> {
         "deploy-lock-azurite-{}-{stamp}",
         std::process::id()
     ));
-    std::fs::create_dir_all(&location).map_err(|e| format!("create {location:?}: {e}"))?;
+    std::fs::create_dir_all(&location)
+        .map_err(|e| format!("create {}: {e}", location.display()))?;
     let log_path = location.join("azurite.log");
     let log = std::fs::File::create(&log_path).map_err(|e| format!("create log: {e}"))?;
     let log_err = log.try_clone().map_err(|e| format!("clone log: {e}"))?;
@@ -129,7 +130,7 @@ fn start(exe: &Path) -> Result<Azurite, String> {
 }
 
 /// The emulator for this test process, started on first use.
-pub fn azurite() -> &'static Azurite {
+pub(crate) fn azurite() -> &'static Azurite {
     static AZURITE: OnceLock<Azurite> = OnceLock::new();
     AZURITE.get_or_init(|| {
         let exe = executable();
@@ -153,19 +154,19 @@ pub fn azurite() -> &'static Azurite {
 
 impl Azurite {
     #[must_use]
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// `http://127.0.0.1:PORT/devstoreaccount1`
     #[must_use]
-    pub fn blob_endpoint(&self) -> String {
+    pub(crate) fn blob_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
     }
 
     /// An account-key connection string for this emulator.
     #[must_use]
-    pub fn connection_string(&self) -> String {
+    pub(crate) fn connection_string(&self) -> String {
         format!(
             "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={};",
             self.blob_endpoint()
@@ -174,7 +175,7 @@ impl Azurite {
 
     /// A container name no other test of this process uses (not created: the store creates it).
     #[must_use]
-    pub fn unique_container(&self, hint: &str) -> String {
+    pub(crate) fn unique_container(&self, hint: &str) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut clean: String = hint
             .chars()
