@@ -11,7 +11,9 @@ use crate::ci::Platform;
 use crate::cli::{AcquireArgs, Cli, Command, EXIT_CODES, OutputFormat};
 use crate::config::{self, Config, StoreChoice};
 use crate::error::{ExitCode, Failure, Result};
-use crate::lock::{self, Acquired, Holding, Locker, Released, Waited};
+use crate::audit::{self, Event};
+use crate::lock::{self, Acquired, Fenced, Holding, Locker, Released, Renewed, Waited};
+use crate::record::{Holder, LockRecord};
 use crate::protocol::{LockView, Ownership, ownership};
 use crate::render::{self, human, human_std};
 use crate::store::Store;
@@ -130,6 +132,18 @@ fn execute(command: &Command, cfg: &Config) -> Result<i32> {
             let store = open_store(cfg)?;
             status(cfg, &*store)
         }
+        Command::Renew(t) => {
+            let (pipeline, env) = target(&t.words, cfg)?;
+            let store = open_store(cfg)?;
+            renew(cfg, &*store, &pipeline, &env)
+        }
+        Command::Run(args) => crate::run::run(cfg, args),
+        Command::History(args) => {
+            let env = config::validate_environment(&args.environment)?;
+            let since = args.since.as_deref().map(parse_since).transpose()?;
+            let store = open_store(cfg)?;
+            history(cfg, &*store, &env, since)
+        }
         Command::Step(_) => Err(Failure::usage("`step` is run by the action and the task")),
     }
 }
@@ -162,11 +176,7 @@ fn acquire_args(args: &AcquireArgs, cfg: &Config) -> Result<(String, String, Opt
 }
 
 fn locker<'a>(cfg: &Config, store: &'a dyn Store) -> Locker<'a> {
-    Locker {
-        store,
-        ttl: cfg.ttl,
-        poll: cfg.poll,
-    }
+    Locker::new(store, cfg.ttl, cfg.poll)
 }
 
 /// The holder outputs every command sets on CI.
@@ -251,17 +261,18 @@ pub fn acquire(
     let p = cfg.platform;
     match outcome {
         Acquired::Taken {
-            record,
+            mut record,
+            etag,
             reentrant,
             stolen_from,
             waited,
         } => {
+            let mine = crate::protocol::Identity {
+                token: Some(record.token.clone()),
+                ..me
+            };
             if lock::cancelled() {
                 // The signal came while the lock was being taken: give it back before exiting.
-                let mine = crate::protocol::Identity {
-                    token: Some(record.token.clone()),
-                    ..me
-                };
                 let _ = locker.release(env, &mine);
                 log::warn(&format!("interrupted: the lock on {env} was given back"));
                 return Ok(AcquireOutcome {
@@ -269,20 +280,49 @@ pub fn acquire(
                     acquired: None,
                 });
             }
+            if cfg.fence && record.fence.is_none() {
+                match locker.fence(env, &mut record, &etag) {
+                    Ok(Fenced::Fenced { .. }) => {}
+                    Ok(Fenced::Lost(now)) => {
+                        let who = now.map_or_else(|| "nobody".into(), |l| l.holder.describe());
+                        return Err(Failure::new(
+                            ExitCode::Lost,
+                            anyhow::anyhow!(
+                                "the lock on {env} was taken over (now held by {who}) before it \
+                                 could be confirmed; this process stalled for longer than the \
+                                 ttl ({}). Try again",
+                                human_std(cfg.ttl)
+                            ),
+                        ));
+                    }
+                    Err(e) => log::warn(&format!(
+                        "the lock on {env} is held, but without a fencing number: {e:#}"
+                    )),
+                }
+            }
             if let Some(previous) = &stolen_from {
                 log::warn(&format!(
                     "took over a stale lock on {env} from {}",
                     previous.describe()
                 ));
             }
+            if cfg.audit && !reentrant {
+                let mut event = Event::by(
+                    if stolen_from.is_some() { "steal" } else { "acquire" },
+                    &record,
+                    locker.store_now(),
+                );
+                event.waited_seconds = Some(waited.as_secs());
+                event.other = stolen_from.as_ref().map(Holder::describe).unwrap_or_default();
+                audit::append(store, &event);
+            }
+            let fence = record.fence.map(|f| f.to_string()).unwrap_or_default();
             p.set_outputs(&[
                 ("acquired", "true".into()),
-                (
-                    "holder",
-                    crate::record::Holder::Current(record.clone()).describe(),
-                ),
+                ("holder", Holder::Current(record.clone()).describe()),
                 ("holder-url", record.run_url.clone()),
                 ("waited-seconds", waited.as_secs().to_string()),
+                ("fence", fence.clone()),
                 ("token", record.token.clone()),
             ])?;
             if cfg.output == OutputFormat::Json {
@@ -294,17 +334,18 @@ pub fn acquire(
                         "acquired": true,
                         "reentrant": reentrant,
                         "token": record.token,
+                        "fence": record.fence,
                         "ttl_seconds": record.ttl_seconds,
                         "waited_seconds": waited.as_secs(),
                         "stolen_from": stolen_from.as_ref().map(render::holder_json),
-                        "holder": render::holder_json(&crate::record::Holder::Current(record.clone())),
+                        "holder": render::holder_json(&Holder::Current(record.clone())),
                     }),
                 );
             } else {
                 let how = if reentrant { "Still hold" } else { "Acquired" };
                 println!(
                     "{how} the deployment lock on {env} as {} (ttl {}{}).",
-                    p.escape(&crate::record::Holder::Current(record.clone()).describe()),
+                    p.escape(&Holder::Current(record.clone()).describe()),
                     human_std(cfg.ttl),
                     if waited.as_secs() > 0 {
                         format!(", waited {}", human_std(waited))
@@ -313,6 +354,9 @@ pub fn acquire(
                     }
                 );
                 println!("  token      {}", record.token);
+                if !fence.is_empty() {
+                    println!("  fence      {fence}");
+                }
                 println!("Release it with: deploy-lock release {pipeline} {env}");
             }
             Ok(AcquireOutcome {
@@ -336,6 +380,16 @@ pub fn acquire(
             } else {
                 (ExitCode::Held, "held")
             };
+            if cfg.audit {
+                let mut event = Event::by(
+                    if timed_out { "timed-out" } else { "blocked" },
+                    &locker_record(env, &me, &holding),
+                    locker.store_now(),
+                );
+                event.waited_seconds = Some(waited.as_secs());
+                event.other = lock.holder.describe();
+                audit::append(store, &event);
+            }
             if cfg.output == OutputFormat::Json {
                 let mut v = render::lock_json(env, state, Some(&lock));
                 v["acquired"] = json!(false);
@@ -376,6 +430,20 @@ pub fn acquire(
     }
 }
 
+/// Who we are, as a record, for audit events of attempts that hold nothing.
+fn locker_record(env: &str, me: &crate::protocol::Identity, holding: &Holding) -> LockRecord {
+    LockRecord {
+        environment: env.to_owned(),
+        pipeline: me.pipeline.clone(),
+        build_id: me.build_id.clone(),
+        job: me.job.clone(),
+        actor: holding.actor.clone(),
+        run_url: holding.run_url.clone(),
+        reason: holding.reason.clone(),
+        ..LockRecord::default()
+    }
+}
+
 /// "sandbox is locked by github build 42 … — https://…": the line an annotation shows.
 #[must_use]
 pub fn blocked_message(env: &str, lock: &LockView, timed_out: bool, waited: Duration) -> String {
@@ -397,7 +465,7 @@ pub fn blocked_message(env: &str, lock: &LockView, timed_out: bool, waited: Dura
     if !url.is_empty() {
         msg.push_str(&format!(" — {url}"));
     }
-    if let crate::record::Holder::Unknown { why } = &lock.holder {
+    if let Holder::Unknown { why } = &lock.holder {
         msg.push_str(&format!(
             "; the lock blob is not readable ({why}): inspect it, and if nobody holds it, \
              `deploy-lock force-break {env} --reason ...`"
@@ -414,13 +482,18 @@ pub fn blocked_message(env: &str, lock: &LockView, timed_out: bool, waited: Dura
 pub fn release(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Result<i32> {
     let me = cfg.identity(pipeline);
     let p = cfg.platform;
-    let outcome = locker(cfg, store).release(env, &me)?;
+    let locker = locker(cfg, store);
+    let outcome = locker.release(env, &me)?;
     let (state, code) = match &outcome {
-        Released::Released(holder) => {
+        Released::Released(lock) => {
+            if cfg.audit {
+                audit_release(store, env, lock, locker.store_now());
+            }
             if cfg.output == OutputFormat::Text {
                 println!(
-                    "Released the deployment lock on {env} (held by {}).",
-                    p.escape(&holder.describe())
+                    "Released the deployment lock on {env} (held by {}, for {}).",
+                    p.escape(&lock.holder.describe()),
+                    human(lock.age)
                 );
             }
             ("released", ExitCode::Ok)
@@ -453,12 +526,30 @@ pub fn release(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Re
     };
     if cfg.output == OutputFormat::Json {
         let lock = match &outcome {
-            Released::Refused(l) => Some(&**l),
-            _ => None,
+            Released::Refused(l) | Released::Released(l) => Some(&**l),
+            Released::Absent => None,
         };
         render::print_json(p, &render::lock_json(env, state, lock));
     }
     Ok(code.code())
+}
+
+/// A release event with how long the lock was held, by the store's clock.
+pub fn audit_release(
+    store: &dyn Store,
+    env: &str,
+    lock: &LockView,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let record = lock.holder.record().cloned().unwrap_or_else(|| LockRecord {
+        environment: env.to_owned(),
+        pipeline: lock.holder.pipeline().to_owned(),
+        build_id: lock.holder.build_id().to_owned(),
+        ..LockRecord::default()
+    });
+    let mut event = Event::by("release", &record, now);
+    event.held_seconds = Some(lock.age.num_seconds());
+    audit::append(store, &event);
 }
 
 pub fn wait(cfg: &Config, store: &dyn Store, env: &str, timeout: Duration) -> Result<i32> {
@@ -488,8 +579,30 @@ pub fn wait(cfg: &Config, store: &dyn Store, env: &str, timeout: Duration) -> Re
 
 pub fn force_break(cfg: &Config, store: &dyn Store, env: &str, reason: &str) -> Result<i32> {
     let p = cfg.platform;
-    let broken = locker(cfg, store).force_break(env)?;
+    let locker = locker(cfg, store);
+    let broken = locker.force_break(env)?;
     let who = format!("{} build {}", cfg.default_pipeline, cfg.run.build_id);
+    if cfg.audit
+        && let Some(lock) = &broken
+    {
+        let mut event = Event::by(
+            "force-break",
+            &LockRecord {
+                environment: env.to_owned(),
+                pipeline: cfg.default_pipeline.clone(),
+                build_id: cfg.run.build_id.clone(),
+                job: cfg.run.job.clone(),
+                actor: cfg.run.actor.clone(),
+                run_url: cfg.run.run_url.clone(),
+                reason: reason.to_owned(),
+                ..LockRecord::default()
+            },
+            locker.store_now(),
+        );
+        event.other = lock.holder.describe();
+        event.held_seconds = Some(lock.age.num_seconds());
+        audit::append(store, &event);
+    }
     match &broken {
         Some(lock) => {
             log::warn(&format!(
@@ -567,6 +680,137 @@ pub fn status(cfg: &Config, store: &dyn Store) -> Result<i32> {
     println!("{}", line(&header.map(String::from)));
     for row in &rows {
         println!("{}", line(row));
+    }
+    Ok(0)
+}
+
+pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Result<i32> {
+    let me = cfg.identity(pipeline);
+    let locker = locker(cfg, store);
+    match locker.renew(env, &me)? {
+        Renewed::Renewed(lock) => {
+            if cfg.output == OutputFormat::Json {
+                render::print_json(cfg.platform, &render::lock_json(env, "renewed", Some(&lock)));
+            } else {
+                println!(
+                    "Renewed the deployment lock on {env}: stale in {} unless renewed again.",
+                    human_std(cfg.ttl)
+                );
+            }
+            Ok(0)
+        }
+        Renewed::Lost(lock) => {
+            if cfg.audit {
+                let mut event = Event::by(
+                    "renew-failed",
+                    &LockRecord {
+                        environment: env.to_owned(),
+                        pipeline: me.pipeline.clone(),
+                        build_id: me.build_id.clone(),
+                        job: me.job.clone(),
+                        ..LockRecord::default()
+                    },
+                    locker.store_now(),
+                );
+                event.other = lock.as_ref().map(|l| l.holder.describe()).unwrap_or_default();
+                audit::append(store, &event);
+            }
+            let msg = match &lock {
+                Some(l) => format!(
+                    "the lock on {env} is no longer ours: it is held by {}",
+                    l.holder.describe()
+                ),
+                None => format!("the lock on {env} is gone (released, broken or expired)"),
+            };
+            eprintln!("{}", cfg.platform.error_line("Deployment lock lost", &msg));
+            if cfg.output == OutputFormat::Json {
+                render::print_json(cfg.platform, &render::lock_json(env, "lost", lock.as_deref()));
+            }
+            Ok(ExitCode::Lost.code())
+        }
+    }
+}
+
+/// `--since`: an RFC 3339 time, or a duration back from now (`90m`, `2h`, minutes).
+fn parse_since(text: &str) -> Result<Since> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(Since::At(t.with_timezone(&chrono::Utc)));
+    }
+    config::parse_minutes(text, "--since")
+        .map(Since::Ago)
+        .map_err(|_| {
+            Failure::usage(format!(
+                "--since `{}` is neither a time (2025-09-27T17:30:00Z) nor a duration (90m, 2h)",
+                crate::ci::escape_controls(text)
+            ))
+        })
+}
+
+/// Where `history` starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Since {
+    At(chrono::DateTime<chrono::Utc>),
+    Ago(Duration),
+}
+
+pub fn history(cfg: &Config, store: &dyn Store, env: &str, since: Option<Since>) -> Result<i32> {
+    let p = cfg.platform;
+    let (events, now) = audit::read(store, env)?;
+    let cutoff = since.map(|s| match s {
+        Since::At(t) => t,
+        Since::Ago(d) => now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX),
+    });
+    let events: Vec<_> = events
+        .into_iter()
+        .filter(|e| match (cutoff, audit::time_of(e)) {
+            (Some(c), Some(t)) => t >= c,
+            (Some(_), None) => false,
+            (None, _) => true,
+        })
+        .collect();
+    if cfg.output == OutputFormat::Json {
+        render::print_json(p, &json!(events));
+        return Ok(0);
+    }
+    if events.is_empty() {
+        println!("No events for {env}.");
+        return Ok(0);
+    }
+    for e in &events {
+        let mut details = Vec::new();
+        if let Some(w) = e.waited_seconds.filter(|w| *w > 0) {
+            details.push(format!("waited {}", human(chrono::Duration::seconds(i64::try_from(w).unwrap_or(i64::MAX)))));
+        }
+        if let Some(h) = e.held_seconds {
+            details.push(format!("held {}", human(chrono::Duration::seconds(h))));
+        }
+        if let Some(f) = e.fence {
+            details.push(format!("fence {f}"));
+        }
+        if !e.other.is_empty() {
+            let what = match e.event.as_str() {
+                "steal" => "took over from",
+                "force-break" => "broke the lock of",
+                "blocked" | "timed-out" => "blocked by",
+                "lost" | "renew-failed" => "now held by",
+                _ => "other",
+            };
+            details.push(format!("{what} {}", e.other));
+        }
+        if !e.reason.is_empty() {
+            details.push(format!("reason: {}", e.reason));
+        }
+        println!(
+            "{}",
+            p.escape(&format!(
+                "{:<24}  {:<12}  {:<30}  {}",
+                e.at,
+                e.event,
+                e.who(),
+                details.join(", ")
+            ))
+            .trim_end()
+        );
     }
     Ok(0)
 }

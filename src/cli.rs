@@ -89,6 +89,14 @@ pub struct GlobalArgs {
     )]
     pub output: Option<OutputFormat>,
 
+    /// Do not take a fencing number (saves three requests per acquire).
+    #[arg(long, global = true, env = "DEPLOY_LOCK_NO_FENCE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_fence: bool,
+
+    /// Do not append events to the environment's audit log (saves one request per operation).
+    #[arg(long, global = true, env = "DEPLOY_LOCK_NO_AUDIT", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_audit: bool,
+
     /// Print each store request (never secrets) to stderr.
     #[arg(long, global = true, env = "DEPLOY_LOCK_DEBUG", value_parser = clap::builder::FalseyValueParser::new())]
     pub debug: bool,
@@ -115,6 +123,13 @@ pub enum Command {
     ForceBreak(ForceBreakArgs),
     /// List every environment in the store with its holder.
     Status,
+    /// Extend our lock on ENV by another ttl. Exit 5 if it is no longer ours.
+    Renew(Target),
+    /// Take ENV's lock, run COMMAND while renewing it, release it when COMMAND ends, and exit
+    /// with COMMAND's exit code (5 if the lock was lost meanwhile).
+    Run(RunArgs),
+    /// Show ENV's audit log: acquisitions, releases, steals, force-breaks, blocked attempts.
+    History(HistoryArgs),
     /// Run by the GitHub Action and the Azure DevOps task: read the step's inputs and act.
     #[command(hide = true)]
     Step(StepArgs),
@@ -139,6 +154,41 @@ pub struct AcquireArgs {
     /// Why you deploy; recorded in the lock and shown by `check`.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Wait for the lock up to MINUTES instead of failing at once [default: DEPLOYMENT_TIMEOUT_MINUTES, 120].
+    #[arg(long, value_name = "MINUTES", num_args = 0..=1, default_missing_value = "")]
+    pub wait: Option<String>,
+    /// Why you deploy; recorded in the lock.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// What to do if the lock is lost while COMMAND runs: warn and let it finish, or stop it.
+    #[arg(long, value_enum, default_value_t = OnLost::Warn)]
+    pub on_lost: OnLost,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnLost {
+    Warn,
+    Kill,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Environment whose log to show.
+    #[arg(value_name = "ENV")]
+    pub environment: String,
+    /// Only events since then: a duration back from now (90m, 2h, 7d is not a unit: use 168h) or
+    /// an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -172,4 +222,6 @@ pub struct StepArgs {
 pub enum StepPhase {
     Main,
     Post,
+    /// Started detached by `main`: renews the lock until `post` stops it or the lock is gone.
+    Heartbeat,
 }

@@ -13,6 +13,9 @@ use crate::secret::Secret;
 
 pub const DEFAULT_CONTAINER: &str = "deployment-locks";
 pub const DEFAULT_TTL_MINUTES: f64 = 30.0;
+/// With a heartbeat renewing the lock every third of the ttl, a short ttl costs nothing while
+/// the holder lives and frees the lock soon after it dies.
+pub const HEARTBEAT_TTL_MINUTES: f64 = 5.0;
 pub const DEFAULT_WAIT_MINUTES: f64 = 120.0;
 pub const DEFAULT_POLL_SECONDS: f64 = 30.0;
 /// Longest duration we accept anywhere: a week. Longer is a typo, and would overflow clocks.
@@ -39,6 +42,10 @@ pub struct Config {
     /// Pipeline type when the command names none.
     pub default_pipeline: String,
     pub token: Option<String>,
+    /// Whether `ttl` was given (else the default applies, which `run` shortens).
+    pub ttl_given: bool,
+    pub fence: bool,
+    pub audit: bool,
 }
 
 impl Config {
@@ -95,6 +102,9 @@ impl Config {
             run,
             default_pipeline: platform.pipeline().to_owned(),
             token,
+            ttl_given: args.ttl_minutes.is_some(),
+            fence: !args.no_fence,
+            audit: !args.no_audit,
         })
     }
 

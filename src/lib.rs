@@ -8,16 +8,19 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod azure;
 pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod heartbeat;
 pub mod lock;
 pub mod log;
 pub mod protocol;
 pub mod record;
 pub mod render;
+pub mod run;
 pub mod secret;
 pub mod step;
 pub mod store;

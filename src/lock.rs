@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use std::cell::Cell;
+
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::protocol::{
     self, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
@@ -15,6 +17,8 @@ use crate::store::{Store, StoreError};
 
 /// Blob names the seed script uses, so both can run side by side.
 pub const KEY_PREFIX: &str = "deployment-lock-";
+/// The per-environment fencing counter; outside `KEY_PREFIX`, so listings of locks skip it.
+pub const FENCE_PREFIX: &str = "deployment-fence-";
 
 /// Set by the signal handler; waits stop and a lock taken meanwhile is given back.
 pub static CANCELLED: AtomicBool = AtomicBool::new(false);
@@ -48,6 +52,8 @@ pub struct Locker<'a> {
     /// Applies to records that carry no ttl (the seed's, unknown ones) and to new acquisitions.
     pub ttl: Duration,
     pub poll: Duration,
+    /// The store's clock at its latest answer, for audit timestamps.
+    last_now: Cell<Option<DateTime<Utc>>>,
 }
 
 #[derive(Debug)]
@@ -55,6 +61,8 @@ pub enum Acquired {
     /// We hold the lock now.
     Taken {
         record: LockRecord,
+        /// The lock's version after our write, for the fencing write that follows.
+        etag: String,
         /// It was already ours (same token, or same run and job): refreshed in place.
         reentrant: bool,
         /// A stale holder we took over from.
@@ -73,7 +81,7 @@ pub enum Acquired {
 
 #[derive(Debug)]
 pub enum Released {
-    Released(Holder),
+    Released(Box<LockView>),
     Absent,
     Refused(Box<LockView>),
 }
@@ -106,7 +114,27 @@ pub fn new_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-impl Locker<'_> {
+impl<'a> Locker<'a> {
+    #[must_use]
+    pub fn new(store: &'a dyn Store, ttl: Duration, poll: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            poll,
+            last_now: Cell::new(None),
+        }
+    }
+
+    fn saw(&self, now: DateTime<Utc>) {
+        self.last_now.set(Some(now));
+    }
+
+    /// The store's time as of its latest answer (our own clock only before the first answer).
+    #[must_use]
+    pub fn store_now(&self) -> DateTime<Utc> {
+        self.last_now.get().unwrap_or_else(Utc::now)
+    }
+
     fn ttl_chrono(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX)
     }
@@ -114,6 +142,7 @@ impl Locker<'_> {
     /// Reads and judges the lock of `environment`.
     pub fn read(&self, environment: &str) -> Result<Option<LockView>, StoreError> {
         let read = self.store.get(&key(environment))?;
+        self.saw(read.now);
         Ok(read
             .blob
             .map(|b| LockView::new(&b, read.now, self.ttl_chrono())))
@@ -206,9 +235,11 @@ impl Locker<'_> {
                 }
             };
             match result {
-                Ok(_) => {
+                Ok(written) => {
+                    self.saw(written.now);
                     return Ok(Acquired::Taken {
                         record,
+                        etag: written.etag,
                         reentrant,
                         stolen_from,
                         waited: started.elapsed(),
@@ -304,9 +335,9 @@ impl Locker<'_> {
                 }
                 ReleaseStep::Delete { etag } => match self.store.delete(&key, &etag) {
                     Ok(()) => {
-                        let holder =
-                            lock.map_or(Holder::Unknown { why: String::new() }, |l| l.holder);
-                        return Ok(Released::Released(holder));
+                        return Ok(lock.map_or(Released::Absent, |l| {
+                            Released::Released(Box::new(l))
+                        }));
                     }
                     Err(StoreError::NotFound(_)) => return Ok(Released::Absent),
                     Err(StoreError::Conflict) => {}
@@ -419,6 +450,111 @@ impl Locker<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// What the fencing step after an acquisition found.
+#[derive(Debug)]
+pub enum Fenced {
+    /// The lock now carries this number, and is still ours.
+    Fenced { fence: u64, etag: String },
+    /// The lock was taken from us before the number could be recorded.
+    Lost(Option<Box<LockView>>),
+}
+
+impl Locker<'_> {
+    /// Gives a fresh acquisition its fencing number.
+    ///
+    /// The counter is incremented *after* the lock was taken, and the number only counts once it
+    /// is written into the lock conditional on the version our acquisition created. So a holder
+    /// that stalls between taking the lock and recording its number, and meanwhile loses the
+    /// lock, finds out here instead of using a number that a later holder's could be below.
+    pub fn fence(
+        &self,
+        environment: &str,
+        record: &mut LockRecord,
+        etag: &str,
+    ) -> anyhow::Result<Fenced> {
+        let number = self.next_fence(environment)?;
+        record.fence = Some(number);
+        let key = key(environment);
+        let mut etag = etag.to_owned();
+        for _ in 0..5 {
+            match self
+                .store
+                .replace(&key, &record.to_bytes(), &record.metadata(), &etag)
+            {
+                Ok(w) => {
+                    self.saw(w.now);
+                    return Ok(Fenced::Fenced {
+                        fence: number,
+                        etag: w.etag,
+                    });
+                }
+                Err(StoreError::Conflict | StoreError::NotFound(_) | StoreError::Transient(_)) => {
+                    // A retried write may have landed; the token tells whether it is still ours.
+                    let lock = self.read(environment)?;
+                    match lock.as_ref().and_then(|l| l.holder.record().map(|r| (l, r))) {
+                        Some((l, r)) if r.token == record.token => {
+                            if r.fence == Some(number) {
+                                return Ok(Fenced::Fenced {
+                                    fence: number,
+                                    etag: l.etag.clone(),
+                                });
+                            }
+                            etag.clone_from(&l.etag);
+                        }
+                        _ => return Ok(Fenced::Lost(lock.map(Box::new))),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(anyhow::anyhow!(
+            "the lock on {environment} kept changing while its fencing number was recorded"
+        ))
+    }
+
+    /// Increments the environment's counter by compare-and-swap and returns the new value.
+    fn next_fence(&self, environment: &str) -> anyhow::Result<u64> {
+        let key = format!("{FENCE_PREFIX}{environment}");
+        let no_metadata = std::collections::BTreeMap::new();
+        for _ in 0..50 {
+            let read = self.store.get(&key)?;
+            self.saw(read.now);
+            let attempt = match read.blob {
+                None => self.store.create(&key, b"1", &no_metadata).map(|_| 1),
+                Some(blob) => {
+                    let current = std::str::from_utf8(&blob.data)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "the fencing counter {key} does not hold a number; it must only \
+                                 ever be written by deploy-lock"
+                            )
+                        })?;
+                    let next = current
+                        .checked_add(1)
+                        .ok_or_else(|| anyhow::anyhow!("the fencing counter {key} is exhausted"))?;
+                    self.store
+                        .replace(&key, next.to_string().as_bytes(), &no_metadata, &blob.etag)
+                        .map(|_| next)
+                }
+            };
+            match attempt {
+                Ok(n) => return Ok(n),
+                // Someone else incremented first, or our answer was lost: read and try again.
+                // A number whose answer we lost is skipped, never handed out twice.
+                Err(StoreError::Conflict | StoreError::Transient(_)) => {
+                    sleep_unless_cancelled(jitter(Duration::from_millis(5)));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(anyhow::anyhow!(
+            "the fencing counter of {environment} is too contended; try again"
+        ))
     }
 }
 

@@ -2,7 +2,10 @@
 //! task. The JavaScript shim only finds and runs the binary; inputs, outputs, state, masking and
 //! results are handled here, where they are tested.
 
-use std::time::Duration;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::app::{self, INTERRUPTED};
 use crate::ci::{self, Platform, azdo};
@@ -10,6 +13,7 @@ use crate::cli::{GlobalArgs, OutputFormat, StepPhase};
 use crate::config::{self, AzureInputs, Config};
 use crate::error::{ExitCode, Failure, Result};
 use crate::lock::{Locker, Released};
+use crate::heartbeat;
 use crate::log;
 use crate::protocol::Identity;
 use crate::render::human_std;
@@ -90,6 +94,7 @@ pub fn run(phase: StepPhase, global: &GlobalArgs, platform: Platform) -> Result<
     let result = match phase {
         StepPhase::Main => main_step(global, platform),
         StepPhase::Post => post_step(global, platform),
+        StepPhase::Heartbeat => return heartbeat_step(global, platform),
     };
     Ok(finish(platform, phase, result))
 }
@@ -139,7 +144,11 @@ fn main_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
         Failure::usage("the `environment` input is required, e.g. `environment: sandbox`")
     })?;
     let environment = config::validate_environment(&environment)?;
-    let cfg = config_from_inputs(global, platform)?;
+    let mut cfg = config_from_inputs(global, platform)?;
+    let heartbeat = bool_input("heartbeat", true)?;
+    if heartbeat && !cfg.ttl_given {
+        cfg.ttl = Duration::from_secs_f64(config::HEARTBEAT_TTL_MINUTES * 60.0);
+    }
     let pipeline = match input("pipeline") {
         Some(p) => config::validate_pipeline(&p)?,
         None => platform.pipeline().to_owned(),
@@ -158,11 +167,16 @@ fn main_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
             let store = app::open_store(&cfg)?;
             let outcome = app::acquire(&cfg, &*store, &pipeline, &environment, wait, &reason)?;
             if let Some(record) = &outcome.acquired {
-                platform.save_state(&[
+                let mut state = vec![
                     ("environment", environment.clone()),
                     ("pipeline", pipeline.clone()),
                     ("token", record.token.clone()),
-                ])?;
+                ];
+                if heartbeat {
+                    let file = start_heartbeat(&environment, &pipeline, &record.token, &cfg)?;
+                    state.push(("heartbeat", file.display().to_string()));
+                }
+                platform.save_state(&state)?;
             }
             summary(&cfg, &environment, &outcome, wait)?;
             Ok(outcome.code)
@@ -234,6 +248,9 @@ fn post_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
         return Ok(0);
     }
     let environment = config::validate_environment(&environment)?;
+    if let Some(file) = platform.load_state("heartbeat") {
+        stop_heartbeat(Path::new(&file));
+    }
     let cfg = config_from_inputs(global, platform)?;
     let pipeline = platform
         .load_state("pipeline")
@@ -243,13 +260,17 @@ fn post_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
         ..cfg.identity(&pipeline)
     };
     let store = app::open_store(&cfg)?;
-    let locker = Locker {
-        store: &*store,
-        ttl: cfg.ttl,
-        poll: cfg.poll,
-    };
+    let locker = Locker::new(&*store, cfg.ttl, cfg.poll);
     match locker.release(&environment, &me)? {
-        Released::Released(_) => println!("Released the deployment lock on {environment}."),
+        Released::Released(lock) => {
+            if cfg.audit {
+                app::audit_release(&*store, &environment, &lock, locker.store_now());
+            }
+            println!(
+                "Released the deployment lock on {environment} (held {}).",
+                crate::render::human(lock.age)
+            );
+        }
         Released::Absent => log::warn(&format!(
             "the lock on {environment} was already gone (released by a later step, broken, or \
              expired)"
@@ -259,5 +280,140 @@ fn post_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
             lock.holder.describe()
         )),
     }
+    Ok(0)
+}
+
+/// The runner's or agent's temp folder, which the job owns.
+fn job_temp_dir() -> PathBuf {
+    ci::var("RUNNER_TEMP")
+        .or_else(|| ci::var("AGENT_TEMPDIRECTORY"))
+        .map_or_else(std::env::temp_dir, PathBuf::from)
+}
+
+/// Starts `deploy-lock step heartbeat` detached from the step, so it outlives it and renews the
+/// lock until the post step stops it. It gets no stdio: a step whose grandchild holds its output
+/// pipe open would not finish.
+fn start_heartbeat(environment: &str, pipeline: &str, token: &str, cfg: &Config) -> Result<PathBuf> {
+    let file = job_temp_dir().join(format!("deploy-lock-heartbeat-{token}"));
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find our own executable to start the heartbeat: {e}"))?;
+    let mut command = Command::new(exe);
+    command
+        .args(["step", "heartbeat"])
+        .env("DEPLOY_LOCK_HEARTBEAT_FILE", &file)
+        .env("DEPLOY_LOCK_HEARTBEAT_ENVIRONMENT", environment)
+        .env("DEPLOY_LOCK_HEARTBEAT_PIPELINE", pipeline)
+        .env("DEPLOY_LOCK_HEARTBEAT_TOKEN", token)
+        .env("DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS", cfg.ttl.as_secs_f64().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    detach(&mut command);
+    let child = command
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start the heartbeat: {e}"))?;
+    log::note(&format!(
+        "deploy-lock: heartbeat (pid {}) renews the lock every {} until the post step",
+        child.id(),
+        human_std(cfg.ttl / 3)
+    ));
+    Ok(file)
+}
+
+/// Own process group: the step's Ctrl-C/SIGINT must not reach the heartbeat.
+#[cfg(unix)]
+fn detach(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+}
+
+#[cfg(windows)]
+fn detach(command: &mut Command) {
+    use std::os::windows::process::CommandExt;
+    const DETACHED_PROCESS: u32 = 0x0000_0008;
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+    command.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+}
+
+#[cfg(not(any(unix, windows)))]
+fn detach(_command: &mut Command) {}
+
+fn stop_file(file: &Path) -> PathBuf {
+    file.with_extension("stop")
+}
+
+fn done_file(file: &Path) -> PathBuf {
+    file.with_extension("done")
+}
+
+/// Asks the heartbeat to stop and waits a little for it to say it did, so the release that
+/// follows does not race a renewal (a renewal after the release could not revive the lock anyway:
+/// it is conditional on the version it read).
+fn stop_heartbeat(file: &Path) {
+    if fs::write(stop_file(file), b"stop").is_err() {
+        log::warn("could not ask the heartbeat to stop; it ends when the lock is released");
+        return;
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until && !done_file(file).exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Ok(text) = fs::read_to_string(done_file(file)) {
+        log::note(&format!("deploy-lock: heartbeat {}", text.trim()));
+    }
+    for f in [stop_file(file), done_file(file)] {
+        let _ = fs::remove_file(f);
+    }
+}
+
+/// The detached heartbeat: renews until the post step's stop file appears, the lock is lost,
+/// or the longest hold (`DEPLOY_LOCK_HEARTBEAT_MAX_MINUTES`, 360: GitHub's job limit) passes.
+fn heartbeat_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
+    let need = |name: &str| {
+        ci::var(name).ok_or_else(|| Failure::usage(format!("`step heartbeat` needs {name}")))
+    };
+    let file = PathBuf::from(need("DEPLOY_LOCK_HEARTBEAT_FILE")?);
+    let environment = config::validate_environment(&need("DEPLOY_LOCK_HEARTBEAT_ENVIRONMENT")?)?;
+    let pipeline = config::validate_pipeline(&need("DEPLOY_LOCK_HEARTBEAT_PIPELINE")?)?;
+    let token = need("DEPLOY_LOCK_HEARTBEAT_TOKEN")?;
+    let mut cfg = config_from_inputs(global, platform)?;
+    if let Some(ttl) = ci::var("DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS") {
+        cfg.ttl = config::parse_duration(&ttl, 1.0, "DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS")?;
+    }
+    let max_hold = match ci::var("DEPLOY_LOCK_HEARTBEAT_MAX_MINUTES") {
+        Some(v) => config::parse_minutes(&v, "DEPLOY_LOCK_HEARTBEAT_MAX_MINUTES")?,
+        None => Duration::from_secs(360 * 60),
+    };
+    let me = Identity {
+        token: Some(token),
+        ..cfg.identity(&pipeline)
+    };
+    let store = app::open_store(&cfg)?;
+    let started = Instant::now();
+    let mut renewals = 0u64;
+    let mut failures = 0u64;
+    let stop = || stop_file(&file).exists() || started.elapsed() >= max_hold;
+    let end = heartbeat::keep_alive(
+        &*store,
+        cfg.ttl,
+        &environment,
+        &me,
+        cfg.audit,
+        &stop,
+        &mut |beat| match beat {
+            heartbeat::Beat::Renewed => renewals += 1,
+            heartbeat::Beat::Failed(_) => failures += 1,
+        },
+    );
+    let how = match end {
+        heartbeat::End::Stopped if started.elapsed() >= max_hold => "stopped at the longest hold",
+        heartbeat::End::Stopped => "stopped by the post step",
+        heartbeat::End::Lost(_) => "ended: the lock was lost",
+    };
+    let summary = format!(
+        "{how} after {} ({renewals} renewals, {failures} failed)",
+        human_std(started.elapsed())
+    );
+    let _ = fs::write(done_file(&file), summary);
     Ok(0)
 }

@@ -305,7 +305,7 @@ fn a_corrupt_lock_is_held_by_an_unknown_holder_until_stale() {
             let env = format!("bad{i}");
             let key = format!("deployment-lock-{env}");
             b.put_raw(&key, blob);
-            let before = b.snapshot();
+            let before = b.locks();
             as_build(&b, "1")
                 .args(["check", &env])
                 .run()
@@ -521,7 +521,10 @@ fn hostile_holder_fields_are_printed_escaped() {
             ] {
                 let out = as_build(&b, "2").env(var, value).args(&args).run();
                 for line in out.stdout.lines().chain(out.stderr.lines()) {
-                    assert!(!line.starts_with("::add-mask::secret"), "{var} {args:?}: {line}");
+                    assert!(
+                        !line.starts_with("::add-mask::secret"),
+                        "{var} {args:?}: {line}"
+                    );
                     assert!(!line.trim_start().starts_with("::error::boom"), "{line}");
                     if var == "TF_BUILD" {
                         let lower = line.to_ascii_lowercase();

@@ -1,7 +1,11 @@
 //! All integration tests, compiled into one test binary.
 
+// Test modules share helpers with `pub`; nothing here is a public API.
+#![allow(unreachable_pub)]
+
 mod azure;
 mod cli;
 mod concurrency;
 mod contract;
+mod faults;
 mod support;

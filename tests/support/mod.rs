@@ -149,6 +149,13 @@ impl Backend {
         }
     }
 
+    /// Only the lock blobs (audit logs grow with every attempt, by design).
+    pub fn locks(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut all = self.snapshot();
+        all.retain(|k, _| k.starts_with("deployment-lock-"));
+        all
+    }
+
     /// The test's container through the library's own Azure store (for setup and inspection).
     pub fn azure_store(&self) -> deploy_lock::store::azure::AzureStore {
         let Self::Azurite {
@@ -181,6 +188,7 @@ pub fn backends() -> Vec<Backend> {
 }
 
 pub mod azurite;
+pub(crate) mod proxy;
 
 /// The real binary as a process. Its environment starts empty, so CI variables of the machine
 /// running the tests never change what the binary does.
