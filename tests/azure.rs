@@ -226,3 +226,102 @@ fn bad_settings_are_usage_errors_before_anything_is_sent() {
     .unwrap_err();
     assert!(failure.to_string().contains("CA file"), "{failure}");
 }
+
+#[test]
+fn https_with_an_extra_ca_file() {
+    let dir = std::env::temp_dir().join(format!("deploy-lock-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let (cert, key, csr) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("req.csr"),
+    );
+    let ext = dir.join("ext.cnf");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    // A private CA and a server certificate it signed, as a corporate proxy or emulator has.
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let o = |s: &'static str| std::ffi::OsStr::new(s);
+    openssl(&[
+        o("req"),
+        o("-x509"),
+        o("-newkey"),
+        o("rsa:2048"),
+        o("-nodes"),
+        o("-days"),
+        o("1"),
+        o("-subj"),
+        o("/CN=deploy-lock test CA"),
+        o("-keyout"),
+        ca_key.as_os_str(),
+        o("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(&[
+        o("req"),
+        o("-newkey"),
+        o("rsa:2048"),
+        o("-nodes"),
+        o("-subj"),
+        o("/CN=127.0.0.1"),
+        o("-keyout"),
+        key.as_os_str(),
+        o("-out"),
+        csr.as_os_str(),
+    ]);
+    openssl(&[
+        o("x509"),
+        o("-req"),
+        o("-in"),
+        csr.as_os_str(),
+        o("-CA"),
+        ca.as_os_str(),
+        o("-CAkey"),
+        ca_key.as_os_str(),
+        o("-CAcreateserial"),
+        o("-days"),
+        o("1"),
+        o("-extfile"),
+        ext.as_os_str(),
+        o("-out"),
+        cert.as_os_str(),
+    ]);
+    let emulator = crate::support::azurite::azurite_https(&cert, &key);
+    let url = format!(
+        "https://127.0.0.1:{}/{ACCOUNT}/{}",
+        emulator.port(),
+        emulator.unique_container("https")
+    );
+    let settings = AzureSettings {
+        store_url: Some(url),
+        account_key: Some(Secret::new(KEY)),
+        ..AzureSettings::default()
+    };
+
+    // Without the CA the certificate cannot verify, and the message points at --ca-file.
+    let untrusted = open(&settings).unwrap();
+    match untrusted.get("k") {
+        Err(StoreError::BadRequest(msg)) => assert!(msg.contains("--ca-file"), "{msg}"),
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
+
+    let trusted = open(&AzureSettings {
+        ca_file: Some(ca.clone()),
+        ..settings
+    })
+    .unwrap();
+    trusted.create("k", b"over tls", &no_meta()).unwrap();
+    assert_eq!(trusted.get("k").unwrap().blob.unwrap().data, b"over tls");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -515,7 +515,7 @@ impl Client {
             message: describe_error(e),
             unreachable: matches!(e, ureq::Error::HostNotFound | ureq::Error::ConnectionFailed)
                 || matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
-            retryable: retryable_error(e),
+            retryable: retryable_error(e) && !is_certificate_error(e),
         };
         let mut response = self.agent.run(http_request).map_err(|e| transport(&e))?;
         let status = response.status().as_u16();
@@ -544,13 +544,21 @@ impl Client {
     }
 }
 
+/// rustls reports a certificate that does not verify as an I/O error during the handshake; it
+/// fails the same way on every attempt.
+fn is_certificate_error(error: &ureq::Error) -> bool {
+    matches!(error, ureq::Error::Io(_)) && error.to_string().contains("certificate")
+}
+
 /// A transport error for people. ureq's messages never include the request URL's query.
 fn describe_error(error: &ureq::Error) -> String {
     match error {
         ureq::Error::HostNotFound => "the host name was not found (DNS)".to_owned(),
         ureq::Error::ConnectionFailed => "the connection failed".to_owned(),
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
+        e if matches!(e, ureq::Error::Tls(_) | ureq::Error::Rustls(_))
+            || is_certificate_error(e) =>
+        {
             format!(
                 "TLS failed ({error}); for a proxy or emulator with its own certificate, pass --ca-file"
             )

@@ -69,7 +69,7 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-fn start(exe: &Path) -> Result<Azurite, String> {
+fn start(exe: &Path, extra: &[&std::ffi::OsStr]) -> Result<Azurite, String> {
     let port = free_port();
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -93,6 +93,7 @@ fn start(exe: &Path) -> Result<Azurite, String> {
         .arg("--location")
         .arg(&location)
         .args(["--disableTelemetry", "--silent"])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(log)
         .stderr(log_err)
@@ -132,24 +133,39 @@ fn start(exe: &Path) -> Result<Azurite, String> {
 /// The emulator for this test process, started on first use.
 pub(crate) fn azurite() -> &'static Azurite {
     static AZURITE: OnceLock<Azurite> = OnceLock::new();
+    AZURITE.get_or_init(|| launch(&[]))
+}
+
+/// A second emulator serving HTTPS with `cert` and `key` (PEM), for the CA file path.
+pub(crate) fn azurite_https(cert: &Path, key: &Path) -> &'static Azurite {
+    static AZURITE: OnceLock<Azurite> = OnceLock::new();
     AZURITE.get_or_init(|| {
-        let exe = executable();
-        assert!(
-            exe.exists(),
-            "Azurite is not installed at {}: run `bash tests/setup-azurite.sh` (tests/run.sh does), \
-             or set DEPLOY_LOCK_AZURITE to an azurite-blob executable",
-            exe.display()
-        );
-        // A port taken between choosing and binding is the only expected failure: try again.
-        let mut last = String::new();
-        for _ in 0..3 {
-            match start(&exe) {
-                Ok(a) => return a,
-                Err(e) => last = e,
-            }
-        }
-        panic!("{last}");
+        launch(&[
+            "--cert".as_ref(),
+            cert.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ])
     })
+}
+
+fn launch(extra: &[&std::ffi::OsStr]) -> Azurite {
+    let exe = executable();
+    assert!(
+        exe.exists(),
+        "Azurite is not installed at {}: run `bash tests/setup-azurite.sh` (tests/run.sh does), \
+         or set DEPLOY_LOCK_AZURITE to an azurite-blob executable",
+        exe.display()
+    );
+    // A port taken between choosing and binding is the only expected failure: try again.
+    let mut last = String::new();
+    for _ in 0..3 {
+        match start(&exe, extra) {
+            Ok(a) => return a,
+            Err(e) => last = e,
+        }
+    }
+    panic!("{last}");
 }
 
 impl Azurite {
