@@ -20,6 +20,10 @@ pub const KEY_PREFIX: &str = "deployment-lock-";
 /// The per-environment fencing counter; outside `KEY_PREFIX`, so listings of locks skip it.
 pub const FENCE_PREFIX: &str = "deployment-fence-";
 
+/// Writes of one acquire that may end unanswered (each after the client's own retries) before
+/// it gives up with an error.
+const MAX_UNANSWERED_WRITES: u32 = 3;
+
 /// Set by the signal handler; waits stop and a lock taken meanwhile is given back.
 pub static CANCELLED: AtomicBool = AtomicBool::new(false);
 
@@ -171,6 +175,7 @@ impl<'a> Locker<'a> {
         };
         let key = key(environment);
         let mut lock: Option<Option<LockView>> = None;
+        let mut unanswered = 0;
         loop {
             if cancelled() {
                 return Ok(Acquired::Cancelled {
@@ -251,6 +256,17 @@ impl<'a> Locker<'a> {
                 }
                 // The write may or may not have reached the store. Only our token can tell.
                 Err(StoreError::Transient(msg)) => {
+                    // Each failed write already used the client's retries; a store that reads
+                    // but never answers writes must end in an error, not an endless loop.
+                    unanswered += 1;
+                    if unanswered >= MAX_UNANSWERED_WRITES {
+                        return Err(anyhow::anyhow!(
+                            "{msg}; the lock on {environment} could not be written {unanswered} \
+                             times in a row, so it may or may not be held now. If it landed, it \
+                             expires after the ttl; free it sooner with `deploy-lock release \
+                             {environment} --token {token}`"
+                        ));
+                    }
                     let current = self.read(environment).map_err(|e| {
                         anyhow::anyhow!(
                             "{msg}; and reading the lock back to see whether the acquire landed \
