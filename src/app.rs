@@ -7,14 +7,14 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches};
 use serde_json::json;
 
+use crate::audit::{self, Event};
 use crate::ci::Platform;
 use crate::cli::{AcquireArgs, Cli, Command, EXIT_CODES, OutputFormat};
 use crate::config::{self, Config, StoreChoice};
 use crate::error::{ExitCode, Failure, Result};
-use crate::audit::{self, Event};
 use crate::lock::{self, Acquired, Fenced, Holding, Locker, Released, Renewed, Waited};
-use crate::record::{Holder, LockRecord};
 use crate::protocol::{LockView, Ownership, ownership};
+use crate::record::{Holder, LockRecord};
 use crate::render::{self, human, human_std};
 use crate::store::Store;
 use crate::store::file::FileStore;
@@ -308,12 +308,19 @@ pub fn acquire(
             }
             if cfg.audit && !reentrant {
                 let mut event = Event::by(
-                    if stolen_from.is_some() { "steal" } else { "acquire" },
+                    if stolen_from.is_some() {
+                        "steal"
+                    } else {
+                        "acquire"
+                    },
                     &record,
                     locker.store_now(),
                 );
                 event.waited_seconds = Some(waited.as_secs());
-                event.other = stolen_from.as_ref().map(Holder::describe).unwrap_or_default();
+                event.other = stolen_from
+                    .as_ref()
+                    .map(Holder::describe)
+                    .unwrap_or_default();
                 audit::append(store, &event);
             }
             let fence = record.fence.map(|f| f.to_string()).unwrap_or_default();
@@ -690,7 +697,10 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
     match locker.renew(env, &me)? {
         Renewed::Renewed(lock) => {
             if cfg.output == OutputFormat::Json {
-                render::print_json(cfg.platform, &render::lock_json(env, "renewed", Some(&lock)));
+                render::print_json(
+                    cfg.platform,
+                    &render::lock_json(env, "renewed", Some(&lock)),
+                );
             } else {
                 println!(
                     "Renewed the deployment lock on {env}: stale in {} unless renewed again.",
@@ -712,7 +722,10 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
                     },
                     locker.store_now(),
                 );
-                event.other = lock.as_ref().map(|l| l.holder.describe()).unwrap_or_default();
+                event.other = lock
+                    .as_ref()
+                    .map(|l| l.holder.describe())
+                    .unwrap_or_default();
                 audit::append(store, &event);
             }
             let msg = match &lock {
@@ -724,7 +737,10 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
             };
             eprintln!("{}", cfg.platform.error_line("Deployment lock lost", &msg));
             if cfg.output == OutputFormat::Json {
-                render::print_json(cfg.platform, &render::lock_json(env, "lost", lock.as_deref()));
+                render::print_json(
+                    cfg.platform,
+                    &render::lock_json(env, "lost", lock.as_deref()),
+                );
             }
             Ok(ExitCode::Lost.code())
         }
@@ -779,7 +795,12 @@ pub fn history(cfg: &Config, store: &dyn Store, env: &str, since: Option<Since>)
     for e in &events {
         let mut details = Vec::new();
         if let Some(w) = e.waited_seconds.filter(|w| *w > 0) {
-            details.push(format!("waited {}", human(chrono::Duration::seconds(i64::try_from(w).unwrap_or(i64::MAX)))));
+            details.push(format!(
+                "waited {}",
+                human(chrono::Duration::seconds(
+                    i64::try_from(w).unwrap_or(i64::MAX)
+                ))
+            ));
         }
         if let Some(h) = e.held_seconds {
             details.push(format!("held {}", human(chrono::Duration::seconds(h))));

@@ -351,9 +351,9 @@ impl<'a> Locker<'a> {
                 }
                 ReleaseStep::Delete { etag } => match self.store.delete(&key, &etag) {
                     Ok(()) => {
-                        return Ok(lock.map_or(Released::Absent, |l| {
-                            Released::Released(Box::new(l))
-                        }));
+                        return Ok(
+                            lock.map_or(Released::Absent, |l| Released::Released(Box::new(l)))
+                        );
                     }
                     Err(StoreError::NotFound(_)) => return Ok(Released::Absent),
                     Err(StoreError::Conflict) => {}
@@ -510,7 +510,10 @@ impl Locker<'_> {
                 Err(StoreError::Conflict | StoreError::NotFound(_) | StoreError::Transient(_)) => {
                     // A retried write may have landed; the token tells whether it is still ours.
                     let lock = self.read(environment)?;
-                    match lock.as_ref().and_then(|l| l.holder.record().map(|r| (l, r))) {
+                    match lock
+                        .as_ref()
+                        .and_then(|l| l.holder.record().map(|r| (l, r)))
+                    {
                         Some((l, r)) if r.token == record.token => {
                             if r.fence == Some(number) {
                                 return Ok(Fenced::Fenced {

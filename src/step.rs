@@ -12,8 +12,8 @@ use crate::ci::{self, Platform, azdo};
 use crate::cli::{GlobalArgs, OutputFormat, StepPhase};
 use crate::config::{self, AzureInputs, Config};
 use crate::error::{ExitCode, Failure, Result};
-use crate::lock::{Locker, Released};
 use crate::heartbeat;
+use crate::lock::{Locker, Released};
 use crate::log;
 use crate::protocol::Identity;
 use crate::render::human_std;
@@ -293,10 +293,16 @@ fn job_temp_dir() -> PathBuf {
 /// Starts `deploy-lock step heartbeat` detached from the step, so it outlives it and renews the
 /// lock until the post step stops it. It gets no stdio: a step whose grandchild holds its output
 /// pipe open would not finish.
-fn start_heartbeat(environment: &str, pipeline: &str, token: &str, cfg: &Config) -> Result<PathBuf> {
+fn start_heartbeat(
+    environment: &str,
+    pipeline: &str,
+    token: &str,
+    cfg: &Config,
+) -> Result<PathBuf> {
     let file = job_temp_dir().join(format!("deploy-lock-heartbeat-{token}"));
-    let exe = std::env::current_exe()
-        .map_err(|e| anyhow::anyhow!("cannot find our own executable to start the heartbeat: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| {
+        anyhow::anyhow!("cannot find our own executable to start the heartbeat: {e}")
+    })?;
     let mut command = Command::new(exe);
     command
         .args(["step", "heartbeat"])
@@ -304,7 +310,10 @@ fn start_heartbeat(environment: &str, pipeline: &str, token: &str, cfg: &Config)
         .env("DEPLOY_LOCK_HEARTBEAT_ENVIRONMENT", environment)
         .env("DEPLOY_LOCK_HEARTBEAT_PIPELINE", pipeline)
         .env("DEPLOY_LOCK_HEARTBEAT_TOKEN", token)
-        .env("DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS", cfg.ttl.as_secs_f64().to_string())
+        .env(
+            "DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS",
+            cfg.ttl.as_secs_f64().to_string(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

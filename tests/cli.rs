@@ -319,7 +319,7 @@ fn a_corrupt_lock_is_held_by_an_unknown_holder_until_stale() {
             as_build(&b, "1").args(["release", &env]).run().code(3);
             assert_eq!(
                 before,
-                b.snapshot(),
+                b.locks(),
                 "{}: a corrupt lock was changed",
                 b.name()
             );

@@ -1,0 +1,274 @@
+//! Long deployments: renew, `run` with its heartbeat, fencing numbers and the audit trail.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::{Backend, Out, backends};
+
+fn as_build(b: &Backend, build: &str) -> crate::support::Cmd {
+    b.cmd().env("DEPLOY_LOCK_BUILD_ID", build)
+}
+
+#[test]
+fn renew_extends_our_lock_and_reports_a_lost_one() {
+    for b in backends() {
+        as_build(&b, "1")
+            .args(["acquire", "r1", "--ttl-minutes", "2s"])
+            .run()
+            .code(0);
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(900));
+            as_build(&b, "1")
+                .args(["renew", "r1", "--ttl-minutes", "2s"])
+                .run()
+                .code(0)
+                .contains("Renewed");
+        }
+        // Three renewals spanned more than the ttl: still held.
+        as_build(&b, "2").args(["acquire", "r1"]).run().code(3);
+        as_build(&b, "2")
+            .args(["renew", "r1"])
+            .run()
+            .code(5)
+            .contains("no longer ours");
+        as_build(&b, "1").args(["release", "r1"]).run().code(0);
+        as_build(&b, "1")
+            .args(["renew", "r1"])
+            .run()
+            .code(5)
+            .contains("gone");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn run_holds_the_lock_for_longer_than_several_ttls() {
+    for b in backends() {
+        let run = as_build(&b, "runner")
+            .args([
+                "run",
+                "long",
+                "--ttl-minutes",
+                "1s",
+                "--",
+                "sh",
+                "-c",
+                "sleep 3.5; echo fence=$DEPLOY_LOCK_FENCE; exit 7",
+            ])
+            .spawn();
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(500));
+        while started.elapsed() < Duration::from_secs(3) {
+            as_build(&b, "competitor")
+                .args(["acquire", "long"])
+                .run()
+                .code(3);
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        let out = Out::from(run.wait_with_output().expect("run"));
+        out.code(7);
+        let fence = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("fence="))
+            .expect("fence line");
+        assert!(fence.parse::<u64>().is_ok(), "{}", out.stdout);
+        // Released when the command ended.
+        as_build(&b, "competitor")
+            .args(["check", "long"])
+            .run()
+            .code(0);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn run_on_lost_kill_stops_the_command_and_exits_5() {
+    for b in backends() {
+        let run = as_build(&b, "runner")
+            .args([
+                "run",
+                "lost",
+                "--ttl-minutes",
+                "1.5s",
+                "--on-lost",
+                "kill",
+                "--",
+                "sleep",
+                "60",
+            ])
+            .spawn();
+        std::thread::sleep(Duration::from_millis(700));
+        as_build(&b, "admin")
+            .args(["force-break", "lost", "--reason", "test"])
+            .run()
+            .code(0);
+        let started = Instant::now();
+        let out = Out::from(run.wait_with_output().expect("run"));
+        out.code(5).contains("was lost while the command runs");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the command was not stopped"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_killed_heartbeat_lets_a_competitor_in_after_one_ttl() {
+    for b in backends() {
+        let mut run = as_build(&b, "runner")
+            .args(["run", "crash", "--ttl-minutes", "2s", "--", "sleep", "5"])
+            .spawn();
+        std::thread::sleep(Duration::from_millis(800));
+        run.kill().expect("SIGKILL the holder");
+        let _ = run.wait();
+        // Fresh: nobody may take it yet.
+        as_build(&b, "next")
+            .args(["acquire", "crash"])
+            .run()
+            .code(3);
+        // After the ttl by the store's clock it is stale and the waiter takes it over.
+        as_build(&b, "next")
+            .args(["acquire", "crash", "--wait=0.2"])
+            .run()
+            .code(0)
+            .contains("took over a stale lock");
+    }
+}
+
+#[test]
+fn fencing_numbers_strictly_increase_across_200_competing_acquisitions() {
+    for b in backends() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        std::thread::scope(|scope| {
+            for worker in 0..8 {
+                let log = Arc::clone(&log);
+                let b = &b;
+                scope.spawn(move || {
+                    let build = format!("f{worker}");
+                    for cycle in 0..25 {
+                        let out = as_build(b, &build)
+                            .env("DEPLOY_LOCK_POLL_SECONDS", "0.02")
+                            .args(["acquire", "fenced", "--wait=5", "--output", "json"])
+                            .run();
+                        let fence = out.code(0).json()["fence"].as_u64().expect("fence");
+                        log.lock()
+                            .expect("log")
+                            .push((Instant::now(), fence, worker, cycle));
+                        // Every few cycles leave the lock to go stale or be broken instead.
+                        match cycle % 10 {
+                            3 => as_build(b, "admin")
+                                .args(["force-break", "fenced", "--reason", "fence test"])
+                                .run(),
+                            _ => as_build(b, &build).args(["release", "fenced"]).run(),
+                        }
+                        .code(0);
+                    }
+                });
+            }
+        });
+        let mut log = log.lock().expect("log").clone();
+        assert_eq!(log.len(), 200);
+        log.sort_by_key(|entry| entry.0);
+        for pair in log.windows(2) {
+            assert!(
+                pair[1].1 > pair[0].1,
+                "{}: fence {} after {}",
+                b.name(),
+                pair[1].1,
+                pair[0].1
+            );
+        }
+    }
+}
+
+#[test]
+fn history_shows_every_event_of_a_scenario_in_order() {
+    for b in backends() {
+        as_build(&b, "A")
+            .args(["acquire", "github", "h", "--reason", "deploy v1"])
+            .run()
+            .code(0);
+        as_build(&b, "B")
+            .args(["acquire", "azdevops", "h"])
+            .run()
+            .code(3);
+        as_build(&b, "A")
+            .args(["release", "github", "h"])
+            .run()
+            .code(0);
+        as_build(&b, "B")
+            .args(["acquire", "azdevops", "h", "--ttl-minutes", "1s"])
+            .run()
+            .code(0);
+        std::thread::sleep(Duration::from_millis(1500));
+        as_build(&b, "C").args(["acquire", "h"]).run().code(0);
+        as_build(&b, "D")
+            .args(["force-break", "h", "--reason", "stuck runner"])
+            .run()
+            .code(0);
+        as_build(&b, "B")
+            .args(["renew", "azdevops", "h"])
+            .run()
+            .code(5);
+        let events = b.cmd().args(["history", "h", "--output", "json"]).run();
+        let events = events.code(0).json();
+        let seen: Vec<(String, String)> = events
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| {
+                (
+                    e["event"].as_str().unwrap_or_default().to_owned(),
+                    e["build_id"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let expected = [
+            ("acquire", "A"),
+            ("blocked", "B"),
+            ("release", "A"),
+            ("acquire", "B"),
+            ("steal", "C"),
+            ("force-break", "D"),
+            ("renew-failed", "B"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(e, w)| ((*e).to_owned(), (*w).to_owned()))
+            .collect();
+        assert_eq!(seen, expected, "{}", b.name());
+        let all = events.as_array().expect("array");
+        assert_eq!(all[0]["reason"], "deploy v1");
+        assert_eq!(all[1]["other"], "github build A by tester");
+        assert!(all[2]["held_seconds"].is_i64());
+        assert_eq!(all[5]["reason"], "stuck runner");
+        assert!(all[4]["fence"].as_u64() > all[0]["fence"].as_u64());
+        let text = b.cmd().args(["history", "h"]).run();
+        text.code(0)
+            .contains("took over from")
+            .contains("broke the lock of");
+        let recent = b
+            .cmd()
+            .args(["history", "h", "--since", "1h", "--output", "json"])
+            .run();
+        assert_eq!(recent.code(0).json().as_array().map(Vec::len), Some(7));
+        let future = b
+            .cmd()
+            .args([
+                "history",
+                "h",
+                "--since",
+                "2999-01-01T00:00:00Z",
+                "--output",
+                "json",
+            ])
+            .run();
+        assert_eq!(future.code(0).json().as_array().map(Vec::len), Some(0));
+        b.cmd()
+            .args(["history", "h", "--since", "yesterday"])
+            .run()
+            .code(2);
+    }
+}
