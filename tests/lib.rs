@@ -8,4 +8,5 @@ mod cli;
 mod concurrency;
 mod contract;
 mod faults;
+mod long;
 mod support;
