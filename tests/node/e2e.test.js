@@ -29,7 +29,7 @@ function githubStateTodo() {
     const state = path.join(dir, 'state');
     fs.writeFileSync(state, '');
     spawnSync(binary, ['step', 'main'], {
-      env: cleanEnv({ GITHUB_ACTIONS: 'true', GITHUB_RUN_ID: '1', GITHUB_STATE: state, INPUT_ENVIRONMENT: 'probe', INPUT_STORE: `file:${dir}/store` }),
+      env: cleanEnv({ GITHUB_ACTIONS: 'true', GITHUB_RUN_ID: '1', GITHUB_STATE: state, RUNNER_TEMP: dir, INPUT_ENVIRONMENT: 'probe', INPUT_HEARTBEAT: 'false', INPUT_STORE: `file:${dir}/store` }),
       timeout: 30_000,
     });
     const names = Object.keys(parseCommandFile(state));
@@ -94,7 +94,7 @@ async function startAzurite(t) {
   const location = tempDir(t, 'deploy-lock-azurite-');
   const child = spawn(bin, ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', location, '--silent', '--disableTelemetry', '--skipApiVersionCheck'], { stdio: 'ignore' });
   t.after(() => child.kill('SIGTERM'));
-  await waitForPort(port, 20_000);
+  await waitForPort(port, 60_000); // generous: a loaded 2-core machine starts it slowly
   const endpoint = `http://127.0.0.1:${port}/devstoreaccount1`;
   const connection = `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${AZURITE_KEY};BlobEndpoint=${endpoint};`;
   const store = {
@@ -127,7 +127,7 @@ for (const [storeName, makeStore] of stores) {
     const env = 'prod-gh';
     const withInputs = { environment: env, 'binary-path': binary, ...store.inputs };
 
-    const first = new GitHubJob(dir, { runId: 1001, withInputs });
+    const first = new GitHubJob(t, dir, { runId: 1001, withInputs });
     const main = await first.main();
     assert.equal(main.code, 0, main.stdout + main.stderr);
     const out = first.outputs();
@@ -136,7 +136,7 @@ for (const [storeName, makeStore] of stores) {
     assert.match(first.summary(), /acquired/);
     assert.equal(check(store, env).code, 3, 'held after main');
 
-    const second = new GitHubJob(dir, { runId: 2002, withInputs });
+    const second = new GitHubJob(t, dir, { runId: 2002, withInputs });
     const blocked = await second.main();
     assert.equal(blocked.code, 3, blocked.stdout + blocked.stderr);
     assert.equal(second.outputs().acquired, 'false');
@@ -158,7 +158,7 @@ for (const [storeName, makeStore] of stores) {
     const dir = tempDir(t);
     const store = await makeStore(t);
     if (!store) return;
-    const job = new GitHubJob(dir, { runId: 3003, withInputs: { environment: 'keep', 'binary-path': binary, release: 'false', ...store.inputs } });
+    const job = new GitHubJob(t, dir, { runId: 3003, withInputs: { environment: 'keep', 'binary-path': binary, release: 'false', ...store.inputs } });
     const main = await job.main();
     assert.equal(main.code, 0, main.stdout + main.stderr);
     if (store.inputs['connection-string']) {
@@ -175,10 +175,10 @@ for (const [storeName, makeStore] of stores) {
     const store = await makeStore(t);
     if (!store) return;
     const base = { environment: 'cancel', 'binary-path': binary, ...store.inputs };
-    const holder = new GitHubJob(dir, { runId: 4004, withInputs: base });
+    const holder = new GitHubJob(t, dir, { runId: 4004, withInputs: base });
     assert.equal((await holder.main()).code, 0);
 
-    const waiter = new GitHubJob(dir, { runId: 5005, withInputs: { ...base, 'wait-minutes': '1', 'poll-seconds': '0.2' } });
+    const waiter = new GitHubJob(t, dir, { runId: 5005, withInputs: { ...base, 'wait-minutes': '1', 'poll-seconds': '0.2' } });
     const started = Date.now();
     let signalled = false;
     const cancelled = await runNode([path.join(ROOT, 'dist', 'main.js')], {
@@ -207,7 +207,7 @@ for (const [storeName, makeStore] of stores) {
     const inputs = { environment: 'prod-az', ...Object.fromEntries(Object.entries(store.inputs).map(([k, v]) => [camel(k), v])) };
     const evil = 'hotfix ##vso[task.complete result=Succeeded;]pwned';
 
-    const first = new AzureJob(dir, taskDir, { buildId: 501, inputs: { ...inputs, reason: evil } });
+    const first = new AzureJob(t, dir, taskDir, { buildId: 501, inputs: { ...inputs, reason: evil } });
     const main = await first.main();
     assert.equal(main.code, 0, main.stdout + main.stderr);
     assert.equal(taskResult(main.vso), 'Succeeded', main.stdout);
@@ -219,7 +219,7 @@ for (const [storeName, makeStore] of stores) {
     }
     assert.equal(check(store, 'prod-az').code, 3);
 
-    const second = new AzureJob(dir, taskDir, { buildId: 502, inputs });
+    const second = new AzureJob(t, dir, taskDir, { buildId: 502, inputs });
     const blocked = await second.main();
     assert.equal(blocked.code, 0, 'handled outcomes exit 0 and report with task.complete');
     assert.equal(taskResult(blocked.vso), 'Failed', blocked.stdout);
@@ -249,8 +249,8 @@ for (const [storeName, makeStore] of stores) {
     if (!store) return;
     const taskDir = stageTask(t);
     const env = 'shared';
-    const gh = (runId) => new GitHubJob(dir, { runId, withInputs: { environment: env, 'binary-path': binary, ...store.inputs } });
-    const az = (buildId) => new AzureJob(dir, taskDir, { buildId, inputs: { environment: env, ...Object.fromEntries(Object.entries(store.inputs).map(([k, v]) => [camel(k), v])) } });
+    const gh = (runId) => new GitHubJob(t, dir, { runId, withInputs: { environment: env, 'binary-path': binary, ...store.inputs } });
+    const az = (buildId) => new AzureJob(t, dir, taskDir, { buildId, inputs: { environment: env, ...Object.fromEntries(Object.entries(store.inputs).map(([k, v]) => [camel(k), v])) } });
 
     const github = gh(6006);
     assert.equal((await github.main()).code, 0);
@@ -277,7 +277,7 @@ for (const [storeName, makeStore] of stores) {
 test('the task resolves its bundled binary and refuses a tampered one', { skip }, async (t) => {
   const dir = tempDir(t);
   const taskDir = stageTask(t);
-  const job = new AzureJob(dir, taskDir, { buildId: 801, inputs: { environment: 'x', store: `file:${tempDir(t)}`, mode: 'check' } });
+  const job = new AzureJob(t, dir, taskDir, { buildId: 801, inputs: { environment: 'x', store: `file:${tempDir(t)}`, mode: 'check' } });
   const ok = await job.main();
   assert.equal(taskResult(ok.vso), 'Succeeded', ok.stdout + ok.stderr);
 

@@ -3,6 +3,7 @@
 // players that run the action and the task the way the GitHub runner and the Azure DevOps agent do.
 
 const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
@@ -100,6 +101,32 @@ function readYaml(file) {
   return JSON.parse(r.stdout);
 }
 
+/**
+ * What the runner and the agent do when a job ends: kill every process still carrying the job's
+ * tracking variable (RUNNER_TRACKING_ID / VSTS_PROCESS_LOOKUP_ID), such as a detached heartbeat.
+ * Only processes with this test job's unique id are touched. Linux only (/proc); elsewhere they
+ * end by themselves when their lock is gone.
+ */
+function endJob(name, id) {
+  if (process.platform !== 'linux') return;
+  const needle = `${name}=${id}`;
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let environ;
+    try {
+      environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (environ.split('\0').includes(needle)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
 /** `name=value` and `name<<DELIM … DELIM` entries of $GITHUB_OUTPUT / $GITHUB_STATE. */
 function parseCommandFile(file) {
   const values = {};
@@ -129,7 +156,9 @@ function parseCommandFile(file) {
  * files are temp files, and the post step sees $GITHUB_STATE as STATE_*.
  */
 class GitHubJob {
-  constructor(dir, { runId, job = 'deploy', withInputs = {}, env = {} }) {
+  constructor(t, dir, { runId, job = 'deploy', withInputs = {}, env = {} }) {
+    const tracking = `github_${crypto.randomUUID()}`;
+    t.after(() => endJob('RUNNER_TRACKING_ID', tracking));
     this.dir = fs.mkdtempSync(path.join(dir, `gh-${runId}-`));
     this.files = {};
     for (const name of ['GITHUB_OUTPUT', 'GITHUB_STATE', 'GITHUB_STEP_SUMMARY', 'GITHUB_ENV', 'GITHUB_PATH']) {
@@ -162,6 +191,7 @@ class GitHubJob {
       RUNNER_OS: { linux: 'Linux', darwin: 'macOS', win32: 'Windows' }[process.platform],
       RUNNER_ARCH: process.arch.toUpperCase(),
       RUNNER_TEMP: temp,
+      RUNNER_TRACKING_ID: tracking,
       ...Object.fromEntries(Object.entries(this.files)),
       ...inputs,
       ...env,
@@ -218,7 +248,9 @@ function unescapeVso(s) {
  * variables; `task.settaskvariable` from the main step reaches the post-job step as VSTS_TASKVARIABLE_*.
  */
 class AzureJob {
-  constructor(dir, taskDir, { buildId, jobId = 'a9b8c7d6-0000-4000-8000-000000000001', inputs = {}, env = {} }) {
+  constructor(t, dir, taskDir, { buildId, jobId = 'a9b8c7d6-0000-4000-8000-000000000001', inputs = {}, env = {} }) {
+    const tracking = `vsts_${crypto.randomUUID()}`;
+    t.after(() => endJob('VSTS_PROCESS_LOOKUP_ID', tracking));
     this.taskDir = taskDir;
     const task = JSON.parse(fs.readFileSync(path.join(taskDir, 'task.json'), 'utf8'));
     const values = {};
@@ -230,6 +262,7 @@ class AzureJob {
     this.env = cleanEnv({
       TF_BUILD: 'True',
       AGENT_TEMPDIRECTORY: temp,
+      VSTS_PROCESS_LOOKUP_ID: tracking,
       AGENT_OS: { linux: 'Linux', darwin: 'Darwin', win32: 'Windows_NT' }[process.platform],
       AGENT_OSARCHITECTURE: process.arch.toUpperCase(),
       BUILD_BUILDID: String(buildId),
