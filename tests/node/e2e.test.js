@@ -132,6 +132,8 @@ for (const [storeName, makeStore] of stores) {
     assert.equal(main.code, 0, main.stdout + main.stderr);
     const out = first.outputs();
     assert.equal(out.acquired, 'true', JSON.stringify(out));
+    assert.match(out.fence || '', /^\d+$/, 'a fencing number is an output');
+    assert.match(out['holder-url'] || '', /\/octo\/app\/actions\/runs\/1001/);
     assert.match(first.summary(), /prod-gh/);
     assert.match(first.summary(), /acquired/);
     assert.equal(check(store, env).code, 3, 'held after main');
@@ -212,6 +214,7 @@ for (const [storeName, makeStore] of stores) {
     assert.equal(main.code, 0, main.stdout + main.stderr);
     assert.equal(taskResult(main.vso), 'Succeeded', main.stdout);
     assert.equal(outputVariables(main.vso).acquired, 'true', main.stdout);
+    assert.match(outputVariables(main.vso).fence || '', /^\d+$/, main.stdout);
     assert.ok(first.taskVariables.VSTS_TASKVARIABLE_DEPLOY_LOCK_TOKEN, `state for post: ${main.stdout}`);
     if (process.platform !== 'win32') {
       const bundled = path.join(taskDir, 'bin', platformKey({}, process.platform, process.arch), 'deploy-lock');
