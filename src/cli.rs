@@ -32,13 +32,20 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Lock store: `file:PATH` for a local directory, or an Azure container URL
     /// (`https://ACCOUNT.blob.core.windows.net/CONTAINER`, `http://127.0.0.1:10000/ACCOUNT/CONTAINER`).
-    #[arg(long, global = true, env = "DEPLOY_LOCK_STORE", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_STORE",
+        value_name = "URL"
+    )]
     pub store: Option<String>,
 
     /// Container (Azure) or subdirectory (local store) that holds the locks [default: deployment-locks].
     #[arg(
         long,
         global = true,
+        hide_env_values = true,
         env = "DEPLOY_LOCK_CONTAINER",
         value_name = "NAME"
     )]
@@ -49,6 +56,7 @@ pub struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        hide_env_values = true,
         env = "LOCK_TIMEOUT_MINUTES",
         value_name = "MINUTES"
     )]
@@ -58,25 +66,50 @@ pub struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        hide_env_values = true,
         env = "DEPLOY_LOCK_POLL_SECONDS",
         value_name = "SECONDS"
     )]
     pub poll_seconds: Option<String>,
 
     /// Who holds the lock [default: GITHUB_RUN_ID, BUILD_BUILDID, BUILD_BUILDNUMBER, or user@host].
-    #[arg(long, global = true, env = "DEPLOY_LOCK_BUILD_ID", value_name = "ID")]
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_BUILD_ID",
+        value_name = "ID"
+    )]
     pub build_id: Option<String>,
 
     /// The job within the run; another job of the same run is blocked [default: GITHUB_JOB, SYSTEM_JOBID].
-    #[arg(long, global = true, env = "DEPLOY_LOCK_JOB", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_JOB",
+        value_name = "NAME"
+    )]
     pub job: Option<String>,
 
     /// The token printed by `acquire`: release or renew exactly that acquisition.
-    #[arg(long, global = true, env = "DEPLOY_LOCK_TOKEN", value_name = "TOKEN")]
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_TOKEN",
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
 
     /// Extra trusted CA certificates (PEM), for TLS-inspecting proxies and the emulator over HTTPS.
-    #[arg(long, global = true, env = "DEPLOY_LOCK_CA_FILE", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_CA_FILE",
+        value_name = "PATH"
+    )]
     pub ca_file: Option<String>,
 
     /// Output format.
@@ -84,21 +117,22 @@ pub struct GlobalArgs {
         long,
         global = true,
         value_enum,
+        hide_env_values = true,
         env = "DEPLOY_LOCK_OUTPUT",
         value_name = "FORMAT"
     )]
     pub output: Option<OutputFormat>,
 
     /// Do not take a fencing number (saves three requests per acquire).
-    #[arg(long, global = true, env = "DEPLOY_LOCK_NO_FENCE", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, global = true, hide_env_values = true, env = "DEPLOY_LOCK_NO_FENCE", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_fence: bool,
 
     /// Do not append events to the environment's audit log (saves one request per operation).
-    #[arg(long, global = true, env = "DEPLOY_LOCK_NO_AUDIT", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, global = true, hide_env_values = true, env = "DEPLOY_LOCK_NO_AUDIT", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_audit: bool,
 
     /// Print each store request (never secrets) to stderr.
-    #[arg(long, global = true, env = "DEPLOY_LOCK_DEBUG", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, global = true, hide_env_values = true, env = "DEPLOY_LOCK_DEBUG", value_parser = clap::builder::FalseyValueParser::new())]
     pub debug: bool,
 }
 

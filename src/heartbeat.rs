@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::audit::{self, Event};
-use crate::lock::{Locker, Renewed, sleep_unless_cancelled};
+use crate::lock::{Locker, Renewed};
 use crate::log;
 use crate::protocol::{Identity, LockView};
 use crate::render::human_std;
@@ -48,7 +48,8 @@ pub fn keep_alive(
             if stop() {
                 return End::Stopped;
             }
-            sleep_unless_cancelled(Duration::from_millis(50).min(until - Instant::now()));
+            // A plain sleep: a signal must not end the heartbeat while `run`'s command still runs.
+            std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
         }
         if stop() {
             return End::Stopped;

@@ -401,7 +401,9 @@ fn heartbeat_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
     let started = Instant::now();
     let mut renewals = 0u64;
     let mut failures = 0u64;
-    let stop = || stop_file(&file).exists() || started.elapsed() >= max_hold;
+    // SIGTERM (the runner's or agent's clean-up of the job's processes) ends it too.
+    let stop =
+        || crate::lock::cancelled() || stop_file(&file).exists() || started.elapsed() >= max_hold;
     let end = heartbeat::keep_alive(
         &*store,
         cfg.ttl,
@@ -416,6 +418,7 @@ fn heartbeat_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
     );
     let how = match end {
         heartbeat::End::Stopped if started.elapsed() >= max_hold => "stopped at the longest hold",
+        heartbeat::End::Stopped if crate::lock::cancelled() => "stopped by a signal",
         heartbeat::End::Stopped => "stopped by the post step",
         heartbeat::End::Lost(_) => "ended: the lock was lost",
     };

@@ -160,7 +160,15 @@ impl Platform {
     /// Keeps values for the post step of the same action or task instance.
     pub fn save_state(self, state: &[(&str, String)]) -> anyhow::Result<()> {
         match self {
-            Self::GitHub => github::append_file("GITHUB_STATE", state),
+            Self::GitHub => {
+                let named: Vec<(String, String)> = state
+                    .iter()
+                    .map(|(n, v)| (state_name(n), v.clone()))
+                    .collect();
+                let pairs: Vec<(&str, String)> =
+                    named.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+                github::append_file("GITHUB_STATE", &pairs)
+            }
             Self::AzureDevOps => {
                 for (name, value) in state {
                     println!(
