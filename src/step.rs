@@ -240,6 +240,10 @@ fn post_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
         log::note("deploy-lock: this step took no lock, so there is nothing to release");
         return Ok(0);
     };
+    // The heartbeat ends with the job either way; a lock kept for a later job then lives for its ttl.
+    if let Some(file) = platform.load_state("heartbeat") {
+        stop_heartbeat(Path::new(&file));
+    }
     if !bool_input("release", true)? {
         log::note(&format!(
             "deploy-lock: release is false, so the lock on {environment} stays held; release it \
@@ -248,9 +252,6 @@ fn post_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
         return Ok(0);
     }
     let environment = config::validate_environment(&environment)?;
-    if let Some(file) = platform.load_state("heartbeat") {
-        stop_heartbeat(Path::new(&file));
-    }
     let cfg = config_from_inputs(global, platform)?;
     let pipeline = platform
         .load_state("pipeline")
