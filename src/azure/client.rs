@@ -17,6 +17,7 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::conn::{Credential, Endpoint};
 use super::signer::{self, Signable};
+use super::token::TokenSource;
 use crate::log;
 
 /// Pinned service version: accepted by Azure and by Azurite 3.37 without `--skipApiVersionCheck`.
@@ -265,6 +266,8 @@ pub struct TransportError {
     pub unreachable: bool,
     /// The request may have been retried (so may have reached the server).
     pub retryable: bool,
+    /// No credential could be obtained (an Entra ID token); `message` says why and what to do.
+    pub credential: bool,
 }
 
 /// A signed-request client for one account.
@@ -326,6 +329,23 @@ fn system_roots() -> Vec<Certificate<'static>> {
         .unwrap_or_default()
 }
 
+/// The TLS settings for the store and the token endpoints: the usual roots, plus `ca_file`.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig, String> {
+    let mut tls = TlsConfig::builder();
+    if let Some(path) = ca_file {
+        let mut roots = read_pem_certs(path)?;
+        if roots.is_empty() {
+            return Err(format!(
+                "the CA file {} holds no certificate (expected PEM `BEGIN CERTIFICATE`)",
+                path.display()
+            ));
+        }
+        roots.extend(system_roots());
+        tls = tls.root_certs(RootCerts::new_with_certs(&roots));
+    }
+    Ok(tls.build())
+}
+
 impl Client {
     /// A client; `ca_file` adds trusted roots (PEM). Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/
     /// `ALL_PROXY` with `NO_PROXY`, as ureq reads them.
@@ -335,18 +355,7 @@ impl Client {
         ca_file: Option<&Path>,
         policy: RetryPolicy,
     ) -> Result<Self, String> {
-        let mut tls = TlsConfig::builder();
-        if let Some(path) = ca_file {
-            let mut roots = read_pem_certs(path)?;
-            if roots.is_empty() {
-                return Err(format!(
-                    "the CA file {} holds no certificate (expected PEM `BEGIN CERTIFICATE`)",
-                    path.display()
-                ));
-            }
-            roots.extend(system_roots());
-            tls = tls.root_certs(RootCerts::new_with_certs(&roots));
-        }
+        let tls = tls_config(ca_file)?;
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // A redirect would carry the signed headers somewhere else; the service never sends one.
@@ -354,7 +363,7 @@ impl Client {
             .timeout_connect(Some(policy.connect_timeout))
             .timeout_global(Some(policy.request_timeout))
             .user_agent(concat!("deploy-lock/", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls.build())
+            .tls_config(tls)
             .build();
         Ok(Self {
             agent: config.new_agent(),
@@ -372,6 +381,15 @@ impl Client {
     #[must_use]
     pub fn uses_sas(&self) -> bool {
         matches!(self.credential, Credential::Sas(_))
+    }
+
+    /// The Entra ID token source, when requests carry a bearer token.
+    #[must_use]
+    pub fn bearer(&self) -> Option<&TokenSource> {
+        match &self.credential {
+            Credential::Bearer(source) => Some(source),
+            _ => None,
+        }
     }
 
     /// When the SAS token in use expires (its `se`), if it says.
@@ -433,8 +451,21 @@ impl Client {
         };
 
         let mut attempt = 1;
+        let mut renewed_token = false;
         loop {
             let result = self.attempt(request, &url, &path, &client_id);
+            // A token the service calls expired (a machine that slept, a clock jump) is replaced
+            // once, at once, before the answer counts.
+            if let (Ok(resp), Some(source)) = (&result, self.bearer())
+                && !renewed_token
+                && source.refreshable()
+                && token_refused(resp)
+            {
+                log::debug("the storage service refused the token; fetching a new one");
+                source.invalidate();
+                renewed_token = true;
+                continue;
+            }
             let (retry, retry_after) = match &result {
                 Ok(resp) => {
                     log::debug(&format!(
@@ -482,6 +513,18 @@ impl Client {
             Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
         ));
         headers.push(("x-ms-client-request-id".to_owned(), client_id.to_owned()));
+        if let Credential::Bearer(source) = &self.credential {
+            let token = source.token().map_err(|message| TransportError {
+                message,
+                unreachable: false,
+                retryable: false,
+                credential: true,
+            })?;
+            headers.push((
+                "authorization".to_owned(),
+                format!("Bearer {}", token.expose()),
+            ));
+        }
         if let Credential::SharedKey(key) = &self.credential {
             // ureq sends Content-Length itself from the body; the signature must cover it.
             let mut signed = headers.clone();
@@ -509,6 +552,7 @@ impl Client {
             message: format!("cannot build the request: {e}"),
             unreachable: false,
             retryable: false,
+            credential: false,
         })?;
 
         let transport = |e: &ureq::Error| TransportError {
@@ -516,6 +560,7 @@ impl Client {
             unreachable: matches!(e, ureq::Error::HostNotFound | ureq::Error::ConnectionFailed)
                 || matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
             retryable: retryable_error(e) && !is_certificate_error(e),
+            credential: false,
         };
         let mut response = self.agent.run(http_request).map_err(|e| transport(&e))?;
         let status = response.status().as_u16();
@@ -542,6 +587,19 @@ impl Client {
             attempts: 1,
         })
     }
+}
+
+/// Whether the service refused a bearer token for its lifetime (401 from Azure, 403
+/// `AuthenticationFailed` from Azurite), which a new token may cure.
+fn token_refused(resp: &Response) -> bool {
+    if !matches!(resp.status, 401 | 403) {
+        return false;
+    }
+    let body = String::from_utf8_lossy(&resp.body).to_ascii_lowercase();
+    matches!(
+        resp.error_code().as_str(),
+        "InvalidAuthenticationInfo" | "AuthenticationFailed"
+    ) && (body.contains("expired") || body.contains("lifetime"))
 }
 
 /// rustls reports a certificate that does not verify as an I/O error during the handshake; it

@@ -5,11 +5,14 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::AzureSettings;
+use super::auth::{AuthMethod, AuthSettings};
+use super::token::{Assertion, Provider, TokenSource};
 use crate::secret::Secret;
 
 /// The container used when none is configured (the seed script's).
@@ -28,6 +31,8 @@ pub enum Credential {
     SharedKey(Vec<u8>),
     /// A SAS token: the query string without the leading `?`, sent verbatim.
     Sas(Secret),
+    /// An Entra ID bearer token, fetched and refreshed by the source.
+    Bearer(Arc<TokenSource>),
 }
 
 impl fmt::Debug for Credential {
@@ -35,6 +40,7 @@ impl fmt::Debug for Credential {
         match self {
             Self::SharedKey(_) => f.write_str("SharedKey(redacted)"),
             Self::Sas(_) => f.write_str("Sas(redacted)"),
+            Self::Bearer(source) => write!(f, "Bearer({})", source.describe()),
         }
     }
 }
@@ -364,13 +370,37 @@ pub fn resolve(settings: &AzureSettings) -> Result<Target, String> {
         .as_ref()
         .map(|s| parse_connection_string(s.expose()))
         .transpose()?;
+    let (endpoint, container, url_sas) = locate(settings, connection.as_ref())?;
+    check_container(&container)?;
+    let credential = credential(settings, connection.as_ref(), url_sas, &endpoint)?;
+    if matches!(credential, Credential::Bearer(_))
+        && endpoint.scheme != "https"
+        && !endpoint.is_loopback()
+    {
+        return Err(format!(
+            "Entra ID tokens are only sent over HTTPS, and {} is http: use https://",
+            endpoint.origin()
+        ));
+    }
+    Ok(Target {
+        endpoint,
+        container,
+        credential,
+    })
+}
+
+/// Where the container is: from the `--store` URL (with the SAS its query may hold), the
+/// connection string, or the account name.
+fn locate<'a>(
+    settings: &'a AzureSettings,
+    connection: Option<&ConnectionString>,
+) -> Result<(Endpoint, String, Option<&'a str>), String> {
     let mut container = if settings.container.is_empty() {
         DEFAULT_CONTAINER.to_owned()
     } else {
         settings.container.clone()
     };
-
-    let (endpoint, credential) = if let Some(store_url) = &settings.store_url {
+    if let Some(store_url) = &settings.store_url {
         const WHAT: &str = "the --store URL";
         let url = parse_url(store_url, WHAT)?;
         let (endpoint, rest) = endpoint_of(&url, WHAT)?;
@@ -384,67 +414,322 @@ pub fn resolve(settings: &AzureSettings) -> Result<Target, String> {
                 ));
             }
         }
-        check_container(&container)?;
-        let credential = if let Some(query) = url.query {
-            sas_credential(&Secret::new(query), WHAT)?
-        } else if let Some(sas) = &settings.sas_token {
-            sas_credential(sas, "AZURE_STORAGE_SAS_TOKEN")?
-        } else if let Some(key) = &settings.account_key {
-            decode_key(key, "AZURE_STORAGE_KEY")?
-        } else if let Some(cs) = &connection {
-            connection_credential(cs)?
-        } else {
-            return Err(format!(
-                "{WHAT} has no credentials: append a SAS token to it (`…/CONTAINER?sv=…&sig=…`) \
-                 or set AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN"
-            ));
-        };
-        (endpoint, credential)
-    } else if let Some(cs) = &connection {
-        let credential = connection_credential(cs)?;
-        (connection_endpoint(cs)?, credential)
-    } else if let Some(account) = &settings.account {
+        return Ok((endpoint, container, url.query));
+    }
+    if let Some(cs) = connection {
+        if cs.account_key.is_some()
+            && cs.account_name.is_none()
+            && cs.blob_endpoint.is_none()
+            && !cs.development
+        {
+            return Err(
+                "the storage connection string has an AccountKey but no AccountName".to_owned(),
+            );
+        }
+        return Ok((connection_endpoint(cs)?, container, None));
+    }
+    if let Some(account) = &settings.account {
         let account = account.trim().to_ascii_lowercase();
         check_account(&account)?;
+        let suffix = settings
+            .endpoint_suffix
+            .as_deref()
+            .map(|s| s.trim().trim_matches('.'))
+            .filter(|s| !s.is_empty())
+            .unwrap_or("core.windows.net");
         let endpoint = Endpoint {
             scheme: "https".to_owned(),
-            authority: format!("{account}.blob.core.windows.net"),
+            authority: format!("{account}.blob.{suffix}").to_ascii_lowercase(),
             base_path: String::new(),
             account,
         };
-        let credential = if let Some(key) = &settings.account_key {
-            decode_key(key, "AZURE_STORAGE_KEY")?
-        } else if let Some(sas) = &settings.sas_token {
-            sas_credential(sas, "AZURE_STORAGE_SAS_TOKEN")?
-        } else {
-            return Err(
-                "AZURE_STORAGE_ACCOUNT is set but neither AZURE_STORAGE_KEY nor \
-                        AZURE_STORAGE_SAS_TOKEN is: set one of them, or use \
-                        AZURE_STORAGE_CONNECTION_STRING"
-                    .to_owned(),
-            );
-        };
-        (endpoint, credential)
-    } else if settings.sas_token.is_some() || settings.account_key.is_some() {
+        return Ok((endpoint, container, None));
+    }
+    if settings.sas_token.is_some() || settings.account_key.is_some() {
         return Err(
             "an Azure storage key or SAS token is set but no account: set \
                     AZURE_STORAGE_ACCOUNT, or pass the container URL with --store"
                 .to_owned(),
         );
+    }
+    Err(
+        "no Azure storage is configured: set AZURE_STORAGE_CONNECTION_STRING, or \
+         AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN (or an Entra \
+         ID sign-in, see docs/entra-id.md), or pass --store \
+         https://ACCOUNT.blob.core.windows.net/CONTAINER"
+            .to_owned(),
+    )
+}
+
+/// The configured secret credential, in the order the store has always used: for a `--store`
+/// URL its own SAS, then AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_KEY, the connection string; for
+/// a connection string its own; for an account the key, then the SAS token. `None` when no
+/// secret is configured.
+fn secret_credential(
+    settings: &AzureSettings,
+    connection: Option<&ConnectionString>,
+    url_sas: Option<&str>,
+) -> Option<Result<Credential, String>> {
+    if settings.store_url.is_some() {
+        if let Some(query) = url_sas {
+            return Some(sas_credential(&Secret::new(query), "the --store URL"));
+        }
+        if let Some(sas) = &settings.sas_token {
+            return Some(sas_credential(sas, "AZURE_STORAGE_SAS_TOKEN"));
+        }
+        if let Some(key) = &settings.account_key {
+            return Some(decode_key(key, "AZURE_STORAGE_KEY"));
+        }
+        return connection
+            .filter(|cs| has_secret(cs))
+            .map(connection_credential);
+    }
+    if let Some(cs) = connection {
+        return has_secret(cs).then(|| connection_credential(cs));
+    }
+    if let Some(key) = &settings.account_key {
+        return Some(decode_key(key, "AZURE_STORAGE_KEY"));
+    }
+    settings
+        .sas_token
+        .as_ref()
+        .map(|sas| sas_credential(sas, "AZURE_STORAGE_SAS_TOKEN"))
+}
+
+fn has_secret(cs: &ConnectionString) -> bool {
+    cs.sas.is_some() || cs.account_key.is_some() || cs.development
+}
+
+/// What to say when neither a secret nor a sign-in is there.
+fn no_credentials(settings: &AzureSettings, connection: Option<&ConnectionString>) -> String {
+    if settings.store_url.is_some() {
+        "the --store URL has no credentials: append a SAS token to it (`…/CONTAINER?sv=…&sig=…`) \
+         or set AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or sign in with Entra ID \
+         (--auth, see docs/entra-id.md)"
+            .to_owned()
+    } else if connection.is_some() {
+        "the storage connection string has neither AccountKey nor SharedAccessSignature; copy \
+         it again from `az storage account show-connection-string`, or sign in with Entra ID \
+         (--auth, see docs/entra-id.md)"
+            .to_owned()
     } else {
-        return Err(
-            "no Azure storage is configured: set AZURE_STORAGE_CONNECTION_STRING, or \
-                    AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, or \
-                    pass --store https://ACCOUNT.blob.core.windows.net/CONTAINER"
-                .to_owned(),
-        );
+        "AZURE_STORAGE_ACCOUNT is set but neither AZURE_STORAGE_KEY nor AZURE_STORAGE_SAS_TOKEN \
+         is: set one of them, or use AZURE_STORAGE_CONNECTION_STRING, or sign in with Entra ID \
+         (--auth, see docs/entra-id.md)"
+            .to_owned()
+    }
+}
+
+/// The credential the `auth` setting asks for.
+fn credential(
+    settings: &AzureSettings,
+    connection: Option<&ConnectionString>,
+    url_sas: Option<&str>,
+    endpoint: &Endpoint,
+) -> Result<Credential, String> {
+    let auth = &settings.auth;
+    let bearer = |provider: Provider, auto: bool| {
+        Credential::Bearer(TokenSource::shared(
+            provider,
+            auto,
+            settings.ca_file.clone(),
+        ))
     };
-    check_container(&container)?;
-    Ok(Target {
-        endpoint,
-        container,
-        credential,
-    })
+    match auth.method {
+        AuthMethod::Auto => {
+            if let Some(found) = secret_credential(settings, connection, url_sas) {
+                crate::log::debug("auth auto: using the configured key, SAS or connection string");
+                return found;
+            }
+            if let Some(method) = auth.detected() {
+                return Ok(bearer(token_provider(method, auth)?, true));
+            }
+            if endpoint.scheme == "https" {
+                // Only trying tells whether `az` is signed in or the machine has an identity.
+                return Ok(bearer(
+                    Provider::Chain(vec![
+                        Provider::AzureCli {
+                            tenant_id: auth.tenant_id.clone(),
+                        },
+                        Provider::Imds {
+                            endpoint: auth.managed.imds_endpoint.clone(),
+                            client_id: auth.client_id.clone(),
+                            probe: true,
+                        },
+                    ]),
+                    true,
+                ));
+            }
+            Err(no_credentials(settings, connection))
+        }
+        AuthMethod::Key => {
+            let key = settings
+                .account_key
+                .as_ref()
+                .map(|k| decode_key(k, "AZURE_STORAGE_KEY"))
+                .or_else(|| {
+                    connection
+                        .filter(|cs| cs.account_key.is_some() || cs.development)
+                        .map(connection_credential)
+                });
+            key.unwrap_or_else(|| {
+                Err(
+                    "--auth key needs the account key: set AZURE_STORAGE_KEY (or the \
+                     account-key input), or a connection string with AccountKey"
+                        .to_owned(),
+                )
+            })
+        }
+        AuthMethod::Sas => {
+            let sas = url_sas
+                .map(|q| sas_credential(&Secret::new(q), "the --store URL"))
+                .or_else(|| {
+                    settings
+                        .sas_token
+                        .as_ref()
+                        .map(|s| sas_credential(s, "AZURE_STORAGE_SAS_TOKEN"))
+                })
+                .or_else(|| {
+                    connection
+                        .filter(|cs| cs.sas.is_some())
+                        .map(connection_credential)
+                });
+            sas.unwrap_or_else(|| {
+                Err(
+                    "--auth sas needs a SAS token: set AZURE_STORAGE_SAS_TOKEN (or the \
+                     sas-token input), or append it to the --store URL"
+                        .to_owned(),
+                )
+            })
+        }
+        AuthMethod::ConnectionString => match connection {
+            Some(cs) => connection_credential(cs),
+            None => Err(
+                "--auth connection-string needs AZURE_STORAGE_CONNECTION_STRING (or \
+                         the connection-string input)"
+                    .to_owned(),
+            ),
+        },
+        method => Ok(bearer(token_provider(method, auth)?, false)),
+    }
+}
+
+/// The token provider for a method, or what is missing for it.
+fn token_provider(method: AuthMethod, auth: &AuthSettings) -> Result<Provider, String> {
+    let need_ids = |what: &str| -> Result<(String, String), String> {
+        match (&auth.client_id, &auth.tenant_id) {
+            (Some(c), Some(t)) => Ok((c.clone(), t.clone())),
+            _ => Err(format!(
+                "{what} needs the app registration's client id and tenant id: set the client-id \
+                 and tenant-id inputs (or AZURE_CLIENT_ID and AZURE_TENANT_ID)"
+            )),
+        }
+    };
+    match method {
+        AuthMethod::Token => {
+            auth.token.clone().map(Provider::Static).ok_or_else(|| {
+                "--auth token needs the bearer token in AZURE_STORAGE_TOKEN".to_owned()
+            })
+        }
+        AuthMethod::GithubOidc => {
+            let (client_id, tenant_id) = need_ids("GitHub OIDC")?;
+            let Some(github) = &auth.github else {
+                return Err(
+                    "GitHub OIDC needs the job's ID token, and this job cannot request \
+                            one (ACTIONS_ID_TOKEN_REQUEST_URL is not set): give the workflow \
+                            or job `permissions: id-token: write` (and `contents: read`). \
+                            Pull requests from forks never get one."
+                        .to_owned(),
+                );
+            };
+            Ok(Provider::Federated {
+                assertion: Assertion::GitHub {
+                    request_url: github.request_url.clone(),
+                    request_token: github.request_token.clone(),
+                },
+                client_id,
+                tenant_id,
+                authority: auth.authority_host.clone(),
+            })
+        }
+        AuthMethod::AzureDevopsOidc => {
+            let azdo = &auth.azdo;
+            let Some(id) = azdo.id.clone() else {
+                return Err(
+                    "Azure DevOps OIDC needs the service connection: set the task's \
+                            azureSubscription input (an Azure Resource Manager connection \
+                            using workload identity federation), or \
+                            AZURESUBSCRIPTION_SERVICE_CONNECTION_ID outside the task"
+                        .to_owned(),
+                );
+            };
+            if let Some(scheme) = &azdo.scheme
+                && !scheme.eq_ignore_ascii_case("WorkloadIdentityFederation")
+            {
+                return Err(format!(
+                    "service connection {id} uses the `{scheme}` scheme; deploy-lock signs in \
+                     with workload identity federation: convert the connection (Project \
+                     settings → Service connections → the connection → Convert)"
+                ));
+            }
+            let Some(request_uri) = azdo.oidc_request_uri.clone() else {
+                return Err(
+                    "Azure DevOps OIDC needs SYSTEM_OIDCREQUESTURI, which the agent \
+                            sets for pipeline jobs (agent 3.227 or later)"
+                        .to_owned(),
+                );
+            };
+            let Some(access_token) = azdo.access_token.clone() else {
+                return Err(
+                    "Azure DevOps OIDC needs System.AccessToken: map it into the step \
+                            (`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`)"
+                        .to_owned(),
+                );
+            };
+            let client_id = azdo.client_id.clone().or_else(|| auth.client_id.clone());
+            let tenant_id = azdo.tenant_id.clone().or_else(|| auth.tenant_id.clone());
+            let (Some(client_id), Some(tenant_id)) = (client_id, tenant_id) else {
+                return Err(format!(
+                    "the agent did not pass service connection {id}'s client and tenant id \
+                     (ENDPOINT_AUTH_PARAMETER_{}_SERVICEPRINCIPALID / _TENANTID): use the \
+                     connection through the task's azureSubscription input, or set client-id \
+                     and tenant-id",
+                    id.to_ascii_uppercase()
+                ));
+            };
+            Ok(Provider::Federated {
+                assertion: Assertion::AzureDevOps {
+                    request_uri,
+                    access_token,
+                    connection_id: id,
+                },
+                client_id,
+                tenant_id,
+                authority: auth.authority_host.clone(),
+            })
+        }
+        AuthMethod::ManagedIdentity => Ok(
+            match (
+                &auth.managed.identity_endpoint,
+                &auth.managed.identity_header,
+            ) {
+                (Some(endpoint), Some(header)) => Provider::AppService {
+                    endpoint: endpoint.clone(),
+                    header: header.clone(),
+                    client_id: auth.client_id.clone(),
+                },
+                _ => Provider::Imds {
+                    endpoint: auth.managed.imds_endpoint.clone(),
+                    client_id: auth.client_id.clone(),
+                    probe: false,
+                },
+            },
+        ),
+        AuthMethod::AzureCli => Ok(Provider::AzureCli {
+            tenant_id: auth.tenant_id.clone(),
+        }),
+        other => Err(format!("`{}` is not a token method", other.name())),
+    }
 }
 
 /// A SAS token as given, and its signature alone (encoded and decoded).
@@ -568,7 +853,7 @@ mod tests {
         assert_eq!(t.endpoint.account, "myacct");
         match t.credential {
             Credential::Sas(s) => assert!(s.expose().starts_with("sv=")),
-            Credential::SharedKey(_) => panic!("expected SAS"),
+            other => panic!("expected SAS, got {other:?}"),
         }
     }
 
@@ -586,7 +871,7 @@ mod tests {
                 "AccountKey but no AccountName",
             ),
             (
-                "AccountName=myacct",
+                "DefaultEndpointsProtocol=http;AccountName=myacct",
                 "neither AccountKey nor SharedAccessSignature",
             ),
             (
@@ -675,10 +960,7 @@ mod tests {
                 "container name",
             ),
             ("https://x.blob.core.windows.net/c", "account name"),
-            (
-                "https://myacct.blob.core.windows.net/locks",
-                "no credentials",
-            ),
+            ("http://myacct.example.com/locks", "no credentials"),
         ] {
             let msg = err(&AzureSettings {
                 store_url: Some(url.into()),
@@ -697,12 +979,16 @@ mod tests {
         })
         .unwrap();
         assert_eq!(t.endpoint.origin(), "https://myacct.blob.core.windows.net");
+        // Without a secret, `auto` tries the Azure CLI, then a managed identity, at first use.
+        let t = resolve(&AzureSettings {
+            account: Some("myacct".into()),
+            ..settings()
+        })
+        .unwrap();
         assert!(
-            err(&AzureSettings {
-                account: Some("myacct".into()),
-                ..settings()
-            })
-            .contains("neither AZURE_STORAGE_KEY nor AZURE_STORAGE_SAS_TOKEN")
+            matches!(&t.credential, Credential::Bearer(s) if s.describe().contains("Azure CLI")),
+            "{:?}",
+            t.credential
         );
         assert!(
             err(&AzureSettings {
@@ -769,5 +1055,98 @@ mod tests {
             without_query("https://a.blob.core.windows.net/c?sv=1&sig=x"),
             "https://a.blob.core.windows.net/c"
         );
+    }
+
+    fn auth(method: AuthMethod) -> AuthSettings {
+        AuthSettings {
+            method,
+            authority_host: "https://login.example".into(),
+            managed: super::super::auth::ManagedEnv {
+                imds_endpoint: "http://127.0.0.1:9".into(),
+                ..Default::default()
+            },
+            ..AuthSettings::default()
+        }
+    }
+
+    #[test]
+    fn explicit_methods_name_what_is_missing() {
+        let account = |method| AzureSettings {
+            account: Some("myacct".into()),
+            auth: auth(method),
+            ..settings()
+        };
+        for (method, expect) in [
+            (AuthMethod::Key, "AZURE_STORAGE_KEY"),
+            (AuthMethod::Sas, "AZURE_STORAGE_SAS_TOKEN"),
+            (
+                AuthMethod::ConnectionString,
+                "AZURE_STORAGE_CONNECTION_STRING",
+            ),
+            (AuthMethod::Token, "AZURE_STORAGE_TOKEN"),
+            (AuthMethod::GithubOidc, "client-id"),
+            (AuthMethod::AzureDevopsOidc, "azureSubscription"),
+        ] {
+            let msg = err(&account(method));
+            assert!(msg.contains(expect), "{method:?}: {msg}");
+        }
+        let mut s = account(AuthMethod::GithubOidc);
+        s.auth.client_id = Some("c".into());
+        s.auth.tenant_id = Some("t".into());
+        assert!(err(&s).contains("id-token: write"), "{}", err(&s));
+        assert!(resolve(&account(AuthMethod::ManagedIdentity)).is_ok());
+        assert!(resolve(&account(AuthMethod::AzureCli)).is_ok());
+    }
+
+    #[test]
+    fn a_key_still_wins_in_auto_and_key_mode_ignores_tokens() {
+        let mut s = AzureSettings {
+            account: Some("myacct".into()),
+            account_key: Some(Secret::new(KEY)),
+            auth: auth(AuthMethod::Auto),
+            ..settings()
+        };
+        s.auth.token = Some(Secret::new("a.b.c"));
+        assert!(matches!(
+            resolve(&s).unwrap().credential,
+            Credential::SharedKey(_)
+        ));
+        s.account_key = None;
+        assert!(matches!(
+            resolve(&s).unwrap().credential,
+            Credential::Bearer(_)
+        ));
+    }
+
+    #[test]
+    fn tokens_need_https_except_on_this_machine() {
+        let mut a = auth(AuthMethod::Token);
+        a.token = Some(Secret::new("a.b.c"));
+        let over = |url: &str| {
+            resolve(&AzureSettings {
+                store_url: Some(url.into()),
+                auth: a.clone(),
+                ..settings()
+            })
+        };
+        assert!(
+            over("http://myacct.example.com/locks")
+                .unwrap_err()
+                .contains("only sent over HTTPS")
+        );
+        assert!(over("https://myacct.blob.core.windows.net/locks").is_ok());
+        assert!(over("http://127.0.0.1:10000/devstoreaccount1/locks").is_ok());
+    }
+
+    #[test]
+    fn endpoint_suffix_for_sovereign_clouds() {
+        let t = resolve(&AzureSettings {
+            account: Some("myacct".into()),
+            account_key: Some(Secret::new(KEY)),
+            endpoint_suffix: Some("core.chinacloudapi.cn".into()),
+            ..settings()
+        })
+        .unwrap();
+        assert_eq!(t.endpoint.authority, "myacct.blob.core.chinacloudapi.cn");
     }
 }

@@ -1,8 +1,10 @@
 //! Azure Blob Storage: settings, request signing and the REST client behind `store::azure`.
 
+pub mod auth;
 pub mod client;
 pub mod conn;
 pub mod signer;
+pub mod token;
 
 use std::path::PathBuf;
 
@@ -27,6 +29,11 @@ pub struct AzureSettings {
     pub sas_token: Option<Secret>,
     /// `--ca-file` / `DEPLOY_LOCK_CA_FILE`: extra trusted root certificate(s), PEM.
     pub ca_file: Option<PathBuf>,
+    /// `AZURE_STORAGE_ENDPOINT_SUFFIX`: the blob host below the account for sovereign clouds
+    /// (`core.chinacloudapi.cn`); `core.windows.net` when absent.
+    pub endpoint_suffix: Option<String>,
+    /// How to sign in (`--auth`), and what the token methods need.
+    pub auth: auth::AuthSettings,
 }
 
 impl AzureSettings {
@@ -59,5 +66,7 @@ pub fn open(settings: &AzureSettings) -> Result<AzureStore, Failure> {
 /// CI platform to mask before anything else is printed.
 #[must_use]
 pub fn secrets(settings: &AzureSettings) -> Vec<String> {
-    conn::secrets(settings)
+    let mut out = conn::secrets(settings);
+    out.extend(settings.auth.secrets());
+    out
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Blob, Entry, Listing, Read, Store, StoreError, StoreResult, Written};
 use crate::azure::client::{Client, Request, Response, TransportError, xml_text, xml_unescape};
+use crate::azure::token::TokenSource;
 
 /// Most pages a listing follows (5,000 blobs a page): a bound, not an expected size.
 const MAX_PAGES: usize = 1000;
@@ -63,7 +64,12 @@ impl AzureStore {
 
     fn transport_error(&self, e: &TransportError) -> StoreError {
         let origin = self.client.endpoint().origin();
-        if e.unreachable {
+        if e.credential {
+            StoreError::Auth(format!(
+                "cannot sign in to Azure Storage at {origin}: {}",
+                e.message
+            ))
+        } else if e.unreachable {
             StoreError::Transient(format!(
                 "cannot access coordination storage at {origin}: {}; check the account name, the \
                  network and any firewall or proxy (HTTPS_PROXY, NO_PROXY)",
@@ -150,6 +156,16 @@ impl AzureStore {
         };
         let authentication = code == "AuthenticationFailed"
             || (code == "AuthorizationFailure" && text.contains("authenticate"));
+        if let Some(source) = self.client.bearer() {
+            return self.bearer_message(source, &code, &text, detail);
+        }
+        if code == "KeyBasedAuthenticationNotPermitted" {
+            return format!(
+                "this storage account does not allow account keys or SAS ({detail}); sign in \
+                 with Entra ID instead: --auth github-oidc, azure-devops-oidc, \
+                 managed-identity or azure-cli (see docs/entra-id.md)"
+            );
+        }
         if expired
             || text.contains("signature not valid in the specified time frame")
             || text.contains("signed expiry time")
@@ -206,6 +222,74 @@ impl AzureStore {
             )
         } else {
             format!("Azure refused the credentials ({detail}); check the key or SAS token")
+        }
+    }
+
+    /// A refusal of an Entra ID token, with the fix. Azure answers a bad token with 401
+    /// `InvalidAuthenticationInfo`, Azurite with 403 `AuthenticationFailed`; both explain in
+    /// `AuthenticationErrorDetail`.
+    fn bearer_message(&self, source: &TokenSource, code: &str, text: &str, detail: &str) -> String {
+        let who = source.describe();
+        let is_static = !source.refreshable();
+        if text.contains("not allowed with http") || code == "AuthorizationProtocolMismatch" {
+            format!(
+                "Azure Storage accepts Entra ID tokens only over HTTPS ({detail}); use an \
+                 https:// store URL (Azurite: start it with --oauth basic --cert … --key …)"
+            )
+        } else if text.contains("expired") || text.contains("lifetime") {
+            if is_static {
+                format!(
+                    "the token in AZURE_STORAGE_TOKEN has expired ({detail}); get a new one with \
+                     `az account get-access-token --resource https://storage.azure.com/`, or let \
+                     deploy-lock fetch and refresh tokens itself (--auth azure-cli, \
+                     managed-identity, github-oidc, azure-devops-oidc)"
+                )
+            } else {
+                format!(
+                    "Azure Storage refused the token from {who} as expired or not yet valid, even \
+                     after fetching a new one ({detail}); check this machine's clock (NTP)"
+                )
+            }
+        } else if text.contains("audience") {
+            format!(
+                "the token from {who} is not meant for Azure Storage (wrong audience; {detail}); \
+                 request it for the resource https://storage.azure.com/ (scope \
+                 https://storage.azure.com/.default)"
+            )
+        } else if text.contains("issuer") {
+            format!(
+                "Azure Storage does not accept the issuer of the token from {who} ({detail}); the \
+                 token must come from the storage account's Entra ID tenant (tenant-id, \
+                 AZURE_AUTHORITY_HOST)"
+            )
+        } else if matches!(
+            code,
+            "AuthorizationPermissionMismatch"
+                | "AuthorizationResourceTypeMismatch"
+                | "AuthorizationServiceMismatch"
+        ) {
+            let assignee = source
+                .assignee()
+                .unwrap_or_else(|| "<principal id>".to_owned());
+            format!(
+                "{who} may not do this in container `{container}` ({detail}): assign it the \
+                 Storage Blob Data Contributor role on the container, e.g. `az role assignment \
+                 create --assignee {assignee} --role \"Storage Blob Data Contributor\" --scope \
+                 $(az storage account show --name {account} --query id -o tsv)/blobServices/default/containers/{container}`; \
+                 new role assignments take a few minutes to apply",
+                container = self.container,
+                account = self.client.endpoint().account,
+            )
+        } else if code == "AuthorizationFailure" && !text.contains("authenticate") {
+            format!(
+                "Azure did not authorize the request ({detail}); the storage account's firewall \
+                 or network rules may not admit this machine"
+            )
+        } else {
+            format!(
+                "Azure Storage refused the token from {who} ({detail}); it must be an Entra ID \
+                 token for https://storage.azure.com/ from the account's tenant"
+            )
         }
     }
 
