@@ -102,6 +102,11 @@ pub struct GlobalArgs {
     )]
     pub token: Option<String>,
 
+    /// How to sign in to Azure Storage: auto, key, sas, connection-string, github-oidc,
+    /// azure-devops-oidc, managed-identity, azure-cli or token (see docs/entra-id.md) [default: auto].
+    #[arg(long, global = true, env = "DEPLOY_LOCK_AUTH", value_name = "METHOD")]
+    pub auth: Option<String>,
+
     /// Extra trusted CA certificates (PEM), for TLS-inspecting proxies and the emulator over HTTPS.
     #[arg(
         long,

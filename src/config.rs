@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::azure::AzureSettings;
+use crate::azure::auth::{AuthInputs, AuthSettings};
 use crate::ci::{self, Platform, RunInfo};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::{Failure, Result};
@@ -138,6 +139,11 @@ pub fn secrets_in_env(args: &GlobalArgs) -> Vec<String> {
         "AZURE_STORAGE_SAS_TOKEN",
         "AZURE_STORAGE_CONNECTION_STRING",
         "AZURE_STORAGE_TOKEN",
+        // What Entra ID sign-in uses to get tokens; the platforms mask some, not all, of them.
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "SYSTEM_ACCESSTOKEN",
+        "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
+        "IDENTITY_HEADER",
     ] {
         if let Some(v) = ci::var(name) {
             out.extend(secret_parts(&v));
@@ -178,6 +184,8 @@ pub struct AzureInputs {
     pub account: Option<String>,
     pub account_key: Option<Secret>,
     pub sas_token: Option<Secret>,
+    /// `client-id`, `tenant-id` and the Azure DevOps service connection (`azureSubscription`).
+    pub auth: AuthInputs,
 }
 
 fn choose_store(
@@ -206,6 +214,15 @@ fn choose_store(
             .clone()
             .or_else(|| ci::var("AZURE_STORAGE_SAS_TOKEN").map(Secret::new)),
         ca_file: args.ca_file.as_deref().map(PathBuf::from),
+        endpoint_suffix: ci::var("AZURE_STORAGE_ENDPOINT_SUFFIX"),
+        auth: AuthSettings::from_env(
+            &ci::var,
+            &AuthInputs {
+                method: args.auth.clone(),
+                ..inputs.auth.clone()
+            },
+        )
+        .map_err(Failure::usage)?,
     };
     if let Some(url) = args
         .store
@@ -241,8 +258,9 @@ fn choose_store(
     if platform.is_ci() {
         return Err(Failure::usage(format!(
             "no lock store is configured, and a local lock on a CI agent would lock nothing: \
-             set AZURE_STORAGE_ACCOUNT (with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN), \
-             AZURE_STORAGE_CONNECTION_STRING, or --store (DEPLOY_LOCK_STORE); \
+             set AZURE_STORAGE_ACCOUNT (with AZURE_STORAGE_KEY, AZURE_STORAGE_SAS_TOKEN or an \
+             Entra ID sign-in: docs/entra-id.md), AZURE_STORAGE_CONNECTION_STRING, or --store \
+             (DEPLOY_LOCK_STORE); \
              on {} use the storage inputs of the deploy-lock step",
             match platform {
                 Platform::GitHub => "GitHub Actions",

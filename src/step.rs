@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::app::{self, INTERRUPTED};
+use crate::azure::auth::AuthInputs;
 use crate::ci::{self, Platform, azdo};
 use crate::cli::{GlobalArgs, OutputFormat, StepPhase};
 use crate::config::{self, AzureInputs, Config};
@@ -74,6 +75,7 @@ fn config_from_inputs(global: &GlobalArgs, platform: Platform) -> Result<Config>
     set(&mut args.ttl_minutes, "lock-timeout-minutes");
     set(&mut args.poll_seconds, "poll-seconds");
     set(&mut args.job, "job");
+    set(&mut args.auth, "auth");
     args.debug |= bool_input("debug", false)?;
     args.output = Some(OutputFormat::Text);
     let inputs = AzureInputs {
@@ -81,6 +83,13 @@ fn config_from_inputs(global: &GlobalArgs, platform: Platform) -> Result<Config>
         account: input("storage-account"),
         account_key: input("account-key").map(Secret::new),
         sas_token: input("sas-token").map(Secret::new),
+        auth: AuthInputs {
+            method: None,
+            client_id: input("client-id"),
+            tenant_id: input("tenant-id"),
+            // The task's `connectedService:AzureRM` input: the service connection's id.
+            service_connection: input("azure-subscription"),
+        },
     };
     Config::build(&args, platform, &inputs)
 }
