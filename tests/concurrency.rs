@@ -1,63 +1,240 @@
 //! Many processes competing for one lock: no two holders may ever overlap.
 
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::Backend;
+use crate::support::proxy::XorShift;
+use crate::support::{Backend, Cmd, Out};
 
 /// What one holder did, by the test process's monotonic clock: from the moment its acquire
 /// returned until the moment its release started. The real holding time contains this interval,
 /// so any overlap here is a real overlap.
 #[derive(Debug, Clone, Copy)]
-pub struct Interval {
-    pub worker: usize,
-    pub start: Instant,
-    pub end: Instant,
+pub(crate) struct Interval {
+    pub(crate) worker: usize,
+    pub(crate) start: Instant,
+    pub(crate) end: Instant,
+}
+
+/// How a contention run is set up.
+#[derive(Debug, Clone)]
+pub(crate) struct Contention {
+    pub(crate) workers: usize,
+    pub(crate) cycles: usize,
+    /// Extra environment for every process, after the backend's (a proxy's connection string).
+    pub(crate) env: Vec<(String, String)>,
+    /// `--wait` of every acquire: each process must get the lock within it.
+    pub(crate) wait_minutes: u32,
+    /// Faults are injected, so a run may fail (exit 1) with a clear message; it is tried again.
+    pub(crate) faults: bool,
+    /// Percent of the binary's runs killed with SIGKILL at a random moment (0: none).
+    pub(crate) kill_percent: u64,
+    pub(crate) seed: u64,
+}
+
+impl Contention {
+    pub(crate) fn new(workers: usize, cycles: usize) -> Self {
+        Self {
+            workers,
+            cycles,
+            env: Vec::new(),
+            wait_minutes: 2,
+            faults: false,
+            kill_percent: 0,
+            seed: 1,
+        }
+    }
+}
+
+/// What a contention run saw besides the intervals.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) intervals: Vec<Interval>,
+    /// Runs that ended in a reported failure (exit 1), and their distinct first lines.
+    pub(crate) failures: usize,
+    pub(crate) messages: std::collections::BTreeSet<String>,
+    /// Runs killed with SIGKILL.
+    pub(crate) kills: usize,
+    /// Releases whose failed first run had landed: the retry found the lock already taken by
+    /// another worker.
+    pub(crate) released_unanswered: usize,
+    pub(crate) elapsed: Duration,
+}
+
+/// Checks one finished run: never a panic; a failure is one clear error line with exit 1
+/// (allowed only when faults are injected). Returns the message for a failure.
+#[track_caller]
+pub(crate) fn judge(out: &Out, what: &str, failures_allowed: bool) -> Option<String> {
+    assert!(
+        !out.stderr.contains("panicked") && !out.stdout.contains("panicked"),
+        "{what} panicked:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    match out.code {
+        0 => None,
+        1 if failures_allowed => {
+            let line = out
+                .stderr
+                .lines()
+                .find(|l| l.starts_with("error: "))
+                .unwrap_or_else(|| {
+                    panic!("{what}: exit 1 without an `error:` line:\n{}", out.stderr)
+                });
+            assert!(
+                line.len() > 40 && line.contains("storage"),
+                "{what}: unclear failure message: {line}"
+            );
+            Some(line.to_owned())
+        }
+        code => panic!(
+            "{what}: unexpected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
+            out.stdout, out.stderr
+        ),
+    }
+}
+
+/// Runs a command, killing it with SIGKILL at a random moment when `kill` is given.
+/// `None` when it was killed before it finished.
+fn run_maybe_killed(cmd: Cmd, kill: Option<Duration>) -> Option<Out> {
+    let Some(after) = kill else {
+        return Some(cmd.run());
+    };
+    let mut child: Child = cmd.spawn();
+    let deadline = Instant::now() + after;
+    loop {
+        if child.try_wait().expect("poll the child").is_some() {
+            return Some(Out::from(child.wait_with_output().expect("child output")));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let status = child.wait().expect("reap the child");
+            let out = Out::from(child.wait_with_output().expect("child output"));
+            // It may have finished just before the signal: then the run counts as it ended.
+            return status.code().map(|_| out);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Runs `workers` threads, each taking and releasing the lock `cycles` times through the real
 /// binary, and returns every holding interval. Panics on any overlap.
-pub fn contend(b: &Backend, env: &str, workers: usize, cycles: usize) -> Vec<Interval> {
+pub(crate) fn contend(b: &Backend, env: &str, workers: usize, cycles: usize) -> Vec<Interval> {
+    contend_with(b, env, &Contention::new(workers, cycles)).intervals
+}
+
+/// The same under faults: every worker completes `cycles` acquire/release pairs, trying a failed
+/// or killed run again (bounded). A failed acquire may have landed (its answer lost): the
+/// worker's next acquire is re-entrant for its own run and job, so it finds its lock again.
+pub(crate) fn contend_with(b: &Backend, env: &str, c: &Contention) -> Report {
+    let started = Instant::now();
     let inside = Arc::new(AtomicUsize::new(0));
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let report = Arc::new(Mutex::new(Report::default()));
+    // Every run of a worker may fail or be killed; beyond this many, something is stuck.
+    let max_runs = c.cycles * 2 * 10 + 20;
     std::thread::scope(|scope| {
-        for worker in 0..workers {
+        for worker in 0..c.workers {
             let inside = Arc::clone(&inside);
-            let log = Arc::clone(&log);
+            let report = Arc::clone(&report);
             scope.spawn(move || {
+                let mut rng = XorShift::new(c.seed.wrapping_mul(1000).wrapping_add(worker as u64));
                 let build = format!("w{worker}");
-                for _ in 0..cycles {
-                    b.cmd()
+                let mut runs = 0;
+                let cmd = || {
+                    let mut cmd = b
+                        .cmd()
                         .env("DEPLOY_LOCK_BUILD_ID", &build)
                         .env("DEPLOY_LOCK_POLL_SECONDS", "0.02")
-                        .args(["acquire", env, "--wait=5"])
-                        .run()
-                        .code(0);
+                        .env(
+                            "DEPLOY_LOCK_DEBUG",
+                            if std::env::var_os("DEBUG_CONTEND").is_some() {
+                                "1"
+                            } else {
+                                ""
+                            },
+                        );
+                    for (k, v) in &c.env {
+                        cmd = cmd.env(k, v);
+                    }
+                    cmd
+                };
+                // `retry`: a release run again after a failed one. Its first run may have
+                // landed with the answer lost, and someone else may hold the lock by now: then
+                // "not yours" (exit 3) is the truth, and the release is done.
+                let mut attempt = |args: &[&str], rng: &mut XorShift, retry: bool| -> Option<Out> {
+                    runs += 1;
+                    assert!(runs <= max_runs, "worker {worker} made {runs} runs: stuck");
+                    let kill = (c.kill_percent > 0 && rng.chance(c.kill_percent))
+                        .then(|| Duration::from_millis(rng.below(40)));
+                    let out = run_maybe_killed(cmd().args(args), kill);
+                    let mut r = report.lock().expect("report");
+                    let Some(out) = out else {
+                        r.kills += 1;
+                        return None;
+                    };
+                    let what = format!("worker {worker}: {args:?}");
+                    if retry && out.code == 3 {
+                        r.released_unanswered += 1;
+                        return Some(out);
+                    }
+                    if let Some(msg) = judge(&out, &what, c.faults) {
+                        r.failures += 1;
+                        // Digits vary (ports, request ids, attempt counts).
+                        r.messages
+                            .insert(msg.replace(|ch: char| ch.is_ascii_digit(), "#"));
+                        return None;
+                    }
+                    Some(out)
+                };
+                let wait = format!("--wait={}", c.wait_minutes);
+                for _ in 0..c.cycles {
+                    loop {
+                        if let Some(out) = attempt(&["acquire", env, &wait], &mut rng, false) {
+                            if std::env::var_os("DEBUG_CONTEND").is_some() {
+                                eprintln!(
+                                    "=== w{worker} acquired at {:?}\n{}{}",
+                                    Instant::now(),
+                                    out.stdout,
+                                    out.stderr
+                                );
+                            }
+                            assert!(
+                                out.stdout.contains("Acquired the deployment lock")
+                                    || out.stdout.contains("Still hold"),
+                                "worker {worker}: exit 0 without a confirmation:\n{}",
+                                out.stdout
+                            );
+                            break;
+                        }
+                    }
                     let start = Instant::now();
                     assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
                     std::thread::sleep(Duration::from_millis(2));
                     inside.fetch_sub(1, Ordering::SeqCst);
                     let end = Instant::now();
-                    log.lock()
-                        .expect("log")
+                    report
+                        .lock()
+                        .expect("report")
+                        .intervals
                         .push(Interval { worker, start, end });
-                    b.cmd()
-                        .env("DEPLOY_LOCK_BUILD_ID", &build)
-                        .args(["release", env])
-                        .run()
-                        .code(0);
+                    let mut retry = false;
+                    while attempt(&["release", env], &mut rng, retry).is_none() {
+                        retry = true;
+                    }
                 }
             });
         }
     });
-    let mut intervals = log.lock().expect("log").clone();
-    assert_no_overlap(&mut intervals);
-    assert_eq!(intervals.len(), workers * cycles);
-    intervals
+    let mut report = std::mem::take(&mut *report.lock().expect("report"));
+    assert_no_overlap(&mut report.intervals);
+    assert_eq!(report.intervals.len(), c.workers * c.cycles);
+    report.elapsed = started.elapsed();
+    report
 }
 
-pub fn assert_no_overlap(intervals: &mut [Interval]) {
+pub(crate) fn assert_no_overlap(intervals: &mut [Interval]) {
     intervals.sort_by_key(|i| i.start);
     for pair in intervals.windows(2) {
         assert!(
