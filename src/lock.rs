@@ -342,24 +342,42 @@ impl<'a> Locker<'a> {
         let key = key(environment);
         // A lock refreshed by ourselves between read and delete moves the version; a few rounds
         // settle it, and anything else is a real conflict.
+        let mut tried_delete = false;
+        let mut last_error = None;
         for _ in 0..5 {
             let lock = self.read(environment)?;
             match release_step(lock.as_ref(), me) {
                 ReleaseStep::Absent => return Ok(Released::Absent),
+                // Once we tried to delete our own lock, a lock that is not ours means ours is
+                // gone: the delete landed although its answer was lost (a retried delete then
+                // meets the next holder's version), or it was taken over. Either way nothing of
+                // ours is left to release; refusing would report a failure that did not happen.
+                ReleaseStep::Refuse if tried_delete => return Ok(Released::Absent),
                 ReleaseStep::Refuse => {
                     return Ok(lock.map_or(Released::Absent, |l| Released::Refused(Box::new(l))));
                 }
-                ReleaseStep::Delete { etag } => match self.store.delete(&key, &etag) {
-                    Ok(()) => {
-                        return Ok(
-                            lock.map_or(Released::Absent, |l| Released::Released(Box::new(l)))
-                        );
+                ReleaseStep::Delete { etag } => {
+                    tried_delete = true;
+                    match self.store.delete(&key, &etag) {
+                        Ok(()) => {
+                            return Ok(
+                                lock.map_or(Released::Absent, |l| Released::Released(Box::new(l)))
+                            );
+                        }
+                        Err(StoreError::NotFound(_)) => return Ok(Released::Absent),
+                        Err(StoreError::Conflict) => {}
+                        // The delete may have landed: the next read tells.
+                        Err(StoreError::Transient(msg)) => last_error = Some(msg),
+                        Err(e) => return Err(e.into()),
                     }
-                    Err(StoreError::NotFound(_)) => return Ok(Released::Absent),
-                    Err(StoreError::Conflict) => {}
-                    Err(e) => return Err(e.into()),
-                },
+                }
             }
+        }
+        if let Some(msg) = last_error {
+            return Err(anyhow::anyhow!(
+                "{msg}; the lock on {environment} may still be held: run the release again, or \
+                 see `deploy-lock check {environment}`"
+            ));
         }
         Err(anyhow::anyhow!(
             "the lock on {environment} kept changing while we released it; check who holds it \
