@@ -184,7 +184,7 @@ pub struct AzureInputs {
     pub account: Option<String>,
     pub account_key: Option<Secret>,
     pub sas_token: Option<Secret>,
-    /// `client-id`, `tenant-id` and the Azure DevOps service connection (`azureSubscription`).
+    /// `client-id`, `tenant-id` and the Azure DevOps service connection (`serviceConnection`).
     pub auth: AuthInputs,
 }
 

@@ -88,7 +88,7 @@ fn config_from_inputs(global: &GlobalArgs, platform: Platform) -> Result<Config>
             client_id: input("client-id"),
             tenant_id: input("tenant-id"),
             // The task's `connectedService:AzureRM` input: the service connection's id.
-            service_connection: input("azure-subscription"),
+            service_connection: input("service-connection"),
         },
     };
     Config::build(&args, platform, &inputs)

@@ -657,7 +657,7 @@ fn token_provider(method: AuthMethod, auth: &AuthSettings) -> Result<Provider, S
             let Some(id) = azdo.id.clone() else {
                 return Err(
                     "Azure DevOps OIDC needs the service connection: set the task's \
-                            azureSubscription input (an Azure Resource Manager connection \
+                            serviceConnection input (an Azure Resource Manager connection \
                             using workload identity federation), or \
                             AZURESUBSCRIPTION_SERVICE_CONNECTION_ID outside the task"
                         .to_owned(),
@@ -692,7 +692,7 @@ fn token_provider(method: AuthMethod, auth: &AuthSettings) -> Result<Provider, S
                 return Err(format!(
                     "the agent did not pass service connection {id}'s client and tenant id \
                      (ENDPOINT_AUTH_PARAMETER_{}_SERVICEPRINCIPALID / _TENANTID): use the \
-                     connection through the task's azureSubscription input, or set client-id \
+                     connection through the task's serviceConnection input, or set client-id \
                      and tenant-id",
                     id.to_ascii_uppercase()
                 ));
@@ -1085,7 +1085,7 @@ mod tests {
             ),
             (AuthMethod::Token, "AZURE_STORAGE_TOKEN"),
             (AuthMethod::GithubOidc, "client-id"),
-            (AuthMethod::AzureDevopsOidc, "azureSubscription"),
+            (AuthMethod::AzureDevopsOidc, "serviceConnection"),
         ] {
             let msg = err(&account(method));
             assert!(msg.contains(expect), "{method:?}: {msg}");

@@ -354,7 +354,7 @@ impl TokenSource {
             "no Azure Storage credentials were found. Tried: a key, SAS or connection string \
              (none set), AZURE_STORAGE_TOKEN (not set), GitHub OIDC (needs client-id and \
              tenant-id on GitHub Actions), an Azure DevOps service connection (needs the task's \
-             azureSubscription input), then: {}. Set AZURE_STORAGE_KEY, \
+             serviceConnection input), then: {}. Set AZURE_STORAGE_KEY, \
              AZURE_STORAGE_SAS_TOKEN or AZURE_STORAGE_CONNECTION_STRING, or sign in with Entra \
              ID (see docs/entra-id.md), and pick the method with --auth",
             failures.join("; ")
