@@ -7,6 +7,7 @@ mod azure;
 mod cli;
 mod concurrency;
 mod contract;
+mod entra;
 mod faults;
 mod long;
 mod support;

@@ -149,6 +149,22 @@ pub(crate) fn azurite_https(cert: &Path, key: &Path) -> &'static Azurite {
     })
 }
 
+/// A third emulator serving HTTPS that accepts Entra ID bearer tokens (`--oauth basic`), for the
+/// sign-in tests.
+pub(crate) fn azurite_oauth(cert: &Path, key: &Path) -> &'static Azurite {
+    static AZURITE: OnceLock<Azurite> = OnceLock::new();
+    AZURITE.get_or_init(|| {
+        launch(&[
+            "--oauth".as_ref(),
+            "basic".as_ref(),
+            "--cert".as_ref(),
+            cert.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ])
+    })
+}
+
 fn launch(extra: &[&std::ffi::OsStr]) -> Azurite {
     let exe = executable();
     assert!(
