@@ -146,15 +146,7 @@ pub(crate) fn contend_with(b: &Backend, env: &str, c: &Contention) -> Report {
                     let mut cmd = b
                         .cmd()
                         .env("DEPLOY_LOCK_BUILD_ID", &build)
-                        .env("DEPLOY_LOCK_POLL_SECONDS", "0.02")
-                        .env(
-                            "DEPLOY_LOCK_DEBUG",
-                            if std::env::var_os("DEBUG_CONTEND").is_some() {
-                                "1"
-                            } else {
-                                ""
-                            },
-                        );
+                        .env("DEPLOY_LOCK_POLL_SECONDS", "0.02");
                     for (k, v) in &c.env {
                         cmd = cmd.env(k, v);
                     }
@@ -192,14 +184,6 @@ pub(crate) fn contend_with(b: &Backend, env: &str, c: &Contention) -> Report {
                 for _ in 0..c.cycles {
                     loop {
                         if let Some(out) = attempt(&["acquire", env, &wait], &mut rng, false) {
-                            if std::env::var_os("DEBUG_CONTEND").is_some() {
-                                eprintln!(
-                                    "=== w{worker} acquired at {:?}\n{}{}",
-                                    Instant::now(),
-                                    out.stdout,
-                                    out.stderr
-                                );
-                            }
                             assert!(
                                 out.stdout.contains("Acquired the deployment lock")
                                     || out.stdout.contains("Still hold"),
@@ -306,5 +290,171 @@ fn a_signal_during_a_wait_leaves_no_lock() {
                     .code(0);
             }
         }
+    }
+}
+
+/// The lock as stored, with the store's clock, read through the library (no binary involved).
+fn stored(b: &Backend, env: &str) -> deploy_lock::store::Read {
+    use deploy_lock::store::Store as _;
+    let key = format!("deployment-lock-{env}");
+    match b {
+        Backend::File(dir) => {
+            deploy_lock::store::file::FileStore::new(dir.path(), "deployment-locks").get(&key)
+        }
+        Backend::Azurite { .. } => b.azure_store().get(&key),
+    }
+    .expect("read the lock directly")
+}
+
+fn token_in(read: &deploy_lock::store::Read) -> Option<String> {
+    let blob = read.blob.as_ref()?;
+    deploy_lock::record::Holder::parse(&blob.data)
+        .record()
+        .map(|r| r.token.clone())
+}
+
+/// A holder killed with SIGKILL (its heartbeat dies with it) is taken over by a waiter only once
+/// its ttl has passed by the store's clock: every look at the store before `Last-Modified + ttl`
+/// still finds the holder, and the waiter's own write is at least a ttl later.
+#[cfg(unix)]
+#[test]
+fn a_killed_holder_is_taken_over_after_its_ttl_never_before() {
+    let ttl = chrono::Duration::seconds(2);
+    for b in crate::support::backends() {
+        let mut holder = b
+            .cmd()
+            .env("DEPLOY_LOCK_BUILD_ID", "holder")
+            .args(["run", "crash", "--ttl-minutes", "2s", "--", "sleep", "20"])
+            .spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stored(&b, "crash").blob.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the holder never took the lock",
+                b.name()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        holder.kill().expect("SIGKILL the holder");
+        holder.wait().expect("reap the holder");
+        // A renewal sent just before the kill may still land: let it.
+        std::thread::sleep(Duration::from_millis(300));
+        let last = stored(&b, "crash");
+        let holder_token = token_in(&last).expect("the holder's record");
+        let holder_modified = last.blob.as_ref().expect("blob").last_modified;
+
+        let waiter = b
+            .cmd()
+            .env("DEPLOY_LOCK_BUILD_ID", "waiter")
+            .args(["acquire", "crash", "--wait=1", "--output", "json"])
+            .spawn();
+        let waiter_pid = waiter.id();
+        let waiter = std::thread::spawn(move || waiter.wait_with_output());
+        let mut looks_before_ttl = 0;
+        while !waiter.is_finished() {
+            let read = stored(&b, "crash");
+            if read.now <= holder_modified + ttl {
+                looks_before_ttl += 1;
+                assert_eq!(
+                    token_in(&read).as_deref(),
+                    Some(holder_token.as_str()),
+                    "{}: the lock changed hands before the ttl by the store's clock",
+                    b.name()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = Out::from(waiter.join().expect("join").expect("waiter output"));
+        let json = out.code(0).json();
+        assert_eq!(json["stolen_from"]["build_id"], "holder", "{}", b.name());
+        let after = stored(&b, "crash");
+        assert_eq!(token_in(&after).as_deref(), json["token"].as_str());
+        let taken = after.blob.expect("blob").last_modified;
+        assert!(
+            taken - holder_modified >= ttl,
+            "{}: taken over at {taken}, only {} after the holder's last write",
+            b.name(),
+            taken - holder_modified
+        );
+        eprintln!(
+            "{}: waiter (pid {waiter_pid}) took over {} after the holder's last write; {looks_before_ttl} looks before the ttl",
+            b.name(),
+            taken - holder_modified
+        );
+        b.cmd()
+            .env("DEPLOY_LOCK_BUILD_ID", "waiter")
+            .args(["release", "crash"])
+            .run()
+            .code(0);
+    }
+}
+
+/// SIGTERM or SIGINT while `acquire --wait` is still blocked: the waiter exits 130 and the store
+/// is exactly as it was (the holder's lock untouched, nothing of the waiter's left).
+#[cfg(unix)]
+#[test]
+fn a_signal_while_blocked_leaves_the_store_as_it_was() {
+    use std::io::BufRead as _;
+    for b in crate::support::backends() {
+        b.cmd()
+            .env("DEPLOY_LOCK_BUILD_ID", "holder")
+            .args(["acquire", "blocked"])
+            .run()
+            .code(0);
+        for signal in ["-TERM", "-INT"] {
+            let before = b.snapshot();
+            let mut waiter = b
+                .cmd()
+                .env("DEPLOY_LOCK_BUILD_ID", "waiter")
+                .args(["acquire", "blocked", "--wait=1"])
+                .spawn();
+            // It announces the wait before its first look at the lock; a few poll intervals
+            // later, alive while the holder still holds, it is blocked in the wait.
+            let stderr = waiter.stderr.take().expect("stderr");
+            let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+            let reader = std::thread::spawn(move || {
+                let mut lines = Vec::new();
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if line.contains("waiting up to") {
+                        let _ = seen_tx.send(());
+                    }
+                    lines.push(line);
+                }
+                lines.join("\n")
+            });
+            seen_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the waiter never started waiting");
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                waiter.try_wait().expect("poll").is_none(),
+                "the waiter ended by itself"
+            );
+            let pid = waiter.id().to_string();
+            let killed = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .expect("kill");
+            assert!(killed.success());
+            let status = waiter.wait().expect("waiter");
+            let stderr = reader.join().expect("reader");
+            assert_eq!(status.code(), Some(130), "{signal}: {stderr}");
+            assert!(stderr.contains("interrupted"), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert_eq!(
+                before,
+                b.snapshot(),
+                "{}: {signal} changed the store",
+                b.name()
+            );
+        }
+        b.cmd()
+            .env("DEPLOY_LOCK_BUILD_ID", "holder")
+            .args(["release", "blocked"])
+            .run()
+            .code(0);
     }
 }
