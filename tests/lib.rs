@@ -9,5 +9,6 @@ mod concurrency;
 mod contract;
 mod entra;
 mod faults;
+mod skew;
 mod long;
 mod support;
