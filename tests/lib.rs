@@ -9,6 +9,7 @@ mod concurrency;
 mod contract;
 mod entra;
 mod faults;
+mod hostile;
 mod skew;
 mod long;
 mod support;

@@ -1,0 +1,337 @@
+//! Hostile and malformed input, table-driven: every case is a clear error with the right exit code
+//! (2 for bad input, 1 for refused credentials, 3 for a lock held by an unknown holder), never a
+//! panic, and the store is left as it was. Secrets never reach the output.
+
+use crate::support::azurite::{ACCOUNT, KEY, azurite};
+use crate::support::{Out, backends};
+
+#[track_caller]
+fn no_panic(out: &Out, what: &str) {
+    assert!(
+        !out.stdout.contains("panicked") && !out.stderr.contains("panicked"),
+        "{what}: panicked\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[track_caller]
+fn expect(out: &Out, code: i32, needle: &str, what: &str) {
+    no_panic(out, what);
+    assert_eq!(
+        out.code, code,
+        "{what}\n--- stdout\n{}\n--- stderr\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.all().contains(needle),
+        "{what}: expected {needle:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn bad_names_durations_and_urls_are_usage_errors() {
+    let long_pipeline = "p".repeat(33);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["acquire", "ä"], "environment name"),
+        (vec!["acquire", "a b"], "environment name"),
+        (vec!["acquire", "../etc"], "environment name"),
+        (vec!["acquire", "x\u{1b}[31m"], "environment name"),
+        (vec!["acquire", "##vso[task.complete]"], "environment name"),
+        (vec!["acquire", "::error::x", "env"], "pipeline type"),
+        (vec!["acquire", &long_pipeline, "env"], "pipeline type"),
+        (
+            vec!["acquire", "env", "--ttl-minutes", "1e309"],
+            "not a duration",
+        ),
+        (
+            vec!["acquire", "env", "--ttl-minutes", "0.001"],
+            "at least one second",
+        ),
+        (
+            vec!["acquire", "env", "--ttl-minutes", "5d"],
+            "not a duration",
+        ),
+        (
+            vec!["acquire", "env", "--ttl-minutes", "8d"],
+            "not a duration",
+        ),
+        (
+            vec!["acquire", "env", "--poll-seconds", "0"],
+            "poll interval",
+        ),
+        (vec!["wait", "env", "-1"], "wait"),
+        (vec!["acquire", "env", "--wait=NaN"], "--wait"),
+        (vec!["acquire", "env", "--build-id", "a\nb"], "line breaks"),
+    ];
+    for b in backends() {
+        let before = b.snapshot();
+        for (args, needle) in &cases {
+            let out = b.cmd().args(args).run();
+            expect(&out, 2, needle, &format!("{}: {args:?}", b.name()));
+        }
+        assert_eq!(before, b.snapshot(), "{}: bad input wrote", b.name());
+    }
+}
+
+#[test]
+fn bad_store_urls_and_connection_strings_are_usage_errors() {
+    let port = azurite().port();
+    let with_store = [
+        ("http://", "host"),
+        ("https://", "host"),
+        (
+            "https://user:pw@myacct.blob.core.windows.net/c",
+            "user name",
+        ),
+        ("http://127.0.0.1:1", "account name"),
+        ("https://myacct.blob.core.windows.net/c/d/e", "not a blob"),
+        (
+            "https://myacct.blob.core.windows.net/UPPER",
+            "container name",
+        ),
+        ("gopher://x/y", "--store"),
+    ];
+    for (url, needle) in with_store {
+        let out = crate::support::Cmd::new()
+            .env("DEPLOY_LOCK_STORE", url)
+            .args(["acquire", "env"])
+            .run();
+        expect(&out, 2, needle, url);
+    }
+    let endpoint = format!("http://127.0.0.1:{port}/{ACCOUNT}");
+    let connection_strings = [
+        ("garbage".to_owned(), "without `=`"),
+        (";;;;".to_owned(), "empty"),
+        (
+            format!("AccountName={ACCOUNT};AccountKey=!!!notbase64;BlobEndpoint={endpoint}"),
+            "not valid base64",
+        ),
+        (
+            format!("AccountName={ACCOUNT};AccountKey=;BlobEndpoint={endpoint}"),
+            "base64",
+        ),
+        ("Foo=bar;Baz=qux".to_owned(), "neither"),
+        (
+            "UseDevelopmentStorage=perhaps".to_owned(),
+            "`true` or `false`",
+        ),
+        (
+            "DefaultEndpointsProtocol=gopher;AccountName=a".to_owned(),
+            "https",
+        ),
+        (
+            format!("BlobEndpoint={endpoint};SharedAccessSignature=sv=1&sp=r"),
+            "sig=",
+        ),
+    ];
+    for (cs, needle) in &connection_strings {
+        let out = crate::support::Cmd::new()
+            .env("AZURE_STORAGE_CONNECTION_STRING", cs)
+            .args(["acquire", "env"])
+            .run();
+        expect(&out, 2, needle, cs);
+    }
+}
+
+#[test]
+fn a_wrong_key_is_exit_1_and_says_the_key_is_wrong() {
+    // Valid base64, wrong bytes: Azurite answers 403.
+    let wrong = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
+    let cs = format!(
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={wrong};BlobEndpoint={};",
+        azurite().blob_endpoint()
+    );
+    for args in [vec!["check", "env"], vec!["acquire", "env"], vec!["status"]] {
+        let out = crate::support::Cmd::new()
+            .env("AZURE_STORAGE_CONNECTION_STRING", &cs)
+            .args(&args)
+            .run();
+        expect(&out, 1, "account key is wrong", &format!("{args:?}"));
+        assert!(!out.all().contains(wrong), "{}", out.all());
+    }
+}
+
+/// Lock blobs no client of ours would write. Each is held by an unknown (or the written) holder:
+/// `check` and `acquire` say so with exit 3, `release` refuses, and the blob is untouched.
+#[test]
+fn hostile_lock_blobs_are_held_and_left_alone() {
+    let deep = format!("{{\"a\":{}", "[".repeat(100_000));
+    let huge = vec![b'x'; 10 * 1024 * 1024];
+    let blobs: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("binary", vec![0, 159, 146, 150, 255, 254, 0, 1]),
+        ("huge", huge),
+        ("deep", deep.into_bytes()),
+        ("types", br#"{"pipeline":["x"],"build_id":{},"ttl_seconds":"soon"}"#.to_vec()),
+        ("negative", br#"{"pipeline":"github","build_id":"1","ttl_seconds":-5}"#.to_vec()),
+        (
+            "future",
+            br#"{"schema":1,"pipeline":"github","build_id":"9","token":"t","acquired_at":"9999-12-31T23:59:59Z","ttl_seconds":1800}"#.to_vec(),
+        ),
+        (
+            "ancient",
+            br#"{"schema":1,"pipeline":"github","build_id":"9","token":"t","acquired_at":"1970-01-01T00:00:00Z","ttl_seconds":1800}"#.to_vec(),
+        ),
+        (
+            "maxttl",
+            br#"{"schema":1,"pipeline":"github","build_id":"9","token":"t","ttl_seconds":18446744073709551615}"#.to_vec(),
+        ),
+        ("seedish", b"github|not a time|".to_vec()),
+    ];
+    for b in backends() {
+        for (name, data) in &blobs {
+            let env = format!("hostile-{name}");
+            b.put_raw(&format!("deployment-lock-{env}"), data);
+            let before = locks(&b);
+            for args in [
+                vec!["check", env.as_str()],
+                vec!["acquire", env.as_str()],
+                vec!["release", env.as_str()],
+                vec!["check", env.as_str(), "--output", "json"],
+            ] {
+                let out = b.cmd().env("DEPLOY_LOCK_BUILD_ID", "1").args(&args).run();
+                no_panic(&out, &format!("{}: {name} {args:?}", b.name()));
+                assert_eq!(
+                    out.code,
+                    3,
+                    "{}: {name} {args:?}\n{}{}",
+                    b.name(),
+                    out.stdout,
+                    out.stderr
+                );
+            }
+            let status = b.cmd().args(["status"]).run();
+            no_panic(&status, name);
+            assert_eq!(
+                status.code,
+                0,
+                "{}: status with {name}: {}",
+                b.name(),
+                status.stderr
+            );
+            assert!(before == locks(&b), "{}: {name} was changed", b.name());
+        }
+    }
+}
+
+/// The lock blobs of the store (the audit log may record refused attempts: that is its job).
+fn locks(b: &crate::support::Backend) -> std::collections::BTreeMap<String, Vec<u8>> {
+    b.snapshot()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("deployment-lock-"))
+        .collect()
+}
+
+fn assert_no_canary(out: &Out, canaries: &[&str], what: &str) {
+    for line in out.stdout.lines().chain(out.stderr.lines()) {
+        if line.starts_with("::add-mask::") || line.starts_with("##vso[task.setsecret]") {
+            continue;
+        }
+        for canary in canaries {
+            assert!(!line.contains(canary), "{what}: secret in output: {line}");
+        }
+    }
+}
+
+/// Every command, with `--debug`, in every platform mode, with canary credentials of every kind:
+/// no canary appears in the output except inside the masking commands themselves.
+#[test]
+fn secrets_never_reach_the_output() {
+    let az = azurite();
+    let endpoint = az.blob_endpoint();
+    let container = az.unique_container("secrets");
+    // Valid base64 (so it is sent and refused by Azurite, not rejected while parsing).
+    let canary_key = "Q0FOQVJZa2V5Q0FOQVJZa2V5Q0FOQVJZa2V5Q0FOQVJZa2V5";
+    let canary_sig = "CANARYSIGNATURE0123456789abcdef%3D";
+    let canary_token = "eyJDQU5BUllUT0tFTiI6MX0.eyJjYW5hcnkiOnRydWV9.CANARYTOKENSIG";
+    let key_cs = format!(
+        "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={canary_key};BlobEndpoint={endpoint};"
+    );
+    let dev_cs = az.connection_string();
+    let sas_url = format!(
+        "{endpoint}/{container}?sv=2025-01-05&sr=c&sp=racwdl&se=2099-01-01&sig={canary_sig}"
+    );
+    let credentials: Vec<(&str, Vec<(&str, String)>, Vec<&str>)> = vec![
+        (
+            "canary key",
+            vec![("AZURE_STORAGE_CONNECTION_STRING", key_cs.clone())],
+            vec![canary_key, &key_cs],
+        ),
+        (
+            "dev key",
+            vec![("AZURE_STORAGE_CONNECTION_STRING", dev_cs.clone())],
+            vec![KEY, &dev_cs],
+        ),
+        (
+            "account + key",
+            vec![
+                ("DEPLOY_LOCK_STORE", format!("{endpoint}/{container}")),
+                ("AZURE_STORAGE_KEY", canary_key.to_owned()),
+            ],
+            vec![canary_key],
+        ),
+        (
+            "sas url",
+            vec![("DEPLOY_LOCK_STORE", sas_url.clone())],
+            vec![canary_sig, "CANARYSIGNATURE"],
+        ),
+        (
+            "sas token",
+            vec![
+                ("DEPLOY_LOCK_STORE", format!("{endpoint}/{container}")),
+                (
+                    "AZURE_STORAGE_SAS_TOKEN",
+                    format!("sv=2025-01-05&sp=racwdl&sig={canary_sig}"),
+                ),
+            ],
+            vec![canary_sig, "CANARYSIGNATURE"],
+        ),
+        (
+            "bearer token",
+            vec![
+                ("DEPLOY_LOCK_STORE", format!("{endpoint}/{container}")),
+                ("AZURE_STORAGE_TOKEN", canary_token.to_owned()),
+            ],
+            vec![canary_token, "CANARYTOKENSIG"],
+        ),
+    ];
+    let modes: [(&str, &[(&str, &str)]); 3] = [
+        ("local", &[]),
+        (
+            "github",
+            &[("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ID", "1")],
+        ),
+        ("azdo", &[("TF_BUILD", "True"), ("BUILD_BUILDID", "1")]),
+    ];
+    let commands: [&[&str]; 7] = [
+        &["check", "env"],
+        &["acquire", "env"],
+        &["release", "env"],
+        &["wait", "env", "0.01"],
+        &["force-break", "env", "--reason", "test"],
+        &["status"],
+        &["run", "env", "--", "true"],
+    ];
+    for (cred, env, canaries) in &credentials {
+        for (mode, mode_env) in &modes {
+            for args in commands {
+                let mut cmd = crate::support::Cmd::new()
+                    .env("DEPLOY_LOCK_CONTAINER", &container)
+                    .env("DEPLOY_LOCK_DEBUG", "1");
+                for (k, v) in env.iter() {
+                    cmd = cmd.env(k, v);
+                }
+                for (k, v) in mode_env.iter() {
+                    cmd = cmd.env(k, v);
+                }
+                let out = cmd.args(args).run();
+                let what = format!("{cred} / {mode} / {args:?}");
+                no_panic(&out, &what);
+                assert_no_canary(&out, canaries, &what);
+            }
+        }
+    }
+}
