@@ -101,7 +101,14 @@ fn execute(command: &Command, cfg: &Config) -> Result<i32> {
             let (pipeline, env, wait) = acquire_args(args, cfg)?;
             let store = open_store(cfg)?;
             let reason = args.reason.clone().unwrap_or_default();
-            acquire(cfg, &*store, &pipeline, &env, wait, &reason).map(|o| o.code)
+            let request = Want {
+                pipeline: &pipeline,
+                env: &env,
+                wait,
+                reason: &reason,
+                releases_itself: false,
+            };
+            acquire(cfg, &*store, &request).map(|o| o.code)
         }
         Command::Release(t) => {
             let (pipeline, env) = target(&t.words, cfg)?;
@@ -231,14 +238,24 @@ pub struct AcquireOutcome {
     pub acquired: Option<crate::record::LockRecord>,
 }
 
-pub fn acquire(
-    cfg: &Config,
-    store: &dyn Store,
-    pipeline: &str,
-    env: &str,
-    wait: Option<Duration>,
-    reason: &str,
-) -> Result<AcquireOutcome> {
+/// What an acquire asks for.
+pub struct Want<'a> {
+    pub pipeline: &'a str,
+    pub env: &'a str,
+    pub wait: Option<Duration>,
+    pub reason: &'a str,
+    /// The caller releases the lock itself (`run`, the action's post step): no release hint.
+    pub releases_itself: bool,
+}
+
+pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<AcquireOutcome> {
+    let Want {
+        pipeline,
+        env,
+        wait,
+        reason,
+        releases_itself,
+    } = *want;
     let me = cfg.identity(pipeline);
     let holding = Holding {
         attempt: cfg.run.attempt.clone(),
@@ -364,7 +381,9 @@ pub fn acquire(
                 if !fence.is_empty() {
                     println!("  fence      {fence}");
                 }
-                println!("Release it with: deploy-lock release {pipeline} {env}");
+                if !releases_itself {
+                    println!("Release it with: deploy-lock release {pipeline} {env}");
+                }
             }
             Ok(AcquireOutcome {
                 code: 0,

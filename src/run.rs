@@ -32,7 +32,14 @@ pub fn run(cfg: &Config, args: &RunArgs) -> Result<i32> {
     }
     let store = app::open_store(&cfg)?;
     let reason = args.reason.clone().unwrap_or_default();
-    let outcome = app::acquire(&cfg, &*store, &pipeline, &env, wait, &reason)?;
+    let request = app::Want {
+        pipeline: &pipeline,
+        env: &env,
+        wait,
+        reason: &reason,
+        releases_itself: true,
+    };
+    let outcome = app::acquire(&cfg, &*store, &request)?;
     let Some(record) = outcome.acquired else {
         return Ok(outcome.code);
     };
@@ -129,7 +136,10 @@ fn release(cfg: &Config, store: &dyn crate::store::Store, env: &str, me: &Identi
             if cfg.audit {
                 app::audit_release(store, env, &lock, locker.store_now());
             }
-            log::note(&format!("released the deployment lock on {env}"));
+            println!(
+                "Released the deployment lock on {env} (held {}).",
+                crate::render::human(lock.age)
+            );
         }
         Ok(Released::Absent) => log::warn(&format!("the lock on {env} was already gone")),
         Ok(Released::Refused(lock)) => log::warn(&format!(

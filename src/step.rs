@@ -174,7 +174,14 @@ fn main_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
     match mode.to_ascii_lowercase().as_str() {
         "acquire" => {
             let store = app::open_store(&cfg)?;
-            let outcome = app::acquire(&cfg, &*store, &pipeline, &environment, wait, &reason)?;
+            let request = app::Want {
+                pipeline: &pipeline,
+                env: &environment,
+                wait,
+                reason: &reason,
+                releases_itself: true,
+            };
+            let outcome = app::acquire(&cfg, &*store, &request)?;
             if let Some(record) = &outcome.acquired {
                 let mut state = vec![
                     ("environment", environment.clone()),

@@ -202,7 +202,8 @@ fn history_shows_every_event_of_a_scenario_in_order() {
             .args(["acquire", "azdevops", "h", "--ttl-minutes", "1s"])
             .run()
             .code(0);
-        std::thread::sleep(Duration::from_millis(1500));
+        // Last-Modified and Date have whole seconds: 2.2 s is past a 1 s ttl on any rounding.
+        std::thread::sleep(Duration::from_millis(2200));
         as_build(&b, "C").args(["acquire", "h"]).run().code(0);
         as_build(&b, "D")
             .args(["force-break", "h", "--reason", "stuck runner"])
