@@ -139,6 +139,13 @@ impl<'a> Locker<'a> {
         self.last_now.get().unwrap_or_else(Utc::now)
     }
 
+    /// The ttl a record carries: whole seconds, rounded up so a lock never goes stale before the
+    /// holder's ttl. The store's `Last-Modified` and `Date` have whole seconds too, and "now is
+    /// past Last-Modified + ttl" in whole seconds means that more than the ttl really passed.
+    fn ttl_seconds(&self) -> u64 {
+        (self.ttl.as_secs_f64().ceil() as u64).max(1)
+    }
+
     fn ttl_chrono(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX)
     }
@@ -303,7 +310,7 @@ impl<'a> Locker<'a> {
             attempt: holding.attempt.clone(),
             token: token.to_owned(),
             acquired_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-            ttl_seconds: self.ttl.as_secs().max(1),
+            ttl_seconds: self.ttl_seconds(),
             fence: None,
             run_url: holding.run_url.clone(),
             repository: holding.repository.clone(),
@@ -399,7 +406,7 @@ impl<'a> Locker<'a> {
                     Some(r) => r.clone(),
                     None => return Ok(Renewed::Lost(Some(Box::new(view)))),
                 };
-                record.ttl_seconds = self.ttl.as_secs().max(1);
+                record.ttl_seconds = self.ttl_seconds();
                 match self
                     .store
                     .replace(&key, &record.to_bytes(), &record.metadata(), &etag)
