@@ -52,7 +52,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     let _ = ctrlc::set_handler(|| lock::CANCELLED.store(true, Ordering::SeqCst));
     let result = match &cli.command {
         Command::Step(args) => step::run(args.phase, &cli.global, platform),
-        command => Config::from_args(&cli.global, platform).and_then(|cfg| execute(command, &cfg)),
+        command => Config::from_args(&cli.global, platform).and_then(|cfg| {
+            mask_store_secrets(&cfg);
+            execute(command, &cfg)
+        }),
     };
     match result {
         Ok(code) => code,
@@ -62,6 +65,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
                 platform.error_line("deploy-lock", &failure.to_string())
             );
             failure.code.code()
+        }
+    }
+}
+
+/// Masks every form of the store's secrets (decoded SAS signatures, key parts) on CI; the raw
+/// environment values were masked before parsing.
+pub fn mask_store_secrets(cfg: &Config) {
+    if let StoreChoice::Azure(settings) = &cfg.store {
+        for secret in crate::azure::secrets(settings) {
+            cfg.platform.mask(&secret);
         }
     }
 }

@@ -91,7 +91,9 @@ fn config_from_inputs(global: &GlobalArgs, platform: Platform) -> Result<Config>
             service_connection: input("service-connection"),
         },
     };
-    Config::build(&args, platform, &inputs)
+    let cfg = Config::build(&args, platform, &inputs)?;
+    app::mask_store_secrets(&cfg);
+    Ok(cfg)
 }
 
 /// Runs the action's or task's step and returns the process exit code.
