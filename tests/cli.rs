@@ -537,3 +537,45 @@ fn hostile_holder_fields_are_printed_escaped() {
         }
     }
 }
+
+#[test]
+fn the_readme_documents_every_command_option_and_exit_code() {
+    let readme = include_str!("../README.md");
+    let help = Cmd::new().args(["--help"]).run();
+    help.code(0);
+    let commands: Vec<&str> = help
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(commands.len() >= 9, "{}", help.stdout);
+    for command in commands {
+        assert!(
+            readme.contains(&format!("| `{command}")),
+            "README's command table lacks `{command}`"
+        );
+    }
+    for option in help
+        .stdout
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+    {
+        let option = option.trim_end_matches(',');
+        if option != "--help" && option != "--version" {
+            assert!(readme.contains(option), "README lacks {option}");
+        }
+    }
+    for code in [
+        "| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 130 |",
+    ] {
+        assert!(readme.contains(code), "README's exit codes lack {code}");
+        assert!(
+            help.stdout
+                .contains(&format!("  {} ", code.trim_matches(&['|', ' '][..])))
+        );
+    }
+}
