@@ -225,6 +225,9 @@ fn locks(b: &crate::support::Backend) -> std::collections::BTreeMap<String, Vec<
         .collect()
 }
 
+/// A way to authenticate: its name, its environment, and the secret values it carries.
+type Credentials<'a> = (&'a str, Vec<(&'a str, String)>, Vec<&'a str>);
+
 fn assert_no_canary(out: &Out, canaries: &[&str], what: &str) {
     for line in out.stdout.lines().chain(out.stderr.lines()) {
         if line.starts_with("::add-mask::") || line.starts_with("##vso[task.setsecret]") {
@@ -254,7 +257,7 @@ fn secrets_never_reach_the_output() {
     let sas_url = format!(
         "{endpoint}/{container}?sv=2025-01-05&sr=c&sp=racwdl&se=2099-01-01&sig={canary_sig}"
     );
-    let credentials: Vec<(&str, Vec<(&str, String)>, Vec<&str>)> = vec![
+    let credentials: Vec<Credentials<'_>> = vec![
         (
             "canary key",
             vec![("AZURE_STORAGE_CONNECTION_STRING", key_cs.clone())],
@@ -321,10 +324,10 @@ fn secrets_never_reach_the_output() {
                 let mut cmd = crate::support::Cmd::new()
                     .env("DEPLOY_LOCK_CONTAINER", &container)
                     .env("DEPLOY_LOCK_DEBUG", "1");
-                for (k, v) in env.iter() {
+                for (k, v) in env {
                     cmd = cmd.env(k, v);
                 }
-                for (k, v) in mode_env.iter() {
+                for (k, v) in *mode_env {
                     cmd = cmd.env(k, v);
                 }
                 let out = cmd.args(args).run();
