@@ -271,14 +271,8 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
     } = *want;
     let me = cfg.identity(pipeline);
     let holding = Holding {
-        attempt: cfg.run.attempt.clone(),
-        run_url: cfg.run.run_url.clone(),
-        repository: cfg.run.repository.clone(),
-        git_ref: cfg.run.git_ref.clone(),
-        commit: cfg.run.commit.clone(),
-        actor: cfg.run.actor.clone(),
-        host: cfg.run.host.clone(),
-        reason: reason.to_owned(),
+        run: &cfg.run,
+        reason,
     };
     let locker = locker(cfg, store);
     if wait.is_some() {
@@ -420,11 +414,14 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                 (ExitCode::Held, "held")
             };
             if cfg.audit {
-                let mut event = Event::by(
+                let mut event = Event::of(
                     if timed_out { "timed-out" } else { "blocked" },
-                    &locker_record(env, &me, &holding),
+                    env,
+                    &me,
+                    &cfg.run,
                     locker.store_now(),
                 );
+                reason.clone_into(&mut event.reason);
                 event.waited_seconds = Some(waited.as_secs());
                 event.other = lock.holder.describe();
                 audit::append(store, &event);
@@ -466,20 +463,6 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                 acquired: None,
             })
         }
-    }
-}
-
-/// Who we are, as a record, for audit events of attempts that hold nothing.
-fn locker_record(env: &str, me: &crate::protocol::Identity, holding: &Holding) -> LockRecord {
-    LockRecord {
-        environment: env.to_owned(),
-        pipeline: me.pipeline.clone(),
-        build_id: me.build_id.clone(),
-        job: me.job.clone(),
-        actor: holding.actor.clone(),
-        run_url: holding.run_url.clone(),
-        reason: holding.reason.clone(),
-        ..LockRecord::default()
     }
 }
 
@@ -624,20 +607,14 @@ pub fn force_break(cfg: &Config, store: &dyn Store, env: &str, reason: &str) -> 
     if cfg.audit
         && let Some(lock) = &broken
     {
-        let mut event = Event::by(
+        let mut event = Event::of(
             "force-break",
-            &LockRecord {
-                environment: env.to_owned(),
-                pipeline: cfg.default_pipeline.clone(),
-                build_id: cfg.run.build_id.clone(),
-                job: cfg.run.job.clone(),
-                actor: cfg.run.actor.clone(),
-                run_url: cfg.run.run_url.clone(),
-                reason: reason.to_owned(),
-                ..LockRecord::default()
-            },
+            env,
+            &cfg.identity(&cfg.default_pipeline),
+            &cfg.run,
             locker.store_now(),
         );
+        reason.clone_into(&mut event.reason);
         event.other = lock.holder.describe();
         event.held_seconds = Some(lock.age.num_seconds());
         audit::append(store, &event);
@@ -743,17 +720,7 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
         }
         Renewed::Lost(lock) => {
             if cfg.audit {
-                let mut event = Event::by(
-                    "renew-failed",
-                    &LockRecord {
-                        environment: env.to_owned(),
-                        pipeline: me.pipeline.clone(),
-                        build_id: me.build_id.clone(),
-                        job: me.job.clone(),
-                        ..LockRecord::default()
-                    },
-                    locker.store_now(),
-                );
+                let mut event = Event::of("renew-failed", env, &me, &cfg.run, locker.store_now());
                 event.other = lock
                     .as_ref()
                     .map(|l| l.holder.describe())

@@ -5,7 +5,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ci::RunInfo;
 use crate::log;
+use crate::protocol::Identity;
 use crate::record::LockRecord;
 use crate::store::Store;
 
@@ -62,6 +64,28 @@ impl Event {
             run_url: record.run_url.clone(),
             fence: record.fence,
             reason: record.reason.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// An event by a run that holds nothing (blocked, renewal failed, force-break).
+    #[must_use]
+    pub fn of(
+        event: &str,
+        environment: &str,
+        me: &Identity,
+        run: &RunInfo,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            at: at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            event: event.to_owned(),
+            environment: environment.to_owned(),
+            pipeline: me.pipeline.clone(),
+            build_id: me.build_id.clone(),
+            job: me.job.clone(),
+            actor: run.actor.clone(),
+            run_url: run.run_url.clone(),
             ..Self::default()
         }
     }

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::audit::{self, Event};
+use crate::ci::RunInfo;
 use crate::lock::{Locker, Renewed};
 use crate::log;
 use crate::protocol::{Identity, LockView};
@@ -70,9 +71,11 @@ pub fn keep_alive(
                 let msg = format!("{e:#}");
                 report(&Beat::Failed(msg.clone()));
                 if audit_on {
-                    let mut event = Event::by(
+                    let mut event = Event::of(
                         "renew-failed",
-                        &identity_record(environment, me),
+                        environment,
+                        me,
+                        &RunInfo::default(),
                         locker.store_now(),
                     );
                     event.reason = msg;
@@ -92,16 +95,6 @@ pub fn keep_alive(
     }
 }
 
-fn identity_record(environment: &str, me: &Identity) -> crate::record::LockRecord {
-    crate::record::LockRecord {
-        environment: environment.to_owned(),
-        pipeline: me.pipeline.clone(),
-        build_id: me.build_id.clone(),
-        job: me.job.clone(),
-        ..crate::record::LockRecord::default()
-    }
-}
-
 fn audit_lost(
     store: &dyn Store,
     locker: &Locker<'_>,
@@ -109,9 +102,11 @@ fn audit_lost(
     me: &Identity,
     now_held_by: Option<&LockView>,
 ) {
-    let mut event = Event::by(
+    let mut event = Event::of(
         "lost",
-        &identity_record(environment, me),
+        environment,
+        me,
+        &RunInfo::default(),
         locker.store_now(),
     );
     event.other = now_held_by.map(|l| l.holder.describe()).unwrap_or_default();

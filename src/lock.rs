@@ -9,6 +9,7 @@ use std::cell::Cell;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::ci::RunInfo;
 use crate::protocol::{
     self, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
 };
@@ -37,17 +38,11 @@ pub fn cancelled() -> bool {
     CANCELLED.load(Ordering::SeqCst)
 }
 
-/// What a new acquisition writes beside the identity.
-#[derive(Debug, Clone, Default)]
-pub struct Holding {
-    pub attempt: String,
-    pub run_url: String,
-    pub repository: String,
-    pub git_ref: String,
-    pub commit: String,
-    pub actor: String,
-    pub host: String,
-    pub reason: String,
+/// What a new acquisition writes beside the identity: the run's details and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Holding<'a> {
+    pub run: &'a RunInfo,
+    pub reason: &'a str,
 }
 
 /// The lock service for one store.
@@ -167,7 +162,7 @@ impl<'a> Locker<'a> {
         &self,
         environment: &str,
         me: &Identity,
-        holding: &Holding,
+        holding: &Holding<'_>,
         wait: Option<Duration>,
     ) -> anyhow::Result<Acquired> {
         let started = Instant::now();
@@ -298,7 +293,7 @@ impl<'a> Locker<'a> {
         &self,
         environment: &str,
         me: &Identity,
-        holding: &Holding,
+        holding: &Holding<'_>,
         token: &str,
     ) -> LockRecord {
         LockRecord {
@@ -307,18 +302,18 @@ impl<'a> Locker<'a> {
             pipeline: me.pipeline.clone(),
             build_id: me.build_id.clone(),
             job: me.job.clone(),
-            attempt: holding.attempt.clone(),
+            attempt: holding.run.attempt.clone(),
             token: token.to_owned(),
             acquired_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
             ttl_seconds: self.ttl_seconds(),
             fence: None,
-            run_url: holding.run_url.clone(),
-            repository: holding.repository.clone(),
-            git_ref: holding.git_ref.clone(),
-            commit: holding.commit.clone(),
-            actor: holding.actor.clone(),
-            reason: holding.reason.clone(),
-            host: holding.host.clone(),
+            run_url: holding.run.run_url.clone(),
+            repository: holding.run.repository.clone(),
+            git_ref: holding.run.git_ref.clone(),
+            commit: holding.run.commit.clone(),
+            actor: holding.run.actor.clone(),
+            reason: holding.reason.to_owned(),
+            host: holding.run.host.clone(),
         }
     }
 
@@ -328,7 +323,7 @@ impl<'a> Locker<'a> {
         &self,
         environment: &str,
         me: &Identity,
-        holding: &Holding,
+        holding: &Holding<'_>,
         current: Option<&LockView>,
     ) -> LockRecord {
         let token = me.token.clone().unwrap_or_default();
