@@ -10,6 +10,6 @@ mod contract;
 mod entra;
 mod faults;
 mod hostile;
-mod skew;
 mod long;
+mod skew;
 mod support;
