@@ -18,9 +18,12 @@ pub mod heartbeat;
 pub mod lock;
 pub mod log;
 pub mod protocol;
+pub mod queue;
 pub mod record;
 pub mod render;
 pub mod run;
 pub mod secret;
 pub mod step;
 pub mod store;
+#[cfg(test)]
+mod testgen;

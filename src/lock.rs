@@ -13,6 +13,7 @@ use crate::ci::RunInfo;
 use crate::protocol::{
     self, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
 };
+use crate::queue::Queue;
 use crate::record::{Holder, LockRecord, SCHEMA};
 use crate::store::{Store, StoreError};
 
@@ -165,7 +166,6 @@ impl<'a> Locker<'a> {
         holding: &Holding<'_>,
         wait: Option<Duration>,
     ) -> anyhow::Result<Acquired> {
-        let started = Instant::now();
         let token = match &me.token {
             Some(t) => t.clone(),
             None => new_token()?,
@@ -175,8 +175,33 @@ impl<'a> Locker<'a> {
             token: Some(token.clone()),
             ..me.clone()
         };
+        // Only waiters queue; a fail-fast acquire stays one request.
+        let mut queue = wait.map(|_| Queue::new(self.store, environment, &token, self.poll));
+        let outcome = self.acquire_queued(environment, &me, holding, wait, queue.as_mut());
+        if let Some(q) = queue.as_mut() {
+            q.leave();
+        }
+        outcome
+    }
+
+    fn acquire_queued(
+        &self,
+        environment: &str,
+        me: &Identity,
+        holding: &Holding<'_>,
+        wait: Option<Duration>,
+        mut queue: Option<&mut Queue<'_>>,
+    ) -> anyhow::Result<Acquired> {
+        let started = Instant::now();
+        let token = me.token.clone().unwrap_or_default();
         let key = key(environment);
-        let mut lock: Option<Option<LockView>> = None;
+        // A newcomer behind earlier waiters takes its place in line instead of trying first.
+        let mut our_turn = queue.as_deref().is_none_or(|q| !q.others_waiting());
+        let mut lock: Option<Option<LockView>> = if our_turn {
+            None
+        } else {
+            Some(self.read(environment)?)
+        };
         let mut unanswered = 0;
         loop {
             if cancelled() {
@@ -186,11 +211,37 @@ impl<'a> Locker<'a> {
             }
             let step = match &lock {
                 None => AcquireStep::Create,
-                Some(current) => acquire_step(current.as_ref(), &me),
+                Some(current) => acquire_step(current.as_ref(), me),
             };
+            let left = wait
+                .and_then(|w| w.checked_sub(started.elapsed()))
+                .filter(|l| !l.is_zero());
+            // Behind earlier waiters even a free lock is theirs to take first, until the wait
+            // runs out: then we try once, whatever our place.
+            let step = match step {
+                AcquireStep::Create | AcquireStep::Steal { .. } if !our_turn && left.is_some() => {
+                    AcquireStep::Blocked
+                }
+                step => step,
+            };
+            if step == AcquireStep::Blocked
+                && let Some(left) = left
+            {
+                if let Some(q) = queue.as_deref_mut() {
+                    q.join(self.store_now());
+                }
+                if !self.pause(left) {
+                    return Ok(Acquired::Cancelled {
+                        waited: started.elapsed(),
+                    });
+                }
+                our_turn = queue.as_deref_mut().is_none_or(Queue::my_turn);
+                lock = Some(self.read(environment)?);
+                continue;
+            }
             let (result, reentrant, stolen_from, record) = match step {
                 AcquireStep::Create => {
-                    let record = self.new_record(environment, &me, holding, &token);
+                    let record = self.new_record(environment, me, holding, &token);
                     let r = self
                         .store
                         .create(&key, &record.to_bytes(), &record.metadata());
@@ -198,7 +249,7 @@ impl<'a> Locker<'a> {
                 }
                 AcquireStep::Refresh { etag } => {
                     let current = lock.as_ref().and_then(Option::as_ref);
-                    let record = self.refreshed_record(environment, &me, holding, current);
+                    let record = self.refreshed_record(environment, me, holding, current);
                     let r = self
                         .store
                         .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
@@ -209,7 +260,7 @@ impl<'a> Locker<'a> {
                         .as_ref()
                         .and_then(Option::as_ref)
                         .map(|l| l.holder.clone());
-                    let record = self.new_record(environment, &me, holding, &token);
+                    let record = self.new_record(environment, me, holding, &token);
                     let r = self
                         .store
                         .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
@@ -220,25 +271,11 @@ impl<'a> Locker<'a> {
                     let Some(current) = current else {
                         return Err(anyhow::anyhow!("internal error: blocked without a lock"));
                     };
-                    let remaining = wait.and_then(|w| w.checked_sub(started.elapsed()));
-                    match remaining {
-                        Some(left) if !left.is_zero() => {
-                            if !self.pause(left) {
-                                return Ok(Acquired::Cancelled {
-                                    waited: started.elapsed(),
-                                });
-                            }
-                            lock = Some(self.read(environment)?);
-                            continue;
-                        }
-                        _ => {
-                            return Ok(Acquired::Blocked {
-                                lock: current,
-                                waited: started.elapsed(),
-                                timed_out: wait.is_some(),
-                            });
-                        }
-                    }
+                    return Ok(Acquired::Blocked {
+                        lock: current,
+                        waited: started.elapsed(),
+                        timed_out: wait.is_some(),
+                    });
                 }
             };
             match result {

@@ -1,0 +1,191 @@
+//! The waiters' queue (DESIGN invariant 6): each waiter keeps a ticket blob, and only the oldest
+//! live ticket tries to take the lock, so waiters are served first come, first served instead of
+//! whoever polls at the right moment.
+//!
+//! The queue is advisory. It decides who tries; the conditional create still decides who wins,
+//! so a broken or missing queue can cost fairness, never safety. Every queue error therefore
+//! degrades to racing as before.
+//!
+//! A ticket is `deployment-queue-{env}.{joined}.{token}.{poll}`: `joined` is the store's time
+//! (milliseconds) when the waiter joined, so names sort in arrival order, then by token; `poll`
+//! (milliseconds) says how often its owner refreshes it. A ticket not refreshed for three polls
+//! (at least 10 s) belongs to a waiter that died, and is skipped and cleaned up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::log;
+use crate::store::{Store, StoreError};
+
+pub const QUEUE_PREFIX: &str = "deployment-queue-";
+
+/// How long a ticket lives without a refresh, for its owner's poll interval.
+fn ticket_ttl(poll: Duration) -> chrono::Duration {
+    let ttl = (poll * 3).max(Duration::from_secs(10));
+    chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+}
+
+/// One waiter's place in the queue of one environment.
+pub struct Queue<'a> {
+    store: &'a dyn Store,
+    prefix: String,
+    token: String,
+    poll: Duration,
+    /// Our ticket's key and version, once we joined.
+    ticket: Option<(String, String)>,
+}
+
+/// A ticket as listed: its key, owner's poll interval and liveness.
+struct Listed {
+    key: String,
+    live: bool,
+    etag: String,
+}
+
+impl<'a> Queue<'a> {
+    #[must_use]
+    pub fn new(store: &'a dyn Store, environment: &str, token: &str, poll: Duration) -> Self {
+        Self {
+            store,
+            prefix: format!("{QUEUE_PREFIX}{environment}."),
+            token: token.to_owned(),
+            poll,
+            ticket: None,
+        }
+    }
+
+    /// Whether anyone is waiting already (a newcomer then queues instead of jumping ahead).
+    pub fn others_waiting(&self) -> bool {
+        match self.tickets() {
+            Ok(tickets) => tickets.iter().any(|t| t.live),
+            Err(e) => {
+                log::debug(&format!("cannot read the waiters' queue: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Takes a ticket at the end of the queue (once). `now` is the store's time.
+    pub fn join(&mut self, now: DateTime<Utc>) {
+        if self.ticket.is_some() {
+            return;
+        }
+        let key = format!(
+            "{}{:013}.{}.{}",
+            self.prefix,
+            now.timestamp_millis().max(0),
+            self.token,
+            self.poll.as_millis()
+        );
+        match self.store.create(&key, b"waiting", &BTreeMap::new()) {
+            Ok(w) => self.ticket = Some((key, w.etag)),
+            Err(e) => log::debug(&format!("cannot join the waiters' queue: {e}")),
+        }
+    }
+
+    /// Refreshes our ticket and says whether it is first among the live ones. Without a ticket,
+    /// or when the queue cannot be read, it is always our turn (racing, as without a queue).
+    pub fn my_turn(&mut self) -> bool {
+        let Some((key, etag)) = self.ticket.clone() else {
+            return true;
+        };
+        match self.store.replace(&key, b"waiting", &BTreeMap::new(), &etag) {
+            Ok(w) => self.ticket = Some((key.clone(), w.etag)),
+            // Someone took our ticket for a dead one: put it back in the same place.
+            Err(StoreError::Conflict | StoreError::NotFound(_)) => {
+                match self.store.create(&key, b"waiting", &BTreeMap::new()) {
+                    Ok(w) => self.ticket = Some((key.clone(), w.etag)),
+                    Err(_) => return true,
+                }
+            }
+            Err(e) => {
+                log::debug(&format!("cannot refresh our place in the queue: {e}"));
+                return true;
+            }
+        }
+        match self.tickets() {
+            Ok(tickets) => {
+                for dead in tickets.iter().filter(|t| !t.live) {
+                    // Best effort and conditional: a waiter that just came back keeps its ticket.
+                    let _ = self.store.delete(&dead.key, &dead.etag);
+                }
+                tickets.iter().find(|t| t.live).is_none_or(|first| first.key == key)
+            }
+            Err(e) => {
+                log::debug(&format!("cannot read the waiters' queue: {e}"));
+                true
+            }
+        }
+    }
+
+    /// Gives up our ticket (we hold the lock, gave up, or were interrupted).
+    pub fn leave(&mut self) {
+        if let Some((key, etag)) = self.ticket.take()
+            && let Err(e) = self.store.delete(&key, &etag)
+        {
+            log::debug(&format!("cannot remove our queue ticket {key}: {e}"));
+        }
+    }
+
+    /// This environment's tickets in queue order, each judged live or dead by the store's clock.
+    fn tickets(&self) -> Result<Vec<Listed>, StoreError> {
+        let listing = self.store.list(&self.prefix)?;
+        let mut tickets: Vec<Listed> = listing
+            .entries
+            .into_iter()
+            .filter_map(|e| {
+                let poll = parse_ticket(&e.key[self.prefix.len().min(e.key.len())..])?;
+                let live = listing.now <= e.last_modified + ticket_ttl(poll);
+                Some(Listed {
+                    key: e.key,
+                    live,
+                    etag: e.etag,
+                })
+            })
+            .collect();
+        tickets.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(tickets)
+    }
+}
+
+/// `{joined:013}.{token:32 hex}.{poll ms}` → the poll interval; anything else is not a ticket of
+/// this environment (an environment `a.b` shares the prefix of `a`, but not this shape).
+fn parse_ticket(rest: &str) -> Option<Duration> {
+    let mut parts = rest.split('.');
+    let (joined, token, poll) = (parts.next()?, parts.next()?, parts.next()?);
+    let shaped = parts.next().is_none()
+        && joined.len() == 13
+        && joined.bytes().all(|b| b.is_ascii_digit())
+        && token.len() == 32
+        && token.bytes().all(|b| b.is_ascii_hexdigit());
+    if !shaped {
+        return None;
+    }
+    poll.parse::<u64>().ok().map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_names() {
+        let token = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            parse_ticket(&format!("1700000000000.{token}.30000")),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_ticket(&format!("b.1700000000000.{token}.30000")), None);
+        assert_eq!(parse_ticket(&format!("1700000000000.{token}")), None);
+        assert_eq!(parse_ticket("1700000000000.xyz.5"), None);
+        assert_eq!(parse_ticket(&format!("17.{token}.5")), None);
+    }
+
+    #[test]
+    fn dead_waiters_are_noticed_after_three_polls_or_ten_seconds() {
+        assert_eq!(ticket_ttl(Duration::from_millis(20)), chrono::Duration::seconds(10));
+        assert_eq!(ticket_ttl(Duration::from_secs(30)), chrono::Duration::seconds(90));
+    }
+}
