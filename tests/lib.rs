@@ -11,5 +11,6 @@ mod entra;
 mod faults;
 mod hostile;
 mod long;
+mod requests;
 mod skew;
 mod support;
