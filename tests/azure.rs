@@ -325,3 +325,32 @@ fn https_with_an_extra_ca_file() {
     assert_eq!(trusted.get("k").unwrap().blob.unwrap().data, b"over tls");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn listings_follow_every_page() {
+    let az = azurite();
+    let settings = AzureSettings {
+        connection_string: Some(Secret::new(az.connection_string())),
+        container: az.unique_container("pages"),
+        ..AzureSettings::default()
+    };
+    let store = open(&settings)
+        .expect("open the Azurite store")
+        .with_page_size(2);
+    let meta = BTreeMap::new();
+    for i in 0..7 {
+        store
+            .create(&format!("deployment-lock-env{i}"), b"x", &meta)
+            .expect("create");
+    }
+    store.create("other-key", b"x", &meta).expect("create");
+    let keys: Vec<String> = store
+        .list("deployment-lock-")
+        .expect("list")
+        .entries
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    let expected: Vec<String> = (0..7).map(|i| format!("deployment-lock-env{i}")).collect();
+    assert_eq!(keys, expected);
+}

@@ -19,6 +19,8 @@ const MAX_PAGES: usize = 1000;
 pub struct AzureStore {
     client: Client,
     container: String,
+    /// `maxresults` of a listing page; the service's default (5000) when unset.
+    page_size: Option<u32>,
 }
 
 /// What a request was for, to word its errors.
@@ -31,7 +33,18 @@ enum Op<'a> {
 impl AzureStore {
     #[must_use]
     pub fn new(client: Client, container: String) -> Self {
-        Self { client, container }
+        Self {
+            client,
+            container,
+            page_size: None,
+        }
+    }
+
+    /// Smaller listing pages, so paging can be exercised without thousands of blobs.
+    #[must_use]
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = Some(page_size.max(1));
+        self
     }
 
     #[must_use]
@@ -588,6 +601,9 @@ impl Store for AzureStore {
                 .query("comp", "list")
                 .query("prefix", prefix)
                 .query("include", "metadata");
+            if let Some(n) = self.page_size {
+                req = req.query("maxresults", &n.to_string());
+            }
             if let Some(m) = &marker {
                 req = req.query("marker", m);
             }
