@@ -1,8 +1,6 @@
 //! Test harness: temp dirs, the real binary as a process with a clean environment, and the stores
 //! every end-to-end test runs against.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 
 use deploy_lock::store::Store as _;
@@ -233,11 +231,6 @@ impl Cmd {
 
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
         self.command.env(key, value);
-        self
-    }
-
-    pub fn env_remove(mut self, key: &str) -> Self {
-        self.command.env_remove(key);
         self
     }
 

@@ -271,10 +271,6 @@ impl Proxy {
         }
     }
 
-    pub(crate) fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
     /// `http://127.0.0.1:PORT/devstoreaccount1`
     pub(crate) fn blob_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/{ACCOUNT}", self.addr.port())
