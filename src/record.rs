@@ -284,4 +284,373 @@ mod tests {
                 .all(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         );
     }
+
+    mod properties {
+        //! Property tests over `Holder::parse`: random bytes and text, records of random content,
+        //! and records and seed lines mutated at random or given fields of the wrong type.
+
+        use serde_json::Value;
+
+        use super::super::*;
+        use crate::testgen::{Rng, cases};
+
+        const FIELDS_STRING: &[&str] = &[
+            "environment",
+            "pipeline",
+            "build_id",
+            "job",
+            "attempt",
+            "token",
+            "acquired_at",
+            "run_url",
+            "repository",
+            "ref",
+            "commit",
+            "actor",
+            "reason",
+            "host",
+        ];
+
+        /// JSON tokens and fragments that mutations splice in.
+        const DICT: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"",
+            ":",
+            ",",
+            "|",
+            "\\u0000",
+            "\\ud800",
+            "\\",
+            "null",
+            "true",
+            "1e400",
+            "-1",
+            "18446744073709551616",
+            "\"pipeline\":",
+            "\"build_id\":\"1\"",
+            "\"ttl_seconds\":",
+            "\"fence\":null",
+            "\n",
+            "\u{feff}",
+        ];
+
+        fn text(rng: &mut Rng, max: usize) -> String {
+            let len = rng.length(max);
+            rng.string(len)
+        }
+
+        fn random_record(rng: &mut Rng) -> LockRecord {
+            let field = |rng: &mut Rng| {
+                if rng.chance(40) {
+                    String::new()
+                } else {
+                    text(rng, 60)
+                }
+            };
+            let (random_ttl, random_fence) = (rng.next_u64(), rng.next_u64());
+            let mut rec = LockRecord {
+                schema: *rng.pick(&[0, 1, 2, u32::MAX]),
+                environment: field(rng),
+                pipeline: field(rng),
+                build_id: field(rng),
+                job: field(rng),
+                attempt: field(rng),
+                token: field(rng),
+                acquired_at: field(rng),
+                ttl_seconds: *rng.pick(&[0, 1, 60, 1800, u64::MAX, random_ttl]),
+                fence: *rng.pick(&[None, Some(0), Some(u64::MAX), Some(random_fence)]),
+                run_url: field(rng),
+                repository: field(rng),
+                git_ref: field(rng),
+                commit: field(rng),
+                actor: field(rng),
+                reason: field(rng),
+                host: field(rng),
+            };
+            if rec.pipeline.is_empty() && rec.build_id.is_empty() {
+                rec.build_id = "1".into();
+            }
+            rec
+        }
+
+        /// Whether every field we know has the JSON type the record needs: read without our
+        /// parser, so a record it accepts can be checked against it.
+        fn well_typed(v: &Value) -> bool {
+            let Some(obj) = v.as_object() else {
+                return false;
+            };
+            obj.iter().all(|(k, v)| match k.as_str() {
+                "schema" => v.as_u64().is_some_and(|n| u32::try_from(n).is_ok()),
+                "ttl_seconds" => v.is_u64(),
+                "fence" => v.is_u64() || v.is_null(),
+                k if FIELDS_STRING.contains(&k) => v.is_string(),
+                _ => true,
+            })
+        }
+
+        /// What must hold for any input: no panic, and the answer agrees with the format.
+        fn check(data: &[u8]) -> Holder {
+            let holder = Holder::parse(data);
+            let shown = format!("{:?}", String::from_utf8_lossy(data));
+            // Every accessor works on every outcome.
+            let _ = (holder.describe(), holder.pipeline(), holder.build_id());
+            let Ok(text) = std::str::from_utf8(data) else {
+                assert!(matches!(holder, Holder::Unknown { .. }), "{shown}");
+                return holder;
+            };
+            let trimmed = text.trim();
+            if data.len() > MAX_RECORD_BYTES || trimmed.is_empty() {
+                assert!(matches!(holder, Holder::Unknown { .. }), "{shown}");
+                return holder;
+            }
+            if trimmed.starts_with('{') {
+                match serde_json::from_str::<Value>(trimmed) {
+                    Ok(v) if !well_typed(&v) => {
+                        assert!(matches!(holder, Holder::Unknown { .. }), "{shown}");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        // serde skips an unknown field without building its value, so neither
+                        // its depth, the size of its numbers nor a broken `\u` escape in its
+                        // strings makes the record invalid.
+                        let e = e.to_string();
+                        let skipped = ["recursion limit", "number out of range", "escape"];
+                        if !skipped.iter().any(|s| e.contains(s)) {
+                            assert!(matches!(holder, Holder::Unknown { .. }), "{e}: {shown}");
+                        }
+                    }
+                }
+            }
+            match &holder {
+                Holder::Current(rec) => {
+                    assert!(trimmed.starts_with('{'), "{shown}");
+                    assert!(!(rec.pipeline.is_empty() && rec.build_id.is_empty()));
+                    // Whatever we accept, we write back the same way.
+                    assert_eq!(Holder::parse(&rec.to_bytes()), holder, "{shown}");
+                    for value in rec.metadata().values() {
+                        assert!(
+                            value.bytes().all(|b| (0x20..0x7f).contains(&b)),
+                            "metadata {value:?} from {shown}"
+                        );
+                    }
+                }
+                Holder::Legacy {
+                    pipeline,
+                    timestamp,
+                    build_id,
+                } => {
+                    assert!(!trimmed.starts_with('{') && !trimmed.contains('\n'));
+                    assert_eq!(trimmed.matches('|').count(), 2, "{shown}");
+                    assert!(!pipeline.is_empty(), "{shown}");
+                    for part in [pipeline, timestamp, build_id] {
+                        assert_eq!(part.trim(), part, "{shown}");
+                    }
+                    let line = format!("{pipeline}|{timestamp}|{build_id}");
+                    assert_eq!(Holder::parse(line.as_bytes()), holder, "{shown}");
+                }
+                Holder::Unknown { why } => {
+                    assert!(!why.is_empty());
+                    assert_eq!(holder.describe(), "an unknown holder");
+                    assert!(holder.record().is_none());
+                }
+            }
+            holder
+        }
+
+        #[test]
+        fn random_bytes_and_text_never_panic() {
+            let mut rng = Rng::new(0x5eed_0001);
+            for _ in 0..cases(6000) {
+                let len = rng.length(300);
+                let data = if rng.chance(50) {
+                    rng.bytes(len)
+                } else {
+                    let mut t = rng.string(len);
+                    if rng.chance(30) {
+                        t.insert(0, '{');
+                    }
+                    t.into_bytes()
+                };
+                check(&data);
+            }
+        }
+
+        #[test]
+        fn valid_records_round_trip() {
+            let mut rng = Rng::new(0x5eed_0002);
+            for _ in 0..cases(3000) {
+                let rec = random_record(&mut rng);
+                let bytes = rec.to_bytes();
+                let parsed = check(&bytes);
+                assert_eq!(parsed, Holder::Current(rec.clone()), "{rec:?}");
+                // Parse, serialise, parse: the same record and the same bytes.
+                let again = parsed.record().expect("a record").to_bytes();
+                assert_eq!(again, bytes);
+                // Surrounding whitespace and a trailing newline, as tools leave them, are fine.
+                let mut padded = b"\n  ".to_vec();
+                padded.extend_from_slice(&bytes);
+                padded.extend_from_slice(b"\r\n");
+                assert_eq!(Holder::parse(&padded), parsed);
+                // A record without pipeline and build names nobody.
+                let anonymous = LockRecord {
+                    pipeline: String::new(),
+                    build_id: String::new(),
+                    ..rec
+                };
+                assert!(matches!(
+                    check(&anonymous.to_bytes()),
+                    Holder::Unknown { .. }
+                ));
+            }
+        }
+
+        /// `{"field":RAW,…rest of the record without field…}`.
+        fn with_raw_field(rec: &LockRecord, field: &str, raw: &str) -> String {
+            let mut v = serde_json::to_value(rec).expect("a record is JSON");
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove(field);
+            }
+            let rest = v.to_string();
+            let rest = rest.strip_prefix('{').unwrap_or(&rest);
+            if rest == "}" {
+                format!("{{\"{field}\":{raw}}}")
+            } else {
+                format!("{{\"{field}\":{raw},{rest}")
+            }
+        }
+
+        fn deep(open: &str, close: &str, depth: usize) -> String {
+            format!("{}1{}", open.repeat(depth), close.repeat(depth))
+        }
+
+        #[test]
+        fn fields_of_the_wrong_type_huge_numbers_and_deep_nesting_are_unknown() {
+            let mut rng = Rng::new(0x5eed_0003);
+            let nested = [
+                deep("[", "]", 1),
+                deep("[", "]", 127),
+                deep("[", "]", 129),
+                deep("[", "]", 20_000),
+                deep("{\"a\":", "}", 200),
+                deep("{\"a\":", "}", 5_000),
+            ];
+            let mut wrong_for_string: Vec<&str> = vec![
+                "0",
+                "-1",
+                "1.5",
+                "true",
+                "null",
+                "[]",
+                "{}",
+                "[\"a\"]",
+                "{\"a\":\"b\"}",
+                "1e400",
+                "18446744073709551616",
+                "-9223372036854775809",
+            ];
+            wrong_for_string.extend(nested.iter().map(String::as_str));
+            let mut wrong_for_number: Vec<&str> = vec![
+                "\"60\"",
+                "-1",
+                "1.5",
+                "1e3",
+                "1e400",
+                "-0.0",
+                "18446744073709551616",
+                "99999999999999999999999999999",
+                "true",
+                "[]",
+                "{}",
+                "\"\"",
+            ];
+            wrong_for_number.extend(nested.iter().map(String::as_str));
+            for _ in 0..cases(1500) {
+                let rec = random_record(&mut rng);
+                let (field, raw) = match rng.below(4) {
+                    0 => ("schema", *rng.pick(&["4294967296", "-1", "\"1\"", "null"])),
+                    1 => ("ttl_seconds", *rng.pick(&wrong_for_number)),
+                    2 => ("fence", *rng.pick(&wrong_for_number)),
+                    _ => (*rng.pick(FIELDS_STRING), *rng.pick(&wrong_for_string)),
+                };
+                let text = with_raw_field(&rec, field, raw);
+                let holder = check(text.as_bytes());
+                assert!(
+                    matches!(holder, Holder::Unknown { ref why } if why.contains("not valid")),
+                    "{field}: {raw:.40} gave {holder:?}"
+                );
+            }
+            // Unknown fields are skipped without recursion, however deep, and huge numbers in
+            // them are never converted: a newer writer's additions do not hide the holder.
+            let rec = random_record(&mut rng);
+            for raw in nested
+                .iter()
+                .map(String::as_str)
+                .chain(["1e400", "[1e999]"])
+            {
+                let text = with_raw_field(&rec, "extra", raw);
+                assert_eq!(
+                    check(text.as_bytes()),
+                    Holder::Current(rec.clone()),
+                    "{raw:.40}"
+                );
+            }
+        }
+
+        #[test]
+        fn mutated_records_never_panic() {
+            let mut rng = Rng::new(0x5eed_0004);
+            for _ in 0..cases(5000) {
+                let bytes = random_record(&mut rng).to_bytes();
+                let mutated = if rng.chance(50) {
+                    rng.mutate_bytes(&bytes, DICT)
+                } else {
+                    let text = String::from_utf8(bytes).expect("JSON is UTF-8");
+                    rng.mutate_str(&text, DICT).into_bytes()
+                };
+                check(&mutated);
+            }
+        }
+
+        #[test]
+        fn mutated_seed_lines_never_panic() {
+            let mut rng = Rng::new(0x5eed_0005);
+            let seeds = [
+                "github|2025-09-27 17:30:00 UTC|1234567890",
+                "azdevops|2025-09-27 17:30:00 UTC|20250927.3\n",
+                "local| |x",
+            ];
+            for _ in 0..cases(6000) {
+                let seed = rng.pick(&seeds);
+                let mutated = if rng.chance(50) {
+                    rng.mutate_bytes(seed.as_bytes(), DICT)
+                } else {
+                    rng.mutate_str(seed, DICT).into_bytes()
+                };
+                check(&mutated);
+            }
+            // Every line of three fields with a pipeline is read as the seed wrote it.
+            for _ in 0..cases(2000) {
+                let part = |rng: &mut Rng| {
+                    let len = rng.length(30);
+                    rng.string(len).replace(['|', '\n'], "").trim().to_owned()
+                };
+                let (p, t, b) = (part(&mut rng), part(&mut rng), part(&mut rng));
+                let line = format!("{p}|{t}|{b}");
+                let holder = check(line.as_bytes());
+                if !p.is_empty() && !p.starts_with('{') {
+                    assert_eq!(
+                        holder,
+                        Holder::Legacy {
+                            pipeline: p,
+                            timestamp: t,
+                            build_id: b
+                        }
+                    );
+                }
+            }
+        }
+    }
 }
