@@ -478,4 +478,134 @@ mod tests {
         let sas = secret_parts("sv=2022-11-02&sp=r&sig=abc%2Bdef");
         assert!(sas.contains(&"abc%2Bdef".to_owned()));
     }
+
+    mod properties {
+        //! Property tests over durations and environment names: random and mutated text never
+        //! panics, what is accepted is within bounds, and what is refused is said safely.
+
+        use super::*;
+        use crate::error::ExitCode;
+        use crate::testgen::{Rng, cases};
+
+        /// Whether a message can be printed as one line that no CI platform reads as a command.
+        #[track_caller]
+        fn assert_printable(message: &str, input: &str) {
+            assert!(
+                !message
+                    .chars()
+                    .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}')),
+                "{input:?} gave an unescaped message: {message:?}"
+            );
+        }
+
+        #[test]
+        fn durations_never_panic_and_stay_within_a_week() {
+            const DICT: &[&str] = &[
+                "e",
+                "E",
+                "-",
+                "+",
+                ".",
+                "inf",
+                "NaN",
+                "s",
+                "m",
+                "h",
+                "d",
+                "1e308",
+                "1e-320",
+                "0x",
+                "_",
+                " ",
+                "٣",
+                "\u{2028}",
+                "\n",
+                "-0",
+                "999999999999999999999",
+            ];
+            let seeds = ["30", "0.05", "90s", "2h", "1e3", "10080", "1.5m", "0", "7d"];
+            let mut rng = Rng::new(0xd0_5eed_0001);
+            for _ in 0..cases(8000) {
+                let text = if rng.chance(25) {
+                    let len = rng.length(30);
+                    rng.string(len)
+                } else {
+                    let seed = rng.pick(&seeds);
+                    rng.mutate_str(seed, DICT)
+                };
+                for unit in [60.0, 1.0] {
+                    match parse_duration(&text, unit, "LOCK_TIMEOUT_MINUTES") {
+                        Ok(d) => assert!(d <= MAX_DURATION, "{text:?} gave {d:?}"),
+                        Err(e) => {
+                            assert_eq!(e.code, ExitCode::Usage, "{text:?}");
+                            assert_printable(&e.to_string(), &text);
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn durations_that_are_numbers_with_a_unit_are_read_as_such() {
+            let mut rng = Rng::new(0xd0_5eed_0002);
+            for _ in 0..cases(4000) {
+                let millis = rng.below(7 * 24 * 3600 * 1000 + 1);
+                let (suffix, scale) =
+                    *rng.pick(&[("s", 1.0), ("m", 60.0), ("h", 3600.0), ("", 60.0)]);
+                let value = millis as f64 / 1000.0 / scale;
+                let text = format!(" {value}{suffix} ");
+                let parsed =
+                    parse_duration(&text, 60.0, "t").unwrap_or_else(|e| panic!("{text:?}: {e}"));
+                let expected = value * scale;
+                assert!(
+                    (parsed.as_secs_f64() - expected).abs() < 1e-6 * expected.max(1.0),
+                    "{text:?} gave {parsed:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn environment_names_never_panic_and_accepted_ones_are_safe_keys() {
+            const DICT: &[&str] = &[
+                ".", "..", "/", "\\", "-", "_", " ", "\0", "\n", "%2F", "::", "##vso[", "é", "İ",
+                "\u{202e}", "\u{feff}",
+            ];
+            let seeds = ["sandbox", "prod-westeurope", "staging_2", "a.b", "x"];
+            let mut rng = Rng::new(0xd0_5eed_0003);
+            for _ in 0..cases(8000) {
+                let name = match rng.below(4) {
+                    0 => {
+                        let len = rng.length(80);
+                        rng.string(len)
+                    }
+                    1 => {
+                        let len = rng.length(70);
+                        rng.string_of("abcXYZ019-_.", len)
+                    }
+                    _ => {
+                        let seed = rng.pick(&seeds);
+                        rng.mutate_str(seed, DICT)
+                    }
+                };
+                match validate_environment(&name) {
+                    Ok(accepted) => {
+                        assert_eq!(accepted, name);
+                        assert!((1..=63).contains(&name.len()), "{name:?}");
+                        assert!(
+                            name.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+                            "{name:?}"
+                        );
+                        // The blob and file names built from it are safe on every store.
+                        assert!(!name.starts_with('.') && !name.ends_with('.'), "{name:?}");
+                        assert!(!name.contains(".."), "{name:?}");
+                    }
+                    Err(e) => {
+                        assert_eq!(e.code, ExitCode::Usage, "{name:?}");
+                        assert_printable(&e.to_string(), &name);
+                    }
+                }
+            }
+        }
+    }
 }
