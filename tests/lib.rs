@@ -5,6 +5,7 @@
 
 mod azure;
 mod cli;
+mod clock;
 mod concurrency;
 mod contract;
 mod entra;

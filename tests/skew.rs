@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::support::{Backend, Cmd};
 
 /// `LD_PRELOAD` value that the `faketime` wrapper sets (libfaketime's path).
-fn preload() -> &'static str {
+pub(crate) fn preload() -> &'static str {
     static PRELOAD: OnceLock<String> = OnceLock::new();
     PRELOAD.get_or_init(|| {
         let out = std::process::Command::new("faketime")
@@ -31,7 +31,7 @@ fn preload() -> &'static str {
 
 /// The binary with its wall clock moved by `offset` (`+5h`, `-5h`). The monotonic clock stays
 /// true: only the wall clock is what another machine would disagree about.
-fn skewed(cmd: Cmd, offset: &str) -> Cmd {
+pub(crate) fn skewed(cmd: Cmd, offset: &str) -> Cmd {
     cmd.env("LD_PRELOAD", preload())
         .env("FAKETIME", offset)
         .env("DONT_FAKE_MONOTONIC", "1")

@@ -5,14 +5,19 @@
 //! 429, 500, 502, 503, 504, resets, timeouts) are retried with exponential backoff and jitter,
 //! honouring `Retry-After`, keeping one `x-ms-client-request-id` so the attempts can be traced as
 //! one operation on the server side.
+//!
+//! Shared Key and bearer requests carry the signing time in `x-ms-date`, which Azure refuses when
+//! it is more than 15 minutes from its own clock. A machine whose clock is off learns the
+//! service's time from the refusal's `Date` header and signs with that from then on.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::conn::{Credential, Endpoint};
@@ -25,6 +30,13 @@ pub const API_VERSION: &str = "2025-01-05";
 
 /// Largest response body read (an audit log of 50,000 appended lines fits).
 const MAX_BODY: u64 = 64 * 1024 * 1024;
+
+/// How far `x-ms-date` may be from the service's clock before Azure refuses the request.
+pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(15);
+
+/// Whether this process has already said that its clock is off: every client of the process
+/// learns the offset, but people need to read it once.
+static SKEW_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// How long and how often to try.
 #[derive(Debug, Clone, Copy)]
@@ -257,6 +269,54 @@ pub fn xml_unescape(text: &str) -> String {
     out
 }
 
+/// The service's clock, from a response's `Date` header.
+#[must_use]
+pub fn service_time(resp: &Response) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(resp.header("date")?.trim())
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// Whether the service refused a request for its signing time: a 403 `AuthenticationFailed` that
+/// says so ("Request date header too old", Azure's words), or one whose `Date` is further from
+/// `signed_at` than Azure allows (Azure documents only the "too old" check, so a date far ahead
+/// is recognised by the clocks alone).
+#[must_use]
+pub fn clock_refused(resp: &Response, signed_at: DateTime<Utc>) -> bool {
+    if resp.status != 403 || resp.error_code() != "AuthenticationFailed" {
+        return false;
+    }
+    let text = String::from_utf8_lossy(&resp.body).to_ascii_lowercase();
+    let says_so = text.contains("request date header") || text.contains("clock skew");
+    let apart = service_time(resp).is_some_and(|now| (now - signed_at).abs() > MAX_CLOCK_SKEW);
+    says_so || apart
+}
+
+/// What to tell people once the service's clock is known to differ from ours by `offset`
+/// (service minus local), or `None` when the difference is too small to matter.
+#[must_use]
+pub fn skew_warning(offset: TimeDelta) -> Option<String> {
+    let seconds = offset.num_seconds().unsigned_abs();
+    if seconds < 60 {
+        return None;
+    }
+    // `Date` has whole seconds, so an offset of five hours reads as 4:59:59.x: round.
+    let minutes = (seconds + 30) / 60;
+    let (unit, direction) = (
+        if minutes == 1 { "minute" } else { "minutes" },
+        // A positive offset means the service is later than us: our clock is behind.
+        if offset > TimeDelta::zero() {
+            "behind"
+        } else {
+            "ahead of"
+        },
+    );
+    Some(format!(
+        "this machine's clock is off by {minutes} {unit} ({direction} the storage service's); \
+         using the storage service's time"
+    ))
+}
+
 /// Why no response came back, after every attempt.
 #[derive(Debug)]
 pub struct TransportError {
@@ -276,6 +336,9 @@ pub struct Client {
     endpoint: Endpoint,
     credential: Credential,
     policy: RetryPolicy,
+    /// The service's clock minus ours, in milliseconds, once a refusal taught us; added to the
+    /// signing time of every later request.
+    clock_offset_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Client {
@@ -370,7 +433,29 @@ impl Client {
             endpoint,
             credential,
             policy,
+            clock_offset_ms: AtomicI64::new(0),
         })
+    }
+
+    /// The time to sign with: ours, moved by what the service taught us.
+    fn signing_time(&self) -> DateTime<Utc> {
+        Utc::now() + TimeDelta::milliseconds(self.clock_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Adopts the service's clock after it refused our signing time; warns once per process.
+    fn learn_clock(&self, service_now: DateTime<Utc>) {
+        let offset = service_now - Utc::now();
+        self.clock_offset_ms
+            .store(offset.num_milliseconds(), Ordering::Relaxed);
+        log::debug(&format!(
+            "the storage service refused our request time; its clock is {} ms from ours",
+            offset.num_milliseconds()
+        ));
+        if let Some(message) = skew_warning(offset)
+            && !SKEW_WARNED.swap(true, Ordering::Relaxed)
+        {
+            log::warn(&message);
+        }
     }
 
     #[must_use]
@@ -452,8 +537,23 @@ impl Client {
 
         let mut attempt = 1;
         let mut renewed_token = false;
+        let mut corrected_clock = false;
         loop {
-            let result = self.attempt(request, &url, &path, &client_id);
+            let signed_at = self.signing_time();
+            let result = self.attempt(request, &url, &path, &client_id, signed_at);
+            // A request refused for its signing time is signed again, once, with the service's
+            // time. A SAS carries no signing time of its own (the service checks its `st`/`se`),
+            // so its refusals are left as they are.
+            if let Ok(resp) = &result
+                && !corrected_clock
+                && !self.uses_sas()
+                && clock_refused(resp, signed_at)
+                && let Some(service_now) = service_time(resp)
+            {
+                self.learn_clock(service_now);
+                corrected_clock = true;
+                continue;
+            }
             // A token the service calls expired (a machine that slept, a clock jump) is replaced
             // once, at once, before the answer counts.
             if let (Ok(resp), Some(source)) = (&result, self.bearer())
@@ -504,13 +604,14 @@ impl Client {
         url: &str,
         path: &str,
         client_id: &str,
+        signed_at: DateTime<Utc>,
     ) -> Result<Response, TransportError> {
         let mut headers = request.headers.clone();
         headers.push(("x-ms-version".to_owned(), API_VERSION.to_owned()));
         // Signed per attempt: the service rejects a date more than 15 minutes old.
         headers.push((
             "x-ms-date".to_owned(),
-            Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+            signed_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
         ));
         headers.push(("x-ms-client-request-id".to_owned(), client_id.to_owned()));
         if let Credential::Bearer(source) = &self.credential {
@@ -673,6 +774,125 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_eq!(a.as_bytes()[14], b'4');
         assert_ne!(a, request_id());
+    }
+
+    /// Azure's answer to a request signed at a time it will not accept, as the service sends it.
+    fn refused(date: &str, detail: Option<&str>) -> Response {
+        let detail = detail
+            .map(|d| format!("<AuthenticationErrorDetail>{d}</AuthenticationErrorDetail>"))
+            .unwrap_or_default();
+        Response {
+            status: 403,
+            headers: vec![
+                ("x-ms-error-code".into(), "AuthenticationFailed".into()),
+                ("date".into(), date.into()),
+            ],
+            body: format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code>\
+                 <Message>Server failed to authenticate the request. Make sure the value of \
+                 Authorization header is formed correctly including the signature.\n\
+                 RequestId:a7c15331-501e-0094-6847-7d350f000000\n\
+                 Time:2026-10-07T19:46:36.6469406Z</Message>{detail}</Error>"
+            )
+            .into_bytes(),
+            attempts: 1,
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("rfc3339")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn clock_refusals_are_told_apart_from_other_auth_failures() {
+        let service = "Wed, 07 Oct 2026 19:46:36 GMT";
+        let ours_behind = at("2026-10-07T14:46:36Z");
+        let in_step = at("2026-10-07T19:46:30Z");
+        // Azure's words, whatever the clocks say.
+        let too_old = refused(
+            service,
+            Some("Request date header too old: 'Wed, 07 Oct 2026 14:46:36 GMT'"),
+        );
+        assert!(clock_refused(&too_old, ours_behind));
+        assert!(clock_refused(&too_old, in_step));
+        // No words, but the clocks are hours apart (a date far ahead).
+        let silent = refused(service, None);
+        assert!(clock_refused(&silent, at("2026-10-08T00:46:36Z")));
+        assert!(clock_refused(&silent, ours_behind));
+        // A wrong key from a machine in step is a wrong key.
+        let wrong_key = refused(
+            service,
+            Some(
+                "The MAC signature found in the HTTP request 'x' is not the same as any computed signature.",
+            ),
+        );
+        assert!(!clock_refused(&wrong_key, in_step));
+        assert!(!clock_refused(&silent, in_step));
+        // Only 403 AuthenticationFailed counts.
+        let mut other = too_old.clone();
+        other.status = 401;
+        assert!(!clock_refused(&other, ours_behind));
+        let mut other = too_old;
+        other.headers[0].1 = "AuthorizationPermissionMismatch".into();
+        assert!(!clock_refused(&other, ours_behind));
+        // Just inside Azure's 15 minutes is not a skew refusal without the words.
+        assert!(!clock_refused(&silent, at("2026-10-07T19:31:37Z")));
+        assert!(clock_refused(&silent, at("2026-10-07T19:31:35Z")));
+    }
+
+    #[test]
+    fn the_service_time_comes_from_the_date_header() {
+        let resp = refused("Wed, 07 Oct 2026 19:46:36 GMT", None);
+        assert_eq!(service_time(&resp), Some(at("2026-10-07T19:46:36Z")));
+        let mut bad = resp;
+        bad.headers[1].1 = "yesterday".into();
+        assert_eq!(service_time(&bad), None);
+        bad.headers.pop();
+        assert_eq!(service_time(&bad), None);
+    }
+
+    #[test]
+    fn the_warning_says_how_far_and_which_way() {
+        let ahead = skew_warning(TimeDelta::hours(-5)).expect("warn");
+        assert_eq!(
+            ahead,
+            "this machine's clock is off by 300 minutes (ahead of the storage service's); \
+             using the storage service's time"
+        );
+        let behind = skew_warning(TimeDelta::seconds(61)).expect("warn");
+        assert!(behind.contains("off by 1 minute (behind"), "{behind}");
+        let almost = skew_warning(TimeDelta::milliseconds(-(5 * 3600 - 1) * 1000 - 200));
+        assert!(almost.expect("warn").contains("off by 300 minutes"));
+        // Under a minute is the time a request takes, not a clock worth a warning.
+        assert_eq!(skew_warning(TimeDelta::seconds(59)), None);
+        assert_eq!(skew_warning(TimeDelta::seconds(-59)), None);
+    }
+
+    #[test]
+    fn signing_time_follows_the_learned_offset() {
+        let endpoint = Endpoint {
+            scheme: "http".into(),
+            authority: "127.0.0.1:9".into(),
+            base_path: "/devstoreaccount1".into(),
+            account: "devstoreaccount1".into(),
+        };
+        let client = Client::new(
+            endpoint,
+            Credential::SharedKey(vec![1; 64]),
+            None,
+            RetryPolicy::default(),
+        )
+        .expect("client");
+        let drift = (client.signing_time() - Utc::now()).abs();
+        assert!(drift < TimeDelta::seconds(1), "{drift}");
+        client.learn_clock(Utc::now() + TimeDelta::hours(5));
+        let ahead = client.signing_time() - Utc::now();
+        assert!(
+            (ahead - TimeDelta::hours(5)).abs() < TimeDelta::seconds(1),
+            "{ahead}"
+        );
     }
 
     #[test]
