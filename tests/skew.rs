@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::support::{Backend, Cmd};
 
 /// `LD_PRELOAD` value that the `faketime` wrapper sets (libfaketime's path).
-pub(crate) fn preload() -> &'static str {
+fn preload() -> &'static str {
     static PRELOAD: OnceLock<String> = OnceLock::new();
     PRELOAD.get_or_init(|| {
         let out = std::process::Command::new("faketime")
