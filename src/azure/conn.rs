@@ -4,7 +4,7 @@
 //! Messages never repeat a secret value: they name the part that is wrong and what to do.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -197,6 +197,12 @@ fn parse_url<'a>(url: &'a str, what: &str) -> Result<Url<'a>, String> {
     if authority.contains('@') {
         return Err(format!("{what} must not contain a user name or password"));
     }
+    if !valid_authority(authority) {
+        return Err(format!(
+            "{what} has a host name or port that is not valid (letters, digits, `-` and `.`, \
+             an IP address, then `:PORT`)"
+        ));
+    }
     let segments = path.split('/').filter(|s| !s.is_empty()).collect();
     Ok(Url {
         scheme,
@@ -204,6 +210,54 @@ fn parse_url<'a>(url: &'a str, what: &str) -> Result<Url<'a>, String> {
         segments,
         query,
     })
+}
+
+/// Whether `authority` is `host[:port]` with a DNS name or an IP address. Anything else (spaces,
+/// controls, `&`, `%`, a SAS pasted in the wrong place) would reach the HTTP library as a
+/// malformed URL, or name a host nobody meant.
+fn valid_authority(authority: &str) -> bool {
+    let (host_ok, rest) = if let Some(inner) = authority.strip_prefix('[') {
+        match inner.split_once(']') {
+            Some((ip, rest)) => (ip.parse::<Ipv6Addr>().is_ok(), rest),
+            None => return false,
+        }
+    } else {
+        let end = authority.find(':').unwrap_or(authority.len());
+        (is_dns_name(&authority[..end]), &authority[end..])
+    };
+    let port_ok = rest.is_empty()
+        || rest.strip_prefix(':').is_some_and(|port| {
+            port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+    host_ok && port_ok
+}
+
+/// A DNS name or IPv4 address: dot-separated labels of letters, digits, `-` and `_`, none empty.
+fn is_dns_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The blob host's suffix below the account: `core.windows.net` unless a sovereign cloud's is
+/// given. It becomes part of the host name, so it must be one.
+fn endpoint_suffix(value: Option<&str>, what: &str) -> Result<String, String> {
+    let suffix = value
+        .map(|s| s.trim().trim_matches('.'))
+        .filter(|s| !s.is_empty())
+        .unwrap_or("core.windows.net");
+    if is_dns_name(suffix) {
+        Ok(suffix.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{what} is {}, not a DNS suffix such as `core.windows.net` or `core.chinacloudapi.cn`",
+            shown(suffix)
+        ))
+    }
 }
 
 /// The account's blob endpoint from a URL that may be path-style (`http://127.0.0.1:10000/ACCOUNT`)
@@ -350,7 +404,10 @@ fn connection_endpoint(cs: &ConnectionString) -> Result<Endpoint, String> {
         );
     };
     check_account(account)?;
-    let suffix = cs.endpoint_suffix.as_deref().unwrap_or("core.windows.net");
+    let suffix = endpoint_suffix(
+        cs.endpoint_suffix.as_deref(),
+        "EndpointSuffix in the storage connection string",
+    )?;
     Ok(Endpoint {
         scheme: cs.protocol.clone().unwrap_or_else(|| "https".to_owned()),
         authority: format!("{account}.blob.{suffix}").to_ascii_lowercase(),
@@ -450,12 +507,10 @@ fn locate<'a>(
     if let Some(account) = &settings.account {
         let account = account.trim().to_ascii_lowercase();
         check_account(&account)?;
-        let suffix = settings
-            .endpoint_suffix
-            .as_deref()
-            .map(|s| s.trim().trim_matches('.'))
-            .filter(|s| !s.is_empty())
-            .unwrap_or("core.windows.net");
+        let suffix = endpoint_suffix(
+            settings.endpoint_suffix.as_deref(),
+            "AZURE_STORAGE_ENDPOINT_SUFFIX",
+        )?;
         let endpoint = Endpoint {
             scheme: "https".to_owned(),
             authority: format!("{account}.blob.{suffix}").to_ascii_lowercase(),
@@ -1158,6 +1213,46 @@ mod tests {
     }
 
     #[test]
+    fn host_parts_must_be_host_names() {
+        // Found by `cargo fuzz run connection_string`: a suffix became part of the host verbatim.
+        let found = "De|sPrtcool=ohttps;AccountName=myacct;uoA-R=;EndpointSuffix=cZ&sig=abcdefghij\
+                     WlmNophijWlmNopqrstuvwxy^z0&sig=abcdefge=20-01-01T00%3A00%3A00Z&sig=\
+                     abcdefghijklmnopqrstuvwxyBlobEndpoint=http://1/12=fge=20-01-01T00%3A00%3A00Z\
+                     &sig=abcdefghijklmnopqrstuvwxy&sig%3A00%3A00Z&sig=abcdefghijklmnopqrstuore.w\
+                     \u{1}\0\0\0u\0\0[r";
+        let msg = err(&cs(found));
+        assert!(msg.contains("not a DNS suffix"), "{msg}");
+        assert!(!msg.contains("abcdefghijklmnop"), "{msg}");
+        for suffix in [
+            "core.windows.net/x",
+            "evil.example@core",
+            "a..b",
+            "core windows",
+        ] {
+            let msg = err(&cs(&format!(
+                "AccountName=myacct;AccountKey={KEY};EndpointSuffix={suffix}"
+            )));
+            assert!(msg.contains("not a DNS suffix"), "{suffix}: {msg}");
+        }
+        for url in [
+            "https://myacct.blob.core.windows.net&sig=x",
+            "https://myacct.blob.core windows.net",
+            "http://127.0.0.1:99999/devstoreaccount1",
+            "http://127.0.0.1:/devstoreaccount1",
+            "http://[::1/devstoreaccount1",
+            "http://[nope]:10000/devstoreaccount1",
+        ] {
+            let msg = err(&cs(&format!("BlobEndpoint={url};AccountKey={KEY}")));
+            assert!(msg.contains("host name or port"), "{url}: {msg}");
+        }
+        let t = resolve(&cs(&format!(
+            "AccountName=myacct;AccountKey={KEY};EndpointSuffix=.Core.ChinaCloudAPI.cn."
+        )))
+        .unwrap();
+        assert_eq!(t.endpoint.authority, "myacct.blob.core.chinacloudapi.cn");
+    }
+
+    #[test]
     fn endpoint_suffix_for_sovereign_clouds() {
         let t = resolve(&AzureSettings {
             account: Some("myacct".into()),
@@ -1241,11 +1336,15 @@ mod tests {
                     "http://localhost:10000",
                     "https://user:pw@myacct.blob.core.windows.net",
                     "https://myacct.blob.core.windows.net/c?x=1",
+                    "https://myacct.blob.core.windows.net&sig=SIG",
+                    "https://myacct.blob.core windows.net",
+                    "http://127.0.0.1:99999/devstoreaccount1",
+                    "http://[::1/devstoreaccount1",
                     "ftp://myacct",
                     "myacct.blob.core.windows.net",
                     "https://",
                 ]))
-                .to_owned(),
+                .replace("SIG", sig),
                 "sharedaccesssignature" => {
                     let sig = sig.replace('=', "%3D").replace('+', "%2B");
                     match rng.below(4) {
@@ -1263,9 +1362,17 @@ mod tests {
                 "defaultendpointsprotocol" => {
                     (*rng.pick(&["https", "http", "HTTPS", "ftp", ""])).to_owned()
                 }
-                "endpointsuffix" => {
-                    (*rng.pick(&["core.windows.net", "core.chinacloudapi.cn", ".", ""])).to_owned()
-                }
+                // A SAS or another host pasted into the suffix must not become part of the host.
+                "endpointsuffix" => (*rng.pick(&[
+                    "core.windows.net",
+                    "core.chinacloudapi.cn",
+                    ".",
+                    "",
+                    "core.windows.net&sig=SIG",
+                    "core.windows.net/x?sig=SIG",
+                    "evil.example@core.windows.net",
+                ]))
+                .replace("SIG", sig),
                 _ => awkward(rng),
             }
         }
