@@ -91,7 +91,10 @@ impl<'a> Queue<'a> {
         let Some((key, etag)) = self.ticket.clone() else {
             return true;
         };
-        match self.store.replace(&key, b"waiting", &BTreeMap::new(), &etag) {
+        match self
+            .store
+            .replace(&key, b"waiting", &BTreeMap::new(), &etag)
+        {
             Ok(w) => self.ticket = Some((key.clone(), w.etag)),
             // Someone took our ticket for a dead one: put it back in the same place.
             Err(StoreError::Conflict | StoreError::NotFound(_)) => {
@@ -111,7 +114,10 @@ impl<'a> Queue<'a> {
                     // Best effort and conditional: a waiter that just came back keeps its ticket.
                     let _ = self.store.delete(&dead.key, &dead.etag);
                 }
-                tickets.iter().find(|t| t.live).is_none_or(|first| first.key == key)
+                tickets
+                    .iter()
+                    .find(|t| t.live)
+                    .is_none_or(|first| first.key == key)
             }
             Err(e) => {
                 log::debug(&format!("cannot read the waiters' queue: {e}"));
@@ -177,7 +183,10 @@ mod tests {
             parse_ticket(&format!("1700000000000.{token}.30000")),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_ticket(&format!("b.1700000000000.{token}.30000")), None);
+        assert_eq!(
+            parse_ticket(&format!("b.1700000000000.{token}.30000")),
+            None
+        );
         assert_eq!(parse_ticket(&format!("1700000000000.{token}")), None);
         assert_eq!(parse_ticket("1700000000000.xyz.5"), None);
         assert_eq!(parse_ticket(&format!("17.{token}.5")), None);
@@ -185,7 +194,13 @@ mod tests {
 
     #[test]
     fn dead_waiters_are_noticed_after_three_polls_or_ten_seconds() {
-        assert_eq!(ticket_ttl(Duration::from_millis(20)), chrono::Duration::seconds(10));
-        assert_eq!(ticket_ttl(Duration::from_secs(30)), chrono::Duration::seconds(90));
+        assert_eq!(
+            ticket_ttl(Duration::from_millis(20)),
+            chrono::Duration::seconds(10)
+        );
+        assert_eq!(
+            ticket_ttl(Duration::from_secs(30)),
+            chrono::Duration::seconds(90)
+        );
     }
 }
