@@ -10,6 +10,7 @@ use std::cell::Cell;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::ci::RunInfo;
+use crate::log;
 use crate::protocol::{
     self, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
 };
@@ -77,6 +78,13 @@ pub enum Acquired {
     },
     /// A signal arrived while waiting; nothing is held.
     Cancelled { waited: Duration },
+}
+
+/// What one look at the lock during a wait found.
+enum Look {
+    Seen(Option<LockView>),
+    /// The store did not answer this time; nothing new was learned.
+    Unreadable,
 }
 
 #[derive(Debug)]
@@ -236,7 +244,9 @@ impl<'a> Locker<'a> {
                     });
                 }
                 our_turn = queue.as_deref_mut().is_none_or(Queue::my_turn);
-                lock = Some(self.read(environment)?);
+                if let Look::Seen(current) = self.read_while_waiting(environment)? {
+                    lock = Some(current);
+                }
                 continue;
             }
             let (result, reentrant, stolen_from, record) = match step {
@@ -317,6 +327,21 @@ impl<'a> Locker<'a> {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// A read during a wait: a store that is briefly unreachable (already retried by the store)
+    /// does not end a wait of many minutes; it is reported and the wait goes on.
+    fn read_while_waiting(&self, environment: &str) -> Result<Look, StoreError> {
+        match self.read(environment) {
+            Ok(lock) => Ok(Look::Seen(lock)),
+            Err(StoreError::Transient(msg)) => {
+                log::warn(&format!(
+                    "could not look at the lock on {environment} ({msg}); still waiting"
+                ));
+                Ok(Look::Unreadable)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -464,15 +489,34 @@ impl<'a> Locker<'a> {
     /// Waits until the lock is free (or stale), up to `timeout`.
     pub fn wait_free(&self, environment: &str, timeout: Duration) -> anyhow::Result<Waited> {
         let started = Instant::now();
+        let mut last: Option<LockView> = None;
         loop {
-            let lock = match self.read(environment)? {
-                Some(l) if !l.is_stale() => l,
-                _ => {
+            let lock = match self.read_while_waiting(environment)? {
+                Look::Seen(Some(l)) if !l.is_stale() => l,
+                Look::Seen(_) => {
                     return Ok(Waited::Free {
                         waited: started.elapsed(),
                     });
                 }
+                // Unreadable this time: keep what we saw last, or wait a poll and look again.
+                Look::Unreadable => match last.take() {
+                    Some(l) => l,
+                    None if started.elapsed() < timeout => {
+                        if !self.pause(timeout.saturating_sub(started.elapsed())) {
+                            return Ok(Waited::Cancelled {
+                                waited: started.elapsed(),
+                            });
+                        }
+                        continue;
+                    }
+                    None => {
+                        return Err(anyhow::anyhow!(
+                            "could not read the lock on {environment} before the wait ran out"
+                        ));
+                    }
+                },
             };
+            last = Some(lock.clone());
             let left = timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
                 return Ok(Waited::TimedOut {

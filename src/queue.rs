@@ -37,7 +37,7 @@ pub struct Queue<'a> {
     ticket: Option<(String, String)>,
 }
 
-/// A ticket as listed: its key, owner's poll interval and liveness.
+/// A ticket as listed: its key, version and whether its owner still refreshes it.
 struct Listed {
     key: String,
     live: bool,
