@@ -9,7 +9,7 @@
 //! A ticket is `deployment-queue-{env}.{joined}.{token}.{poll}`: `joined` is the store's time
 //! (milliseconds) when the waiter joined, so names sort in arrival order, then by token; `poll`
 //! (milliseconds) says how often its owner refreshes it. A ticket not refreshed for three polls
-//! (at least 10 s) belongs to a waiter that died, and is skipped and cleaned up.
+//! (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,9 +21,12 @@ use crate::store::{Store, StoreError};
 
 pub const QUEUE_PREFIX: &str = "deployment-queue-";
 
-/// How long a ticket lives without a refresh, for its owner's poll interval.
+/// How long a ticket lives without a refresh, for its owner's poll interval. Taking a live
+/// waiter for dead costs little (it puts its ticket back in the same place at its next poll),
+/// while a dead waiter at the head holds up everyone behind it; so this is short, but at least
+/// two seconds, since the store's times have whole seconds.
 fn ticket_ttl(poll: Duration) -> chrono::Duration {
-    let ttl = (poll * 3).max(Duration::from_secs(10));
+    let ttl = (poll * 3).max(Duration::from_secs(2));
     chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -126,12 +129,17 @@ impl<'a> Queue<'a> {
         }
     }
 
-    /// Gives up our ticket (we hold the lock, gave up, or were interrupted).
+    /// Gives up our ticket (we hold the lock, gave up, or were interrupted). A ticket left
+    /// behind holds up the queue until it goes stale, so a lost answer is retried a few times.
     pub fn leave(&mut self) {
-        if let Some((key, etag)) = self.ticket.take()
-            && let Err(e) = self.store.delete(&key, &etag)
-        {
-            log::debug(&format!("cannot remove our queue ticket {key}: {e}"));
+        let Some((key, etag)) = self.ticket.take() else {
+            return;
+        };
+        for _ in 0..3 {
+            match self.store.delete(&key, &etag) {
+                Ok(()) | Err(StoreError::NotFound(_) | StoreError::Conflict) => return,
+                Err(e) => log::debug(&format!("cannot remove our queue ticket {key}: {e}")),
+            }
         }
     }
 
@@ -193,10 +201,10 @@ mod tests {
     }
 
     #[test]
-    fn dead_waiters_are_noticed_after_three_polls_or_ten_seconds() {
+    fn dead_waiters_are_noticed_after_three_polls_or_two_seconds() {
         assert_eq!(
             ticket_ttl(Duration::from_millis(20)),
-            chrono::Duration::seconds(10)
+            chrono::Duration::seconds(2)
         );
         assert_eq!(
             ticket_ttl(Duration::from_secs(30)),
