@@ -331,10 +331,11 @@ fn sixteen_processes_five_cycles_local_store_with_kills() {
 
 /// The load: 32 processes × 20 cycles, on both stores, with and without faults.
 #[test]
-#[ignore = "minutes on a 2-core machine; run with `cargo test -- --ignored`"]
+#[ignore = "minutes each: tests/run.sh runs them on their own, one at a time"]
 fn thirty_two_processes_twenty_cycles_azurite_random_faults() {
     let f = faulty(Plan::random_mix(15, 2026), "mix");
     let mut c = Contention::new(32, 20);
+    c.wait_minutes = 5;
     c.faults = true;
     c.seed = 2026;
     let report = contend_with(&f.via, "race", &c);
@@ -344,19 +345,23 @@ fn thirty_two_processes_twenty_cycles_azurite_random_faults() {
 }
 
 #[test]
-#[ignore = "minutes on a 2-core machine; run with `cargo test -- --ignored`"]
+#[ignore = "minutes each: tests/run.sh runs them on their own, one at a time"]
 fn thirty_two_processes_twenty_cycles_azurite() {
     let b = Backend::azurite("race32");
-    let report = contend_with(&b, "race", &Contention::new(32, 20));
+    let mut c = Contention::new(32, 20);
+    c.wait_minutes = 5;
+    let report = contend_with(&b, "race", &c);
     print("azurite", &report, None);
     b.cmd().args(["check", "race"]).run().code(0);
 }
 
 #[test]
-#[ignore = "minutes on a 2-core machine; run with `cargo test -- --ignored`"]
+#[ignore = "minutes each: tests/run.sh runs them on their own, one at a time"]
 fn thirty_two_processes_twenty_cycles_local_store() {
     let b = Backend::file();
-    let report = contend_with(&b, "race", &Contention::new(32, 20));
+    let mut c = Contention::new(32, 20);
+    c.wait_minutes = 5;
+    let report = contend_with(&b, "race", &c);
     print("local store", &report, None);
     b.cmd().args(["check", "race"]).run().code(0);
 }
@@ -365,10 +370,11 @@ fn thirty_two_processes_twenty_cycles_local_store() {
 /// replacing, deleting, or waiting). A killed acquire may or may not have taken the lock; the
 /// worker's next acquire finds it again (same run and job), so nothing stays locked.
 #[test]
-#[ignore = "minutes on a 2-core machine; run with `cargo test -- --ignored`"]
+#[ignore = "minutes each: tests/run.sh runs them on their own, one at a time"]
 fn thirty_two_processes_twenty_cycles_local_store_with_kills() {
     let b = Backend::file();
     let mut c = Contention::new(32, 20);
+    c.wait_minutes = 5;
     c.kill_percent = 10;
     c.seed = 77;
     let report = contend_with(&b, "race", &c);

@@ -20,6 +20,11 @@ cargo clippy --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --locked
 
+# The full load (32 processes x 20 cycles, with faults and kills) takes minutes per test;
+# run alone, so no other test competes with its wait budgets.
+step "cargo test: 32 processes x 20 cycles"
+cargo test --locked --test integration -- --ignored --test-threads=1
+
 if compgen -G "tests/node/*.test.js" >/dev/null; then
   step "node --test (action and task shim)"
   cargo build --locked --quiet
