@@ -302,9 +302,8 @@ fn contention_with_truncated_responses() {
     contend_under(Fault::Truncate, 20, 17);
 }
 
-/// The suite's share of the load (the 32 × 20 runs below are `--ignored`: on a 2-core machine the
-/// real binary against one Azurite takes many minutes, and a waiter can starve past a 2-minute
-/// wait budget because waiting is polling, not a queue).
+/// The parallel suite's share of the load. The 32 × 20 runs below take minutes each on a 2-core
+/// machine, so they are `--ignored` here and `tests/run.sh` runs them alone, one at a time.
 #[test]
 fn sixteen_processes_five_cycles_azurite_random_faults() {
     let f = faulty(Plan::random_mix(15, 2026), "mix16");
