@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+steps=0
+step() {
+  steps=$((steps + 1))
+  printf '\n==> %s\n' "$*"
+}
 
 step "installing test tools into .tools/"
 for setup in tests/setup-*.sh; do
@@ -35,3 +39,6 @@ if [ -f tests/validate.sh ]; then
   step "validating workflows, action and task metadata"
   bash tests/validate.sh
 fi
+
+# Every step above stops the script when it fails (set -e), so reaching here means all passed.
+printf '\nsteps: %d passed, 0 failed\n' "$steps"
