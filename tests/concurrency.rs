@@ -262,12 +262,7 @@ fn a_signal_during_a_wait_leaves_no_lock() {
                 .run()
                 .code(0);
             // The waiter is now racing to take the lock; interrupt it at once.
-            let pid = waiter.id().to_string();
-            let killed = std::process::Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .expect("kill");
-            assert!(killed.success());
+            send_signal(&waiter, signal);
             let out = crate::support::Out::from(waiter.wait_with_output().expect("waiter"));
             assert!(
                 out.code == 0 || out.code == 130,
@@ -433,12 +428,7 @@ fn a_signal_while_blocked_leaves_the_store_as_it_was() {
                 waiter.try_wait().expect("poll").is_none(),
                 "the waiter ended by itself"
             );
-            let pid = waiter.id().to_string();
-            let killed = std::process::Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .expect("kill");
-            assert!(killed.success());
+            send_signal(&waiter, signal);
             let status = waiter.wait().expect("waiter");
             let stderr = reader.join().expect("reader");
             assert_eq!(status.code(), Some(130), "{signal}: {stderr}");
@@ -457,4 +447,14 @@ fn a_signal_while_blocked_leaves_the_store_as_it_was() {
             .run()
             .code(0);
     }
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to a child process, as a runner or a terminal would.
+#[cfg(unix)]
+fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {signal} failed");
 }
