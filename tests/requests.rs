@@ -1,5 +1,10 @@
 //! What each operation costs in store requests, counted by the proxy on the way to Azurite.
 
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::support::Backend;
 use crate::support::azurite::azurite;
 use crate::support::proxy::{Plan, Proxy};
@@ -46,4 +51,90 @@ fn uncontended_acquire_is_one_request_check_one_release_two() {
         3,
         "release with audit"
     );
+}
+
+/// A forward proxy as corporate networks have: it answers `CONNECT host:port` and then relays
+/// bytes both ways. Counts the tunnels it opened.
+struct ConnectProxy {
+    url: String,
+    tunnels: Arc<AtomicU64>,
+}
+
+impl ConnectProxy {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let tunnels = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&tunnels);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let counter = Arc::clone(&counter);
+                std::thread::spawn(move || tunnel(client, &counter));
+            }
+        });
+        Self { url, tunnels }
+    }
+}
+
+fn tunnel(client: TcpStream, tunnels: &AtomicU64) {
+    let mut reader = BufReader::new(client.try_clone().expect("clone"));
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    let Some(target) = request
+        .strip_prefix("CONNECT ")
+        .and_then(|r| r.split_whitespace().next())
+    else {
+        return;
+    };
+    let Ok(upstream) = TcpStream::connect(target) else {
+        return;
+    };
+    tunnels.fetch_add(1, Ordering::SeqCst);
+    let mut client = client;
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let (mut up_read, mut up_write) = (upstream.try_clone().expect("clone"), upstream);
+    let mut client_write = client.try_clone().expect("clone");
+    let to_upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut up_write);
+        let _ = up_write.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut up_read, &mut client_write);
+    let _ = client_write.shutdown(Shutdown::Write);
+    let _ = to_upstream.join();
+}
+
+#[test]
+fn https_proxy_and_no_proxy_are_honoured() {
+    let proxy = ConnectProxy::start();
+    let proxy_url = proxy.url.clone();
+    // The store is addressed directly; only the proxy variables route it through the proxy.
+    let b = Backend::azurite("proxied");
+    let forwarded = || proxy.tunnels.load(Ordering::SeqCst);
+    b.cmd()
+        .env("HTTP_PROXY", &proxy_url)
+        .env("HTTPS_PROXY", &proxy_url)
+        .args(["acquire", "px"])
+        .run()
+        .code(0);
+    let through = forwarded();
+    assert!(through > 0, "no request went through the proxy");
+    b.cmd()
+        .env("HTTP_PROXY", &proxy_url)
+        .env("HTTPS_PROXY", &proxy_url)
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["release", "px"])
+        .run()
+        .code(0);
+    assert_eq!(forwarded(), through, "NO_PROXY was not honoured");
 }
