@@ -116,6 +116,8 @@ impl Config {
             pipeline: pipeline.to_owned(),
             build_id: self.run.build_id.clone(),
             job: self.run.job.clone(),
+            attempt: self.run.attempt.clone(),
+            host: self.run.host.clone(),
             token: self.token.clone(),
         }
     }

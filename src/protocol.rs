@@ -16,6 +16,10 @@ pub struct Identity {
     pub pipeline: String,
     pub build_id: String,
     pub job: String,
+    /// The run's attempt (a re-run of a job is a new attempt).
+    pub attempt: String,
+    /// The runner or agent (or machine) we run on.
+    pub host: String,
     /// The token of an acquisition we made earlier (from CI state or `--token`).
     pub token: Option<String>,
 }
@@ -99,7 +103,15 @@ pub fn ownership(holder: &Holder, me: &Identity) -> Ownership {
             {
                 Ownership::Ours
             } else if same_run(&r.pipeline, &r.build_id) {
-                if r.job.is_empty() || me.job.is_empty() || r.job == me.job {
+                let same_job = r.job.is_empty() || me.job.is_empty() || r.job == me.job;
+                // Matrix legs of one job share run, job and attempt, but not the runner: they are
+                // different jobs. A re-run (another attempt) takes over its own job's lock.
+                let other_leg = !r.attempt.is_empty()
+                    && r.attempt == me.attempt
+                    && !r.host.is_empty()
+                    && !me.host.is_empty()
+                    && r.host != me.host;
+                if same_job && !other_leg {
                     Ownership::Ours
                 } else {
                     Ownership::SameRun
@@ -248,7 +260,48 @@ mod tests {
             build_id: build.into(),
             job: job.into(),
             token: token.map(Into::into),
+            ..Identity::default()
         }
+    }
+
+    #[test]
+    fn matrix_legs_exclude_each_other_but_a_rerun_takes_over() {
+        let data = LockRecord {
+            schema: 1,
+            pipeline: "github".into(),
+            build_id: "77".into(),
+            job: "deploy".into(),
+            attempt: "1".into(),
+            host: "runner-a".into(),
+            token: "tok".into(),
+            ttl_seconds: 600,
+            ..LockRecord::default()
+        }
+        .to_bytes();
+        let v = view(&data, 0, 5);
+        let leg = |attempt: &str, host: &str| Identity {
+            attempt: attempt.into(),
+            host: host.into(),
+            ..me("github", "77", "deploy", None)
+        };
+        assert_eq!(
+            acquire_step(Some(&v), &leg("1", "runner-b")),
+            AcquireStep::Blocked,
+            "another matrix leg"
+        );
+        assert!(matches!(
+            acquire_step(Some(&v), &leg("1", "runner-a")),
+            AcquireStep::Refresh { .. }
+        ));
+        assert!(matches!(
+            acquire_step(Some(&v), &leg("2", "runner-c")),
+            AcquireStep::Refresh { .. }
+        ));
+        // The other leg may still do a cleanup release of its run's lock, as the seed did.
+        assert!(matches!(
+            release_step(Some(&v), &leg("1", "runner-b")),
+            ReleaseStep::Delete { .. }
+        ));
     }
 
     fn view(data: &[u8], modified: i64, now: i64) -> LockView {

@@ -579,3 +579,40 @@ fn the_readme_documents_every_command_option_and_exit_code() {
         );
     }
 }
+
+#[test]
+fn github_matrix_legs_exclude_each_other_and_a_rerun_takes_over() {
+    for b in backends() {
+        let dir = TempDir::new("matrix");
+        let leg = |attempt: &str, runner: &str| {
+            b.cmd()
+                .env("GITHUB_ACTIONS", "true")
+                .env("GITHUB_RUN_ID", "900")
+                .env("GITHUB_JOB", "deploy")
+                .env("GITHUB_RUN_ATTEMPT", attempt)
+                .env("RUNNER_NAME", runner)
+                .env("GITHUB_OUTPUT", dir.join("out"))
+        };
+        leg("1", "runner-a")
+            .args(["acquire", "shared"])
+            .run()
+            .code(0);
+        // Another leg of the same matrix job: same run, job and attempt, another runner.
+        leg("1", "runner-b")
+            .args(["acquire", "shared"])
+            .run()
+            .code(3);
+        // A later step of the first leg still holds it.
+        leg("1", "runner-a")
+            .args(["acquire", "shared"])
+            .run()
+            .code(0)
+            .contains("Still hold");
+        // A re-run of the job (a new attempt) takes over its own job's lock.
+        leg("2", "runner-c")
+            .args(["acquire", "shared"])
+            .run()
+            .code(0)
+            .contains("Still hold");
+    }
+}

@@ -68,7 +68,13 @@ impl Platform {
     /// The run's identity and links from the platform's variables.
     #[must_use]
     pub fn run_info(self) -> RunInfo {
-        let host = host_name();
+        // The runner's or agent's name tells apart two runners on one machine.
+        let host = match self {
+            Self::GitHub => var("RUNNER_NAME"),
+            Self::AzureDevOps => var("AGENT_NAME"),
+            Self::Local => None,
+        }
+        .unwrap_or_else(host_name);
         match self {
             Self::GitHub => github::run_info(host),
             Self::AzureDevOps => azdo::run_info(host),
