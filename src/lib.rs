@@ -12,6 +12,7 @@ pub mod audit;
 pub mod azure;
 pub mod ci;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod heartbeat;

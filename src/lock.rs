@@ -1,15 +1,14 @@
 //! The lock operations over a store: acquire, release, check, wait, force-break, status.
 //! Decisions come from `protocol`; this module does the requests and the waiting.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
-
 use std::cell::Cell;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::ci::RunInfo;
+pub use crate::clock::CANCELLED;
+use crate::clock::{Clock, SYSTEM};
 use crate::log;
 use crate::protocol::{
     self, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
@@ -27,17 +26,15 @@ pub const FENCE_PREFIX: &str = "deployment-fence-";
 /// it gives up with an error.
 const MAX_UNANSWERED_WRITES: u32 = 3;
 
-/// Set by the signal handler; waits stop and a lock taken meanwhile is given back.
-pub static CANCELLED: AtomicBool = AtomicBool::new(false);
-
 #[must_use]
 pub fn key(environment: &str) -> String {
     format!("{KEY_PREFIX}{environment}")
 }
 
+/// Whether a signal asked this process to stop.
 #[must_use]
 pub fn cancelled() -> bool {
-    CANCELLED.load(Ordering::SeqCst)
+    SYSTEM.cancelled()
 }
 
 /// What a new acquisition writes beside the identity: the run's details and why.
@@ -53,6 +50,8 @@ pub struct Locker<'a> {
     /// Applies to records that carry no ttl (the seed's, unknown ones) and to new acquisitions.
     pub ttl: Duration,
     pub poll: Duration,
+    /// The local clock: paces waits and measures how long we waited, never judges staleness.
+    clock: &'a dyn Clock,
     /// The store's clock at its latest answer, for audit timestamps.
     last_now: Cell<Option<DateTime<Utc>>>,
 }
@@ -129,8 +128,15 @@ impl<'a> Locker<'a> {
             store,
             ttl,
             poll,
+            clock: &SYSTEM,
             last_now: Cell::new(None),
         }
+    }
+
+    /// The same locker on another clock (the simulation's virtual one).
+    #[must_use]
+    pub fn with_clock(self, clock: &'a dyn Clock) -> Self {
+        Self { clock, ..self }
     }
 
     fn saw(&self, now: DateTime<Utc>) {
@@ -140,7 +146,7 @@ impl<'a> Locker<'a> {
     /// The store's time as of its latest answer (our own clock only before the first answer).
     #[must_use]
     pub fn store_now(&self) -> DateTime<Utc> {
-        self.last_now.get().unwrap_or_else(Utc::now)
+        self.last_now.get().unwrap_or_else(|| self.clock.wall())
     }
 
     /// The ttl a record carries: whole seconds, rounded up so a lock never goes stale before the
@@ -200,7 +206,7 @@ impl<'a> Locker<'a> {
         wait: Option<Duration>,
         mut queue: Option<&mut Queue<'_>>,
     ) -> anyhow::Result<Acquired> {
-        let started = Instant::now();
+        let started = self.clock.elapsed();
         let token = me.token.clone().unwrap_or_default();
         let key = key(environment);
         // A newcomer behind earlier waiters takes its place in line instead of trying first.
@@ -212,9 +218,9 @@ impl<'a> Locker<'a> {
         };
         let mut unanswered = 0;
         loop {
-            if cancelled() {
+            if self.clock.cancelled() {
                 return Ok(Acquired::Cancelled {
-                    waited: started.elapsed(),
+                    waited: self.since(started),
                 });
             }
             let step = match &lock {
@@ -222,7 +228,7 @@ impl<'a> Locker<'a> {
                 Some(current) => acquire_step(current.as_ref(), me),
             };
             let left = wait
-                .and_then(|w| w.checked_sub(started.elapsed()))
+                .and_then(|w| w.checked_sub(self.since(started)))
                 .filter(|l| !l.is_zero());
             // Behind earlier waiters even a free lock is theirs to take first, until the wait
             // runs out: then we try once, whatever our place.
@@ -240,7 +246,7 @@ impl<'a> Locker<'a> {
                 }
                 if !self.pause(left) {
                     return Ok(Acquired::Cancelled {
-                        waited: started.elapsed(),
+                        waited: self.since(started),
                     });
                 }
                 our_turn = queue.as_deref_mut().is_none_or(Queue::my_turn);
@@ -283,7 +289,7 @@ impl<'a> Locker<'a> {
                     };
                     return Ok(Acquired::Blocked {
                         lock: current,
-                        waited: started.elapsed(),
+                        waited: self.since(started),
                         timed_out: wait.is_some(),
                     });
                 }
@@ -296,7 +302,7 @@ impl<'a> Locker<'a> {
                         etag: written.etag,
                         reentrant,
                         stolen_from,
-                        waited: started.elapsed(),
+                        waited: self.since(started),
                     });
                 }
                 // Lost a race, or our earlier attempt may have landed: read again and decide.
@@ -347,8 +353,13 @@ impl<'a> Locker<'a> {
 
     /// Sleeps one jittered poll interval (at most `left`); false when cancelled meanwhile.
     fn pause(&self, left: Duration) -> bool {
-        let interval = jitter(self.poll).min(left);
-        sleep_unless_cancelled(interval)
+        let interval = self.clock.jitter(self.poll).min(left);
+        self.clock.sleep(interval)
+    }
+
+    /// How long since `started`, a reading of `self.clock.elapsed()`.
+    fn since(&self, started: Duration) -> Duration {
+        self.clock.elapsed().saturating_sub(started)
     }
 
     fn new_record(
@@ -366,7 +377,7 @@ impl<'a> Locker<'a> {
             job: me.job.clone(),
             attempt: holding.run.attempt.clone(),
             token: token.to_owned(),
-            acquired_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            acquired_at: self.clock.wall().to_rfc3339_opts(SecondsFormat::Secs, true),
             ttl_seconds: self.ttl_seconds(),
             fence: None,
             run_url: holding.run.run_url.clone(),
@@ -488,23 +499,23 @@ impl<'a> Locker<'a> {
 
     /// Waits until the lock is free (or stale), up to `timeout`.
     pub fn wait_free(&self, environment: &str, timeout: Duration) -> anyhow::Result<Waited> {
-        let started = Instant::now();
+        let started = self.clock.elapsed();
         let mut last: Option<LockView> = None;
         loop {
             let lock = match self.read_while_waiting(environment)? {
                 Look::Seen(Some(l)) if !l.is_stale() => l,
                 Look::Seen(_) => {
                     return Ok(Waited::Free {
-                        waited: started.elapsed(),
+                        waited: self.since(started),
                     });
                 }
                 // Unreadable this time: keep what we saw last, or wait a poll and look again.
                 Look::Unreadable => match last.take() {
                     Some(l) => l,
-                    None if started.elapsed() < timeout => {
-                        if !self.pause(timeout.saturating_sub(started.elapsed())) {
+                    None if self.since(started) < timeout => {
+                        if !self.pause(timeout.saturating_sub(self.since(started))) {
                             return Ok(Waited::Cancelled {
-                                waited: started.elapsed(),
+                                waited: self.since(started),
                             });
                         }
                         continue;
@@ -517,16 +528,16 @@ impl<'a> Locker<'a> {
                 },
             };
             last = Some(lock.clone());
-            let left = timeout.saturating_sub(started.elapsed());
+            let left = timeout.saturating_sub(self.since(started));
             if left.is_zero() {
                 return Ok(Waited::TimedOut {
                     lock: Box::new(lock),
-                    waited: started.elapsed(),
+                    waited: self.since(started),
                 });
             }
             if !self.pause(left) {
                 return Ok(Waited::Cancelled {
-                    waited: started.elapsed(),
+                    waited: self.since(started),
                 });
             }
         }
@@ -667,7 +678,8 @@ impl Locker<'_> {
                 // Someone else incremented first, or our answer was lost: read and try again.
                 // A number whose answer we lost is skipped, never handed out twice.
                 Err(StoreError::Conflict | StoreError::Transient(_)) => {
-                    sleep_unless_cancelled(jitter(Duration::from_millis(5)));
+                    self.clock
+                        .sleep(self.clock.jitter(Duration::from_millis(5)));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -675,31 +687,5 @@ impl Locker<'_> {
         Err(anyhow::anyhow!(
             "the fencing counter of {environment} is too contended; try again"
         ))
-    }
-}
-
-/// ±20% so that many waiters do not poll in lock-step.
-fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let r = if getrandom::getrandom(&mut b).is_ok() {
-        f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
-    } else {
-        0.5
-    };
-    d.mul_f64(0.8 + 0.4 * r)
-}
-
-/// Sleeps in short slices so a signal is noticed quickly; false when cancelled.
-pub fn sleep_unless_cancelled(total: Duration) -> bool {
-    let until = Instant::now() + total;
-    loop {
-        if cancelled() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= until {
-            return true;
-        }
-        thread::sleep((until - now).min(Duration::from_millis(50)));
     }
 }

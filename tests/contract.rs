@@ -1,5 +1,5 @@
-//! The store contract, run unchanged against every store: the local directory store and the Azure
-//! store against a real Azurite. The lock protocol relies on nothing beyond what is checked here.
+//! The store contract, run unchanged against every store: the local directory store, the Azure
+//! store against a real Azurite, and the in-memory store the simulation runs on. The lock protocol relies on nothing beyond what is checked here.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use chrono::{Duration, Utc};
 use deploy_lock::azure::AzureSettings;
 use deploy_lock::secret::Secret;
 use deploy_lock::store::file::FileStore;
+use deploy_lock::store::memory::MemoryStore;
 use deploy_lock::store::{Store, StoreError};
 
 use crate::support::azurite::azurite;
@@ -16,6 +17,7 @@ use crate::support::azurite::azurite;
 enum Kind {
     File,
     Azure,
+    Memory,
 }
 
 /// A store under test, with the temporary folder it lives in (removed on drop).
@@ -45,6 +47,10 @@ fn subject(kind: Kind, hint: &str) -> Subject {
                 dir: Some(dir),
             }
         }
+        Kind::Memory => Subject {
+            store: Box::new(MemoryStore::new()),
+            dir: None,
+        },
         Kind::Azure => {
             let az = azurite();
             let settings = AzureSettings {
@@ -204,7 +210,7 @@ fn metadata_round_trips(kind: Kind) {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let w = s.store.create("k", b"{}", &meta).unwrap();
-    let expected = if kind == Kind::Azure {
+    let expected = if kind != Kind::File {
         meta.clone()
     } else {
         BTreeMap::new()
@@ -217,9 +223,12 @@ fn metadata_round_trips(kind: Kind) {
     changed.insert("build_id".to_owned(), "42".to_owned());
     s.store.replace("k", b"{}", &changed, &w.etag).unwrap();
     let blob = s.store.get("k").unwrap().blob.unwrap();
-    if kind == Kind::Azure {
+    if kind != Kind::File {
         assert_eq!(blob.metadata, changed);
-        assert!(blob.created.is_some(), "Azure reports the creation time");
+        assert!(
+            blob.created.is_some(),
+            "Azure and memory report the creation time"
+        );
     } else {
         assert!(blob.metadata.is_empty());
     }
@@ -242,6 +251,9 @@ macro_rules! contract {
         }
         mod azurite {
             $(#[test] fn $case() { super::$case(super::Kind::Azure) })*
+        }
+        mod memory {
+            $(#[test] fn $case() { super::$case(super::Kind::Memory) })*
         }
     };
 }

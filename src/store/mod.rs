@@ -5,6 +5,7 @@
 
 pub mod azure;
 pub mod file;
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::fmt;
