@@ -13,5 +13,6 @@ mod faults;
 mod hostile;
 mod long;
 mod requests;
+mod simulation;
 mod skew;
 mod support;
