@@ -29,13 +29,25 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         "{EXIT_CODES}\n\nLocal store (the default outside CI): {}\nDocs: README.md, `deploy-lock <command> --help`",
         config::default_local_dir().display()
     ));
+    let platform = Platform::detect();
     let cli = match command
         .try_get_matches_from(args)
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            // A usage error quotes the arguments, which a workflow may have built from data.
+            if platform.is_ci() {
+                for line in e.render().to_string().lines() {
+                    if e.use_stderr() {
+                        platform.eprint_line(line);
+                    } else {
+                        platform.print_line(line);
+                    }
+                }
+            } else {
+                let _ = e.print();
+            }
             return if e.use_stderr() {
                 ExitCode::Usage.code()
             } else {
@@ -43,7 +55,6 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             };
         }
     };
-    let platform = Platform::detect();
     log::init(platform, cli.global.debug);
     // Masking comes before anything else is printed, so no later line can reveal a secret.
     for secret in config::secrets_in_env(&cli.global) {
@@ -228,17 +239,18 @@ pub fn check(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
         render::print_json(cfg.platform, &render::lock_json(env, state, lock.as_ref()));
         return Ok(code.code());
     }
+    let p = cfg.platform;
     match &lock {
-        None => println!("{env} is free"),
+        None => p.print_line(&format!("{env} is free")),
         Some(l) => {
             let what = match state {
                 "ours" => "is locked by us",
                 "stale" => "has a stale lock",
                 _ => "is locked",
             };
-            println!("{env} {what}");
-            for line in render::lock_lines(cfg.platform, l) {
-                println!("{line}");
+            p.print_line(&format!("{env} {what}"));
+            for line in render::lock_lines(p, l) {
+                p.print_line(&line);
             }
         }
     }
@@ -374,22 +386,24 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                 );
             } else {
                 let how = if reentrant { "Still hold" } else { "Acquired" };
-                println!(
+                p.print_line(&format!(
                     "{how} the deployment lock on {env} as {} (ttl {}{}).",
-                    p.escape(&Holder::Current(record.clone()).describe()),
+                    Holder::Current(record.clone()).describe(),
                     human_std(cfg.ttl),
                     if waited.as_secs() > 0 {
                         format!(", waited {}", human_std(waited))
                     } else {
                         String::new()
                     }
-                );
-                println!("  token      {}", record.token);
+                ));
+                p.print_line(&format!("  token      {}", record.token));
                 if !fence.is_empty() {
-                    println!("  fence      {fence}");
+                    p.print_line(&format!("  fence      {fence}"));
                 }
                 if !releases_itself {
-                    println!("Release it with: deploy-lock release {pipeline} {env}");
+                    p.print_line(&format!(
+                        "Release it with: deploy-lock release {pipeline} {env}"
+                    ));
                 }
             }
             Ok(AcquireOutcome {
@@ -441,7 +455,7 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
             );
             if cfg.output == OutputFormat::Text {
                 for line in render::lock_lines(p, &lock) {
-                    eprintln!("{line}");
+                    p.eprint_line(&line);
                 }
             }
             Ok(AcquireOutcome {
@@ -512,11 +526,11 @@ pub fn release(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Re
                 audit_release(store, env, lock, locker.store_now());
             }
             if cfg.output == OutputFormat::Text {
-                println!(
+                p.print_line(&format!(
                     "Released the deployment lock on {env} (held by {}, for {}).",
-                    p.escape(&lock.holder.describe()),
+                    lock.holder.describe(),
                     human(lock.age)
-                );
+                ));
             }
             ("released", ExitCode::Ok)
         }
@@ -594,7 +608,7 @@ pub fn wait(cfg: &Config, store: &dyn Store, env: &str, timeout: Duration) -> Re
         v["waited_seconds"] = json!(waited.as_secs());
         render::print_json(p, &v);
     } else if state == "free" {
-        println!("{env} is free (waited {})", human_std(waited));
+        p.print_line(&format!("{env} is free (waited {})", human_std(waited)));
     }
     Ok(code)
 }
@@ -627,12 +641,12 @@ pub fn force_break(cfg: &Config, store: &dyn Store, env: &str, reason: &str) -> 
                 human(lock.age)
             ));
             if cfg.output == OutputFormat::Text {
-                println!(
+                p.print_line(&format!(
                     "Broke the deployment lock on {env}, held by {}.",
-                    p.escape(&lock.holder.describe())
-                );
+                    lock.holder.describe()
+                ));
                 for line in render::lock_lines(p, lock) {
-                    println!("{line}");
+                    p.print_line(&line);
                 }
             }
         }
@@ -650,30 +664,55 @@ pub fn force_break(cfg: &Config, store: &dyn Store, env: &str, reason: &str) -> 
 pub fn status(cfg: &Config, store: &dyn Store) -> Result<i32> {
     let p = cfg.platform;
     let locks = locker(cfg, store).status()?;
+    // Names come from the store's listing: anyone who can write to the container chooses them.
+    let valid = |env: &str| config::validate_environment(env).is_ok();
+    let state = |lock: &std::result::Result<LockView, crate::store::StoreError>| match lock {
+        Ok(l) if l.is_stale() => "stale",
+        Ok(_) => "held",
+        Err(_) => "unreadable",
+    };
     if cfg.output == OutputFormat::Json {
         let all: Vec<_> = locks
             .iter()
-            .map(|(env, l)| {
-                render::lock_json(env, if l.is_stale() { "stale" } else { "held" }, Some(l))
+            .map(|(env, lock)| {
+                let mut v = match lock {
+                    Ok(l) => render::lock_json(env, state(lock), Some(l)),
+                    Err(e) => json!({
+                        "environment": env,
+                        "state": state(lock),
+                        "problem": e.to_string(),
+                    }),
+                };
+                if !valid(env) {
+                    v["invalid_name"] = json!(true);
+                }
+                v
             })
             .collect();
         render::print_json(p, &json!(all));
         return Ok(0);
     }
     if locks.is_empty() {
-        println!("No locks in {}.", p.escape(&store.describe()));
+        p.print_line(&format!("No locks in {}.", store.describe()));
         return Ok(0);
     }
     let rows: Vec<[String; 5]> = locks
         .iter()
-        .map(|(env, l)| {
-            [
-                env.clone(),
-                if l.is_stale() { "stale" } else { "held" }.to_owned(),
-                p.escape(&l.holder.describe()),
-                human(l.age),
-                p.escape(render::run_url(&l.holder)),
-            ]
+        .map(|(env, lock)| {
+            let name = if valid(env) {
+                env.clone()
+            } else {
+                format!("(invalid name) {}", p.escape(env))
+            };
+            let (holder, age, run) = match lock {
+                Ok(l) => (
+                    p.escape(&l.holder.describe()),
+                    human(l.age),
+                    p.escape(render::run_url(&l.holder)),
+                ),
+                Err(e) => (p.escape(&e.to_string()), String::new(), String::new()),
+            };
+            [name, state(lock).to_owned(), holder, age, run]
         })
         .collect();
     let header = ["ENVIRONMENT", "STATE", "HOLDER", "AGE", "RUN"];
@@ -693,9 +732,9 @@ pub fn status(cfg: &Config, store: &dyn Store) -> Result<i32> {
             .trim_end()
             .to_owned()
     };
-    println!("{}", line(&header.map(String::from)));
+    p.print_line(&line(&header.map(String::from)));
     for row in &rows {
-        println!("{}", line(row));
+        p.print_line(&line(row));
     }
     Ok(0)
 }
@@ -711,10 +750,10 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
                     &render::lock_json(env, "renewed", Some(&lock)),
                 );
             } else {
-                println!(
+                cfg.platform.print_line(&format!(
                     "Renewed the deployment lock on {env}: stale in {} unless renewed again.",
                     human_std(cfg.ttl)
-                );
+                ));
             }
             Ok(0)
         }
@@ -788,7 +827,7 @@ pub fn history(cfg: &Config, store: &dyn Store, env: &str, since: Option<Since>)
         return Ok(0);
     }
     if events.is_empty() {
-        println!("No events for {env}.");
+        p.print_line(&format!("No events for {env}."));
         return Ok(0);
     }
     for e in &events {
@@ -820,16 +859,15 @@ pub fn history(cfg: &Config, store: &dyn Store, env: &str, since: Option<Since>)
         if !e.reason.is_empty() {
             details.push(format!("reason: {}", e.reason));
         }
-        println!(
-            "{}",
-            p.escape(&format!(
+        p.print_line(
+            format!(
                 "{:<24}  {:<12}  {:<30}  {}",
                 e.at,
                 e.event,
                 e.who(),
                 details.join(", ")
-            ))
-            .trim_end()
+            )
+            .trim_end(),
         );
     }
     Ok(0)

@@ -565,16 +565,19 @@ impl<'a> Locker<'a> {
     }
 
     /// Every lock in the store.
-    pub fn status(&self) -> anyhow::Result<Vec<(String, LockView)>> {
+    pub fn status(&self) -> anyhow::Result<Vec<(String, Result<LockView, StoreError>)>> {
         let listing = self.store.list(KEY_PREFIX)?;
         let mut out = Vec::new();
         for entry in listing.entries {
             let Some(env) = entry.key.strip_prefix(KEY_PREFIX) else {
                 continue;
             };
-            // Read whole: the record's ttl and a seed-format body are not in the listing.
-            if let Some(view) = self.read(env)? {
-                out.push((env.to_owned(), view));
+            // Read whole: the record's ttl and a seed-format body are not in the listing. A blob
+            // that cannot be read is reported in its row; one odd blob never hides the others.
+            match self.read(env) {
+                Ok(Some(view)) => out.push((env.to_owned(), Ok(view))),
+                Ok(None) => {}
+                Err(e) => out.push((env.to_owned(), Err(e))),
             }
         }
         Ok(out)

@@ -136,10 +136,10 @@ fn release(cfg: &Config, store: &dyn crate::store::Store, env: &str, me: &Identi
             if cfg.audit {
                 app::audit_release(store, env, &lock, locker.store_now());
             }
-            println!(
+            cfg.platform.print_line(&format!(
                 "Released the deployment lock on {env} (held {}).",
                 crate::render::human(lock.age)
-            );
+            ));
         }
         Ok(Released::Absent) => log::warn(&format!("the lock on {env} was already gone")),
         Ok(Released::Refused(lock)) => log::warn(&format!(

@@ -232,12 +232,13 @@ fn summary(
     outcome: &app::AcquireOutcome,
     wait: Option<Duration>,
 ) -> Result<()> {
-    let e = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
-    let mut md = format!("### Deployment lock: `{}`\n\n", e(environment));
+    // The environment name is validated; the holder comes from the environment and the store.
+    let mut md = format!("### Deployment lock: `{environment}`\n\n");
     match &outcome.acquired {
         Some(record) => md.push_str(&format!(
             "| | |\n|---|---|\n| Outcome | acquired |\n| Holder | {} |\n| Lock ttl | {} |\n",
-            e(&crate::record::Holder::Current(record.clone()).describe()),
+            cfg.platform
+                .markdown_cell(&crate::record::Holder::Current(record.clone()).describe()),
             human_std(cfg.ttl)
         )),
         None => md.push_str(&format!(
@@ -285,10 +286,10 @@ fn post_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
             if cfg.audit {
                 app::audit_release(&*store, &environment, &lock, locker.store_now());
             }
-            println!(
+            platform.print_line(&format!(
                 "Released the deployment lock on {environment} (held {}).",
                 crate::render::human(lock.age)
-            );
+            ));
         }
         Released::Absent => log::warn(&format!(
             "the lock on {environment} was already gone (released by a later step, broken, or \

@@ -3,7 +3,7 @@
 //! panic, and the store is left as it was. Secrets never reach the output.
 
 use crate::support::azurite::{ACCOUNT, KEY, azurite};
-use crate::support::{Out, backends};
+use crate::support::{Ci, Out, TempDir, assert_no_injection, backends};
 
 #[track_caller]
 fn no_panic(out: &Out, what: &str) {
@@ -337,4 +337,289 @@ fn secrets_never_reach_the_output() {
             }
         }
     }
+}
+
+/// Text that a CI runner or agent would read as a command if it were printed raw: the legacy
+/// `##[` form anywhere, `::` after leading whitespace (spaces, a tab, a no-break space, an
+/// ideographic space), `##vso[` in any case, and multi-line values with such lines.
+const INJECTIONS: &[&str] = &[
+    "##[set-output name=x;]1",
+    "  ::add-mask::x",
+    "\t::warning::x",
+    "\u{a0}\u{3000}::error::x",
+    "##VSO[task.setvariable variable=X]1",
+    "a ##v\u{17f}o[task.setvariable variable=X]1",
+    "ok\n##[set-output name=x;]1\n  ::add-mask::x\n\t::warning::x\n##vso[task.complete result=Failed]",
+    "#\u{200b}#[set-output name=x;]1 \u{feff}::add-mask::x",
+];
+
+/// A lock record as another client could write it, with `value` in every field it shows.
+fn hostile_record(value: &str) -> Vec<u8> {
+    serde_json::json!({
+        "schema": 1,
+        "environment": "target",
+        "pipeline": "github",
+        "build_id": value,
+        "job": value,
+        "attempt": value,
+        "token": "0123456789abcdef0123456789abcdef",
+        "acquired_at": value,
+        "ttl_seconds": 1800,
+        "run_url": value,
+        "repository": value,
+        "ref": value,
+        "commit": value,
+        "actor": value,
+        "reason": value,
+        "host": value,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Runs the binary in `ci` mode with `$GITHUB_OUTPUT` and the job summary in `dir`, and checks
+/// that nothing in its output or in those files could become a command.
+fn run_in_ci(b: &crate::support::Backend, ci: Ci, dir: &TempDir, args: &[&str]) -> Out {
+    run_in_ci_with(b, ci, dir, &[], args)
+}
+
+fn run_in_ci_with(
+    b: &crate::support::Backend,
+    ci: Ci,
+    dir: &TempDir,
+    vars: &[(&str, &str)],
+    args: &[&str],
+) -> Out {
+    let output = dir.join("output");
+    let summary = dir.join("summary");
+    let _ = std::fs::remove_file(&output);
+    let _ = std::fs::remove_file(&summary);
+    let (var, value) = ci.env();
+    let mut cmd = b.cmd();
+    for (k, v) in vars {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd
+        .env(var, value)
+        .env("DEPLOY_LOCK_BUILD_ID", "2")
+        .env("DEPLOY_LOCK_DEBUG", "1")
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(args)
+        .run();
+    let what = format!("{}: {args:?}", b.name());
+    no_panic(&out, &what);
+    let files: Vec<String> = [output, summary]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect();
+    assert_no_injection(ci, &out, &files, &what);
+    out
+}
+
+/// The JSON document among the platform's command lines on stdout.
+#[track_caller]
+fn json_line(out: &Out) -> serde_json::Value {
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with('{') || l.starts_with('['))
+        .unwrap_or_else(|| panic!("no JSON on stdout:\n{}\n{}", out.stdout, out.stderr));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+/// Holder fields, reasons and audit events carrying command text are printed neutralised by
+/// every command that shows them, in text and JSON, on both platforms; JSON keeps the values.
+#[test]
+fn holder_fields_never_become_commands() {
+    for b in backends() {
+        let dir = TempDir::new("injection");
+        for (i, value) in INJECTIONS.iter().enumerate() {
+            let env = format!("inject-{i}");
+            let key = format!("deployment-lock-{env}");
+            for ci in Ci::ALL {
+                b.put_raw(&key, &hostile_record(value));
+                // The acquirer's own fields come from the platform's variables.
+                let (var, flag) = ci.env();
+                let own = format!("own-{i}");
+                let taken = b
+                    .cmd()
+                    .env(var, flag)
+                    .env("GITHUB_RUN_ID", "7")
+                    .env("BUILD_BUILDID", "7")
+                    .env("GITHUB_ACTOR", value)
+                    .env("GITHUB_REPOSITORY", value)
+                    .env("GITHUB_REF", value)
+                    .env("BUILD_REQUESTEDFOR", value)
+                    .env("BUILD_REPOSITORY_NAME", value)
+                    .env("BUILD_SOURCEBRANCH", value)
+                    .args(["acquire", &own, "--reason", value])
+                    .run();
+                assert_eq!(taken.code, 0, "{}: {}", b.name(), taken.all());
+                assert_no_injection(ci, &taken, &[], &format!("{}: acquire {own}", b.name()));
+                let text: Vec<(Vec<&str>, i32)> = vec![
+                    (vec!["check", &env], 3),
+                    (vec!["acquire", &env], 3),
+                    (vec!["acquire", &env, "--wait", "0.001"], 4),
+                    (vec!["wait", &env, "0.001"], 4),
+                    (vec!["release", &env], 3),
+                    (vec!["history", &env], 0),
+                    (vec!["history", &own], 0),
+                    (vec!["status"], 0),
+                    (vec!["check", &own], 3),
+                ];
+                let json = text.iter().map(|(args, code)| {
+                    let mut args = args.clone();
+                    args.extend(["--output", "json"]);
+                    (args, *code)
+                });
+                let commands: Vec<_> = text.clone().into_iter().chain(json).collect();
+                for (args, code) in &commands {
+                    let out = run_in_ci(&b, ci, &dir, args);
+                    assert_eq!(out.code, *code, "{}: {args:?}\n{}", b.name(), out.all());
+                    if args.contains(&"json") {
+                        let json = json_line(&out);
+                        if args[0] == "check" && args[1] == env {
+                            assert_eq!(json["holder"]["reason"], *value, "{args:?}");
+                        }
+                    }
+                }
+                for format in ["text", "json"] {
+                    let out = run_in_ci(
+                        &b,
+                        ci,
+                        &dir,
+                        &["force-break", &env, "--reason", value, "--output", format],
+                    );
+                    assert_eq!(out.code, 0, "{}: force-break\n{}", b.name(), out.all());
+                    b.put_raw(&key, &hostile_record(value));
+                }
+                // The action's and the task's step: blocked (annotation, summary, task.complete),
+                // then acquired by a run whose own fields are hostile (summary, outputs).
+                let step = [
+                    ("INPUT_ENVIRONMENT", env.as_str()),
+                    ("INPUT_HEARTBEAT", "false"),
+                    ("INPUT_REASON", value),
+                ];
+                let blocked = run_in_ci_with(&b, ci, &dir, &step, &["step", "main"]);
+                assert_ne!(blocked.all().len(), 0);
+                let mine = format!("step-{i}");
+                let acquire = [
+                    ("INPUT_ENVIRONMENT", mine.as_str()),
+                    ("INPUT_HEARTBEAT", "false"),
+                    ("GITHUB_ACTOR", value),
+                    ("BUILD_REQUESTEDFOR", value),
+                ];
+                let taken = run_in_ci_with(&b, ci, &dir, &acquire, &["step", "main"]);
+                assert_eq!(taken.code, 0, "{}", taken.all());
+                b.cmd()
+                    .env("DEPLOY_LOCK_BUILD_ID", "9")
+                    .args(["force-break", &mine, "--reason", "test"])
+                    .run()
+                    .code(0);
+                let out = run_in_ci(&b, ci, &dir, &["history", &env, "--output", "json"]);
+                assert!(
+                    json_line(&out).to_string().contains("force-break"),
+                    "{}",
+                    out.stdout
+                );
+                b.cmd()
+                    .env("DEPLOY_LOCK_BUILD_ID", "9")
+                    .args(["force-break", &own, "--reason", "test"])
+                    .run()
+                    .code(0);
+            }
+        }
+    }
+}
+
+/// Blob names that are not environment names, as anyone who can write to the container can
+/// create them.
+const ODD_NAMES: &[&str] = &[
+    "::add-mask::x",
+    "##vso[task.setvariable variable=EVIL]1",
+    "##[set-output name=x;]1",
+    "  ::warning::x",
+    "\u{3000}::error::x",
+];
+
+/// Runs `status` in both platform modes, text and JSON: exit 0, the valid lock listed, every
+/// odd name shown escaped and marked, and nothing that could become a command.
+fn status_lists_odd_names(b: &crate::support::Backend, odd: usize, others: usize) {
+    let dir = TempDir::new("status");
+    for ci in Ci::ALL {
+        let text = run_in_ci(b, ci, &dir, &["status"]);
+        assert_eq!(text.code, 0, "{}: {}", b.name(), text.all());
+        assert!(text.stdout.contains("fine"), "{}", text.stdout);
+        assert_eq!(
+            text.stdout.matches("(invalid name)").count(),
+            odd,
+            "{}: {}",
+            b.name(),
+            text.stdout
+        );
+        let json = run_in_ci(b, ci, &dir, &["status", "--output", "json"]);
+        assert_eq!(json.code, 0, "{}: {}", b.name(), json.all());
+        let rows = json_line(&json);
+        let rows = rows.as_array().expect("a list");
+        assert_eq!(rows.len(), odd + others + 1, "{}", json.stdout);
+        let marked = rows.iter().filter(|r| r["invalid_name"] == true).count();
+        assert_eq!(marked, odd, "{}", json.stdout);
+        assert!(
+            rows.iter()
+                .any(|r| r["environment"] == "fine" && r["state"] == "held")
+        );
+    }
+}
+
+/// Reproduced: on Azure, blobs named `deployment-lock-::add-mask::x` and
+/// `deployment-lock-##vso[…]` became commands when `status` listed them.
+#[test]
+fn status_shows_odd_blob_names_escaped_and_marked() {
+    let b = crate::support::Backend::azurite("oddnames");
+    b.cmd().args(["acquire", "fine"]).run().code(0);
+    for name in ODD_NAMES {
+        b.put_raw(&format!("deployment-lock-{name}"), &hostile_record(name));
+    }
+    status_lists_odd_names(&b, ODD_NAMES.len(), 0);
+}
+
+/// Reproduced: one odd file in the local store made `status` fail. Odd names, a directory and
+/// an unreadable file are each reported in their row; the rest is still listed.
+#[test]
+fn odd_files_in_the_local_store_never_stop_status() {
+    let b = crate::support::Backend::file();
+    b.cmd().args(["acquire", "fine"]).run().code(0);
+    let crate::support::Backend::File(root) = &b else {
+        unreachable!()
+    };
+    let container = root.join("deployment-locks");
+    let mut odd = 0;
+    for name in ODD_NAMES.iter().copied().chain(["a\nb\n::add-mask::x"]) {
+        std::fs::write(
+            container.join(format!("deployment-lock-{name}")),
+            hostile_record(name),
+        )
+        .expect("write an odd file");
+        odd += 1;
+    }
+    std::fs::create_dir(container.join("deployment-lock-a-directory")).expect("mkdir");
+    let unreadable = container.join("deployment-lock-unreadable");
+    std::fs::write(&unreadable, b"{}").expect("write");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000))
+            .expect("chmod");
+    }
+    status_lists_odd_names(&b, odd, 2);
+    let out = b.cmd().args(["status"]).run();
+    out.code(0).contains("a-directory");
+    let json = b.cmd().args(["status", "--output", "json"]).run();
+    let rows = json.json();
+    let directory = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["environment"] == "a-directory"))
+        .expect("the directory has a row");
+    assert_eq!(directory["state"], "unreadable", "{directory}");
 }

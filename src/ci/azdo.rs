@@ -32,17 +32,15 @@ pub(super) fn run_info(host: String) -> RunInfo {
     }
 }
 
-/// The agent treats `##vso[` anywhere in a line (any case) as a command and a leading `##[` as
-/// formatting; a space after the `##` defuses both and stays readable.
+/// The agent treats `##vso[` anywhere in a line (any case) as a command and `##[` as
+/// formatting; a space after the `##` defuses both and stays readable. Line breaks and invisible
+/// characters are already escaped by the caller.
 pub(super) fn neutralize(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(c) = rest.chars().next() {
         let after = rest.strip_prefix("##").unwrap_or("");
-        let opens = after.starts_with('[')
-            || after
-                .get(..4)
-                .is_some_and(|s| s.eq_ignore_ascii_case("vso["));
+        let opens = after.starts_with('[') || opens_vso(after);
         if opens {
             out.push_str("# #");
             rest = after;
@@ -54,6 +52,23 @@ pub(super) fn neutralize(line: &str) -> String {
     out
 }
 
+/// `vso[` in any case, as .NET's ordinal case-insensitive comparison sees it: it upper-cases each
+/// character, so `ſ` (long s) matches `S` too.
+fn opens_vso(text: &str) -> bool {
+    let mut chars = text.chars();
+    "VSO[".chars().all(|want| {
+        chars
+            .next()
+            .is_some_and(|c| c == want || c.to_uppercase().eq(std::iter::once(want)))
+    })
+}
+
+/// A message from the store or the environment as a command's data: on one line, neutralised,
+/// escaped.
+fn message(msg: &str) -> String {
+    escape_data(&neutralize(&super::escape_controls(msg)))
+}
+
 /// Escaping for a logging command's value (and message).
 pub(super) fn escape_data(s: &str) -> String {
     s.replace('%', "%AZP25")
@@ -62,19 +77,13 @@ pub(super) fn escape_data(s: &str) -> String {
 }
 
 pub(super) fn log_issue(kind: &str, msg: &str) -> String {
-    format!(
-        "##vso[task.logissue type={kind}]{}",
-        neutralize(&escape_data(msg))
-    )
+    format!("##vso[task.logissue type={kind}]{}", message(msg))
 }
 
 /// Ends the task with a result; used by the task's own steps, not by scripts.
 #[must_use]
 pub fn complete(result: &str, msg: &str) -> String {
-    format!(
-        "##vso[task.complete result={result};]{}",
-        neutralize(&escape_data(msg))
-    )
+    format!("##vso[task.complete result={result};]{}", message(msg))
 }
 
 #[cfg(test)]
@@ -89,5 +98,7 @@ mod tests {
         assert_eq!(neutralize("issue ##12"), "issue ##12");
         assert_eq!(neutralize("###vso["), "## #vso[");
         assert_eq!(neutralize("ü##vso["), "ü# #vso[");
+        assert_eq!(neutralize("##v\u{17f}o[x"), "# #v\u{17f}o[x");
+        assert_eq!(neutralize("##vs"), "##vs");
     }
 }

@@ -37,13 +37,16 @@ pub(super) fn run_info(host: String) -> RunInfo {
     }
 }
 
-/// Workflow commands start at the beginning of a line with `::`; a line break in data is already
-/// escaped, so only a leading `::` remains to defuse.
+/// The runner (`ActionCommand.cs`) reads a line as a command when, after trimming leading
+/// whitespace, it starts with `::`, or when it contains the legacy `##[` anywhere. A space inside
+/// each marker defuses it and stays readable: `# #[set-output …`, `  : :add-mask::…`. Line breaks
+/// and invisible characters are already escaped by the caller.
 pub(super) fn neutralize(line: &str) -> String {
-    if line.starts_with("::") {
-        format!(" {line}")
-    } else {
-        line.to_owned()
+    let line = line.replace("##[", "# #[");
+    let indent = line.len() - line.trim_start().len();
+    match line[indent..].strip_prefix("::") {
+        Some(rest) => format!("{}: :{rest}", &line[..indent]),
+        None => line,
     }
 }
 
@@ -59,6 +62,7 @@ fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
+/// `::error title=…::msg`; `msg` is already escaped for GitHub.
 pub(super) fn annotation(kind: &str, title: &str, msg: &str) -> String {
     format!(
         "::{kind} title={}::{}",
@@ -98,4 +102,33 @@ pub(super) fn append_summary(markdown: &str) -> anyhow::Result<()> {
         .open(&path)
         .and_then(|mut f| f.write_all(markdown.as_bytes()))
         .with_context(|| format!("cannot write the job summary ({path})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neutralize_cases() {
+        assert_eq!(neutralize("::error::x"), ": :error::x");
+        assert_eq!(neutralize("  ::add-mask::x"), "  : :add-mask::x");
+        assert_eq!(neutralize("\u{a0}\u{3000}::x::y"), "\u{a0}\u{3000}: :x::y");
+        assert_eq!(
+            neutralize("a ##[set-output name=x;]1"),
+            "a # #[set-output name=x;]1"
+        );
+        assert_eq!(neutralize("###[x]"), "## #[x]");
+        assert_eq!(
+            neutralize("std::fs and ## headings"),
+            "std::fs and ## headings"
+        );
+        for s in ["::a", " ::a", "##[x", "###[", "a ##[ ##[", "\u{2003}::b"] {
+            let once = neutralize(s);
+            assert_eq!(neutralize(&once), once, "idempotent: {s}");
+            assert!(
+                !once.trim_start().starts_with("::") && !once.contains("##["),
+                "{once}"
+            );
+        }
+    }
 }

@@ -92,8 +92,10 @@ impl Platform {
         }
     }
 
-    /// Makes text from the store or the environment safe to print on one line: control
-    /// characters become visible escapes and nothing can start a workflow or logging command.
+    /// Makes text from the store or the environment safe to print on one line: control and
+    /// invisible characters become visible escapes, and nothing in it can be read as a workflow or
+    /// logging command by the platform's runner or agent. Idempotent, so a line built from
+    /// escaped parts can be escaped again as a whole.
     #[must_use]
     pub fn escape(self, text: &str) -> String {
         let visible = escape_controls(text);
@@ -104,21 +106,45 @@ impl Platform {
         }
     }
 
-    /// The same for JSON text, keeping it valid JSON with the same values.
+    /// Prints one line on stdout, escaped as a whole: every line of text output goes through
+    /// here (JSON through `escape_json`, our own commands through their builders).
+    pub fn print_line(self, line: &str) {
+        println!("{}", self.escape(line));
+    }
+
+    /// The same on stderr: runners and agents read commands there too.
+    pub fn eprint_line(self, line: &str) {
+        eprintln!("{}", self.escape(line));
+    }
+
+    /// The same for JSON text, keeping it valid JSON with the same values: in CI every `#` (which
+    /// JSON has only inside strings) becomes `\u0023`, and characters that some readers take for
+    /// line breaks, or that are invisible, become `\u` escapes too. The text is one line that
+    /// starts with `{` or `[`, so no `::` can start it.
     #[must_use]
     pub fn escape_json(self, json: &str) -> String {
-        match self {
-            // `#` only occurs inside JSON strings, where `\u0023` means the same character.
-            Self::AzureDevOps => json.replace('#', "\\u0023"),
-            Self::GitHub | Self::Local => json.to_owned(),
+        if self == Self::Local {
+            return json.to_owned();
         }
+        let mut out = String::with_capacity(json.len());
+        for c in json.chars() {
+            if c == '#' || needs_visible_escape(c) {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// An error line, an annotation on CI. `title` is ours; `msg` may contain data.
     #[must_use]
     pub fn error_line(self, title: &str, msg: &str) -> String {
         match self {
-            Self::GitHub => github::annotation("error", title, msg),
+            Self::GitHub => github::annotation("error", title, &self.escape(msg)),
             Self::AzureDevOps => azdo::log_issue("error", msg),
             Self::Local => format!("error: {}", self.escape(msg)),
         }
@@ -127,10 +153,30 @@ impl Platform {
     #[must_use]
     pub fn warning_line(self, msg: &str) -> String {
         match self {
-            Self::GitHub => github::annotation("warning", "deploy-lock", msg),
+            Self::GitHub => github::annotation("warning", "deploy-lock", &self.escape(msg)),
             Self::AzureDevOps => azdo::log_issue("warning", msg),
             Self::Local => format!("warning: {}", self.escape(msg)),
         }
+    }
+
+    /// A table cell of the job summary (Markdown): escaped for the platform, and with the
+    /// characters that would make it a link, an image, HTML or another cell shown as themselves.
+    #[must_use]
+    pub fn markdown_cell(self, text: &str) -> String {
+        let mut out = String::new();
+        for c in self.escape(text).chars() {
+            match c {
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '&' => out.push_str("&amp;"),
+                '\\' | '|' | '[' | ']' | '(' | ')' | '`' | '*' | '_' | '!' | '#' | '~' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c => out.push(c),
+            }
+        }
+        out
     }
 
     /// Tells the platform to hide `secret` in every later log line. Must run before anything
@@ -145,16 +191,21 @@ impl Platform {
         }
     }
 
-    /// Sets step outputs (names in kebab-case; Azure DevOps gets them in camelCase).
+    /// Sets step outputs (names in kebab-case; Azure DevOps gets them in camelCase). Values are
+    /// escaped like printed text: a later step that prints one must not run a command.
     pub fn set_outputs(self, outputs: &[(&str, String)]) -> anyhow::Result<()> {
         match self {
-            Self::GitHub => github::append_file("GITHUB_OUTPUT", outputs),
+            Self::GitHub => {
+                let escaped: Vec<(&str, String)> =
+                    outputs.iter().map(|(n, v)| (*n, self.escape(v))).collect();
+                github::append_file("GITHUB_OUTPUT", &escaped)
+            }
             Self::AzureDevOps => {
                 for (name, value) in outputs {
                     println!(
                         "##vso[task.setvariable variable={};isoutput=true]{}",
                         camel_case(name),
-                        azdo::escape_data(value)
+                        azdo::escape_data(&self.escape(value))
                     );
                 }
                 Ok(())
@@ -231,7 +282,9 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Control characters (line breaks, escape sequences) shown as `\n`, `\u{1b}`, never emitted raw.
+/// Control characters (line breaks, escape sequences) and invisible ones (zero-width, bidi
+/// overrides) shown as `\n`, `\u{1b}`, `\u{200b}`, never emitted raw: what a person reads is what
+/// a runner parses.
 #[must_use]
 pub fn escape_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -240,13 +293,42 @@ pub fn escape_controls(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push(' '),
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}') => {
+            c if needs_visible_escape(c) => {
                 out.push_str(&format!("\\u{{{:x}}}", c as u32));
             }
             c => out.push(c),
         }
     }
     out
+}
+
+/// Controls, line and paragraph separators, and Unicode's default-ignorable code points: a
+/// culture-aware comparison (as .NET's `IndexOf`/`StartsWith` may use) skips the latter, so
+/// `#\u{200b}#[` could still match `##[`.
+fn needs_visible_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{ad}'
+                | '\u{34f}'
+                | '\u{61c}'
+                | '\u{115f}'..='\u{1160}'
+                | '\u{17b4}'..='\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff0}'..='\u{fffb}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e0fff}'
+        )
 }
 
 /// `holder-url` → `holderUrl`.
@@ -305,6 +387,61 @@ mod tests {
         assert!(!escaped.contains("##vso["));
         let v: serde_json::Value = serde_json::from_str(&escaped).expect("valid json");
         assert_eq!(v["reason"], "##vso[task.complete result=Failed]");
+    }
+
+    #[test]
+    fn invisible_characters_become_visible() {
+        assert_eq!(
+            escape_controls("#\u{200b}#[x] \u{feff}::y \u{202e}z"),
+            "#\\u{200b}#[x] \\u{feff}::y \\u{202e}z"
+        );
+    }
+
+    #[test]
+    fn github_lines_never_parse_as_commands() {
+        let lines = [
+            "##[set-output name=x;]1",
+            "  ::add-mask::x",
+            "\t::warning::x",
+            "\u{a0}\u{2003}\u{3000}::error::x",
+            "\u{85}::error::x",
+            "a\n::b::c",
+            "#\u{200b}#[set-output name=x;]1",
+        ];
+        for line in lines {
+            let out = Platform::GitHub.escape(line);
+            assert!(!out.trim_start().starts_with("::"), "{out:?}");
+            assert!(!out.contains("##["), "{out:?}");
+            assert_eq!(Platform::GitHub.escape(&out), out, "idempotent");
+        }
+        let note = Platform::GitHub.warning_line("x\n##[error]y");
+        assert_eq!(note, "::warning title=deploy-lock::x\\n# #[error]y");
+    }
+
+    #[test]
+    fn json_keeps_its_values_and_loses_its_markers() {
+        let value = serde_json::json!({
+            "reason": "##[set-output name=x;]1\n  ::add-mask::x ##vSo[x] \u{2028}\u{200b}\u{e0001}",
+        });
+        for p in [Platform::GitHub, Platform::AzureDevOps] {
+            let text = p.escape_json(&value.to_string());
+            assert!(!text.contains('#') && !text.contains('\u{2028}'), "{text}");
+            assert!(
+                !text.contains('\u{200b}') && !text.contains('\u{e0001}'),
+                "{text}"
+            );
+            let back: serde_json::Value = serde_json::from_str(&text).expect("valid json");
+            assert_eq!(back, value);
+        }
+    }
+
+    #[test]
+    fn outputs_and_markdown_are_escaped() {
+        let cell = Platform::GitHub.markdown_cell("a|b ##[x] <img src=x> [l](u)\n::c");
+        assert_eq!(
+            cell,
+            "a\\|b \\# \\#\\[x\\] &lt;img src=x&gt; \\[l\\]\\(u\\)\\\\n::c"
+        );
     }
 
     #[test]

@@ -218,20 +218,31 @@ impl Store for FileStore {
         let mut entries = Vec::new();
         for item in dir {
             let item = item.map_err(|e| self.io_error("list", &self.dir, &e))?;
-            let Ok(name) = item.file_name().into_string() else {
-                continue;
-            };
+            // A name that is not UTF-8 is listed as best it can be shown; reading it then fails
+            // for that entry alone, as for a directory or an unreadable file.
+            let name = item.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || !name.starts_with(prefix) {
                 continue;
             }
-            if let Some(blob) = self.read_blob(&item.path())? {
-                entries.push(Entry {
+            match self.read_blob(&item.path()) {
+                Ok(Some(blob)) => entries.push(Entry {
                     key: name,
                     etag: blob.etag,
                     last_modified: blob.last_modified,
                     created: blob.created,
                     metadata: blob.metadata,
-                });
+                }),
+                Ok(None) => {}
+                Err(_) => entries.push(Entry {
+                    key: name,
+                    etag: String::new(),
+                    last_modified: item
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .map_or(now, Into::into),
+                    created: None,
+                    metadata: BTreeMap::new(),
+                }),
             }
         }
         entries.sort_by(|a, b| a.key.cmp(&b.key));

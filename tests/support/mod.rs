@@ -302,3 +302,90 @@ impl Out {
         self
     }
 }
+
+/// A CI platform as the test plays it: the environment that makes the binary detect it, and the
+/// rule by which its runner or agent reads a line of a step's output (stdout and stderr alike) as a
+/// command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ci {
+    GitHub,
+    AzureDevOps,
+}
+
+impl Ci {
+    pub const ALL: [Self; 2] = [Self::GitHub, Self::AzureDevOps];
+
+    pub fn env(self) -> (&'static str, &'static str) {
+        match self {
+            Self::GitHub => ("GITHUB_ACTIONS", "true"),
+            Self::AzureDevOps => ("TF_BUILD", "True"),
+        }
+    }
+
+    /// GitHub's runner: a line that starts with `::` once leading whitespace is trimmed, or that
+    /// contains the legacy `##[` anywhere. The Azure DevOps agent: `##vso[` anywhere, in any case
+    /// (.NET upper-cases to compare, so `ſ` counts as `s`), or `##[`.
+    pub fn is_command(self, line: &str) -> bool {
+        match self {
+            Self::GitHub => line.trim_start().starts_with("::") || line.contains("##["),
+            Self::AzureDevOps => line.to_uppercase().contains("##VSO[") || line.contains("##["),
+        }
+    }
+
+    /// Whether `line` is one of the commands deploy-lock writes on purpose, well formed, with
+    /// nothing in its data that the platform could read as a command again.
+    pub fn is_own_command(self, line: &str) -> bool {
+        match self {
+            Self::GitHub => {
+                let Some(rest) = line.strip_prefix("::") else {
+                    return false;
+                };
+                let Some((head, data)) = rest.split_once("::") else {
+                    return false;
+                };
+                let name = head.split(' ').next().unwrap_or("");
+                ["add-mask", "error", "warning", "notice"].contains(&name)
+                    && !data.contains("##[")
+                    && !head.contains("##[")
+            }
+            Self::AzureDevOps => {
+                let Some(rest) = line.strip_prefix("##vso[") else {
+                    return false;
+                };
+                let Some((head, data)) = rest.split_once(']') else {
+                    return false;
+                };
+                let name = head.split(' ').next().unwrap_or("");
+                [
+                    "task.setvariable",
+                    "task.settaskvariable",
+                    "task.setsecret",
+                    "task.logissue",
+                    "task.complete",
+                ]
+                .contains(&name)
+                    && !self.is_command(head)
+                    && !self.is_command(data)
+            }
+        }
+    }
+}
+
+/// No line of the output (or of the extra texts, e.g. `$GITHUB_OUTPUT`) could be read by the
+/// platform as a command, apart from deploy-lock's own well-formed ones.
+#[track_caller]
+pub fn assert_no_injection(ci: Ci, out: &Out, extra: &[String], what: &str) {
+    let texts = [("stdout", &out.stdout), ("stderr", &out.stderr)]
+        .into_iter()
+        .chain(extra.iter().map(|e| ("file", e)));
+    for (stream, text) in texts {
+        for line in text.lines() {
+            assert!(
+                !ci.is_command(line) || ci.is_own_command(line),
+                "{what} ({ci:?}): {stream} line is a command: {line:?}\n--- stdout\n{}\n--- stderr\n{}",
+                out.stdout,
+                out.stderr
+            );
+        }
+    }
+}
