@@ -765,7 +765,9 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
             }
             Ok(0)
         }
-        Renewed::Lost(Some(lock)) if ownership(&lock.holder, &me) == Ownership::SameUserAndHost => {
+        Renewed::Lost(Some(lock))
+            if me.token.is_none() && ownership(&lock.holder, &me) == Ownership::SameUserAndHost =>
+        {
             eprintln!(
                 "{}",
                 cfg.platform.error_line(

@@ -258,3 +258,39 @@ fn another_attempt_of_the_job_takes_the_lock_over_and_releases_it() {
         b.cmd().args(["check", "rerun"]).run().code(0);
     }
 }
+
+#[test]
+fn the_action_nested_in_a_job_that_holds_the_lock_leaves_it_to_the_holder() {
+    for b in backends() {
+        let dir = TempDir::new("nested-step");
+        let state = dir.join("github-state");
+        let job = || {
+            b.cmd()
+                .env("GITHUB_ACTIONS", "true")
+                .env("GITHUB_RUN_ID", "4400")
+                .env("GITHUB_RUN_ATTEMPT", "1")
+                .env("GITHUB_JOB", "deploy")
+                .env("RUNNER_NAME", "runner-1")
+                .env("RUNNER_TEMP", dir.path())
+                .env("GITHUB_OUTPUT", dir.join("github-output"))
+                .env("GITHUB_STATE", &state)
+        };
+        job().args(["acquire", "step"]).run().code(0);
+        job()
+            .env("INPUT_ENVIRONMENT", "step")
+            .env("INPUT_HEARTBEAT", "false")
+            .args(["step", "main"])
+            .run()
+            .code(0)
+            .contains("stays held");
+        // Nothing saved for the post step: it releases nothing, the holder keeps the lock.
+        let saved = std::fs::read_to_string(&state).unwrap_or_default();
+        assert!(!saved.contains("TOKEN"), "{saved}");
+        job().args(["step", "post"]).run().code(0);
+        job()
+            .args(["check", "step"])
+            .run()
+            .code(0)
+            .contains("locked by us");
+    }
+}
