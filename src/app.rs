@@ -13,7 +13,7 @@ use crate::cli::{AcquireArgs, Cli, Command, EXIT_CODES, OutputFormat};
 use crate::config::{self, Config, StoreChoice};
 use crate::error::{ExitCode, Failure, Result};
 use crate::lock::{self, Acquired, Fenced, Holding, Locker, Released, Renewed, Waited};
-use crate::protocol::{LockView, Ownership, ownership};
+use crate::protocol::{Identity, LockView, Ownership, from_another_attempt, ownership};
 use crate::record::{Holder, LockRecord};
 use crate::render::{self, human, human_std};
 use crate::store::Store;
@@ -261,6 +261,9 @@ pub fn check(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
 pub struct AcquireOutcome {
     pub code: i32,
     pub acquired: Option<crate::record::LockRecord>,
+    /// The lock was already ours (nested in the acquisition that took it): the caller must not
+    /// release it, and must not shorten its ttl.
+    pub reentrant: bool,
 }
 
 /// What an acquire asks for.
@@ -303,17 +306,24 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
             stolen_from,
             waited,
         } => {
-            let mine = crate::protocol::Identity {
-                token: Some(record.token.clone()),
-                ..me
-            };
             if lock::cancelled() {
-                // The signal came while the lock was being taken: give it back before exiting.
-                let _ = locker.release(env, &mine);
-                log::warn(&format!("interrupted: the lock on {env} was given back"));
+                if reentrant {
+                    log::warn(&format!(
+                        "interrupted: the lock on {env} stays held by the holder that took it"
+                    ));
+                } else {
+                    // The signal came while the lock was being taken: give it back before exiting.
+                    let mine = Identity {
+                        token: Some(record.token.clone()),
+                        ..me.clone()
+                    };
+                    let _ = locker.release(env, &mine);
+                    log::warn(&format!("interrupted: the lock on {env} was given back"));
+                }
                 return Ok(AcquireOutcome {
                     code: INTERRUPTED,
                     acquired: None,
+                    reentrant,
                 });
             }
             if cfg.fence && record.fence.is_none() {
@@ -337,10 +347,17 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                 }
             }
             if let Some(previous) = &stolen_from {
-                log::warn(&format!(
-                    "took over a stale lock on {env} from {}",
-                    previous.describe()
-                ));
+                if from_another_attempt(previous, &me) {
+                    log::note(&format!(
+                        "took over the lock on {env} from an earlier attempt of this job ({})",
+                        previous.describe()
+                    ));
+                } else {
+                    log::warn(&format!(
+                        "took over a stale lock on {env} from {}",
+                        previous.describe()
+                    ));
+                }
             }
             if cfg.audit && !reentrant {
                 let mut event = Event::by(
@@ -385,22 +402,32 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                     }),
                 );
             } else {
-                let how = if reentrant { "Still hold" } else { "Acquired" };
-                p.print_line(&format!(
-                    "{how} the deployment lock on {env} as {} (ttl {}{}).",
-                    Holder::Current(record.clone()).describe(),
-                    human_std(cfg.ttl),
-                    if waited.as_secs() > 0 {
-                        format!(", waited {}", human_std(waited))
-                    } else {
-                        String::new()
-                    }
-                ));
+                let holder = Holder::Current(record.clone()).describe();
+                let waited = if waited.as_secs() > 0 {
+                    format!(", waited {}", human_std(waited))
+                } else {
+                    String::new()
+                };
+                if reentrant {
+                    let ttl = Duration::from_secs(record.ttl_seconds);
+                    p.print_line(&format!(
+                        "Still hold the deployment lock on {env} as {holder} (ttl {}{waited}): it \
+                         is the outer holder's, which took it earlier, and it stays held when this \
+                         {} ends; the outer holder releases it.",
+                        human_std(ttl),
+                        if releases_itself { "run" } else { "command" }
+                    ));
+                } else {
+                    p.print_line(&format!(
+                        "Acquired the deployment lock on {env} as {holder} (ttl {}{waited}).",
+                        human_std(cfg.ttl)
+                    ));
+                }
                 p.print_line(&format!("  token      {}", record.token));
                 if !fence.is_empty() {
                     p.print_line(&format!("  fence      {fence}"));
                 }
-                if !releases_itself {
+                if !releases_itself && !reentrant {
                     p.print_line(&format!(
                         "Release it with: deploy-lock release {pipeline} {env}"
                     ));
@@ -409,6 +436,7 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
             Ok(AcquireOutcome {
                 code: 0,
                 acquired: Some(record),
+                reentrant,
             })
         }
         Acquired::Blocked {
@@ -458,9 +486,18 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                     p.eprint_line(&line);
                 }
             }
+            if ownership(&lock.holder, &me) == Ownership::SameUserAndHost {
+                log::note(&format!(
+                    "{env} was taken by {} on {} from another process (or without its token); \
+                     outside CI every process is its own holder. To act as that holder, give its \
+                     token: --token or DEPLOY_LOCK_TOKEN",
+                    cfg.run.actor, cfg.run.host
+                ));
+            }
             Ok(AcquireOutcome {
                 code: code.code(),
                 acquired: None,
+                reentrant: false,
             })
         }
         Acquired::Cancelled { waited } => {
@@ -475,6 +512,7 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
             Ok(AcquireOutcome {
                 code: INTERRUPTED,
                 acquired: None,
+                reentrant: false,
             })
         }
     }
@@ -526,11 +564,20 @@ pub fn release(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Re
                 audit_release(store, env, lock, locker.store_now());
             }
             if cfg.output == OutputFormat::Text {
-                p.print_line(&format!(
-                    "Released the deployment lock on {env} (held by {}, for {}).",
-                    lock.holder.describe(),
-                    human(lock.age)
-                ));
+                if ownership(&lock.holder, &me) == Ownership::SameUserAndHost {
+                    p.print_line(&format!(
+                        "Released the deployment lock on {env}, taken by {} on {} (held {}).",
+                        cfg.run.actor,
+                        cfg.run.host,
+                        human(lock.age)
+                    ));
+                } else {
+                    p.print_line(&format!(
+                        "Released the deployment lock on {env} (held by {}, for {}).",
+                        lock.holder.describe(),
+                        human(lock.age)
+                    ));
+                }
             }
             ("released", ExitCode::Ok)
         }
@@ -756,6 +803,26 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
                 ));
             }
             Ok(0)
+        }
+        Renewed::Lost(Some(lock))
+            if me.token.is_none() && ownership(&lock.holder, &me) == Ownership::SameUserAndHost =>
+        {
+            eprintln!(
+                "{}",
+                cfg.platform.error_line(
+                    "Not renewed",
+                    &format!(
+                        "the lock on {env} was taken by {} on {} from another process (or \
+                         without its token), and outside CI every process is its own holder: \
+                         renew it with its token (--token or DEPLOY_LOCK_TOKEN)",
+                        cfg.run.actor, cfg.run.host
+                    )
+                )
+            );
+            if cfg.output == OutputFormat::Json {
+                render::print_json(cfg.platform, &render::lock_json(env, "held", Some(&lock)));
+            }
+            Ok(ExitCode::Held.code())
         }
         Renewed::Lost(lock) => {
             if cfg.audit {

@@ -72,7 +72,9 @@ pub struct GlobalArgs {
     )]
     pub poll_seconds: Option<String>,
 
-    /// Who holds the lock [default: GITHUB_RUN_ID, BUILD_BUILDID, BUILD_BUILDNUMBER, or user@host].
+    /// Who holds the lock: callers with the same build id (and job) are one holder [default:
+    /// GITHUB_RUN_ID, BUILD_BUILDID, BUILD_BUILDNUMBER; else user@host, which never makes two
+    /// processes one holder].
     #[arg(
         long,
         global = true,
@@ -92,7 +94,8 @@ pub struct GlobalArgs {
     )]
     pub job: Option<String>,
 
-    /// The token printed by `acquire`: release or renew exactly that acquisition.
+    /// The token printed by `acquire` (`run` exports it to its command): act as exactly that
+    /// acquisition's holder, to release, renew or nest in it.
     #[arg(
         long,
         global = true,

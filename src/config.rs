@@ -43,6 +43,8 @@ pub struct Config {
     /// Pipeline type when the command names none.
     pub default_pipeline: String,
     pub token: Option<String>,
+    /// The build id is the default outside CI, shared by every process of this user on this host.
+    pub shared_build_id: bool,
     /// Whether `ttl` was given (else the default applies, which `run` shortens).
     pub ttl_given: bool,
     pub fence: bool,
@@ -103,6 +105,7 @@ impl Config {
             run,
             default_pipeline: platform.pipeline().to_owned(),
             token,
+            shared_build_id: platform.build_id_is_shared() && args.build_id.is_none(),
             ttl_given: args.ttl_minutes.is_some(),
             fence: !args.no_fence,
             audit: !args.no_audit,
@@ -119,6 +122,7 @@ impl Config {
             attempt: self.run.attempt.clone(),
             host: self.run.host.clone(),
             token: self.token.clone(),
+            shared_build_id: self.shared_build_id,
         }
     }
 

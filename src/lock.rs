@@ -217,6 +217,9 @@ impl<'a> Locker<'a> {
             Some(self.read(environment)?)
         };
         let mut unanswered = 0;
+        // The record of our latest create or takeover: finding exactly it later means that write
+        // landed although its answer was lost, not that we held the lock before (re-entrant).
+        let mut sent: Option<LockRecord> = None;
         loop {
             if self.clock.cancelled() {
                 return Ok(Acquired::Cancelled {
@@ -258,6 +261,7 @@ impl<'a> Locker<'a> {
             let (result, reentrant, stolen_from, record) = match step {
                 AcquireStep::Create => {
                     let record = self.new_record(environment, me, holding, &token);
+                    sent = Some(record.clone());
                     let r = self
                         .store
                         .create(&key, &record.to_bytes(), &record.metadata());
@@ -265,11 +269,12 @@ impl<'a> Locker<'a> {
                 }
                 AcquireStep::Refresh { etag } => {
                     let current = lock.as_ref().and_then(Option::as_ref);
+                    let reentrant = current.and_then(|l| l.holder.record()) != sent.as_ref();
                     let record = self.refreshed_record(environment, me, holding, current);
                     let r = self
                         .store
                         .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
-                    (r, true, None, record)
+                    (r, reentrant, None, record)
                 }
                 AcquireStep::Steal { etag } => {
                     let previous = lock
@@ -277,6 +282,7 @@ impl<'a> Locker<'a> {
                         .and_then(Option::as_ref)
                         .map(|l| l.holder.clone());
                     let record = self.new_record(environment, me, holding, &token);
+                    sent = Some(record.clone());
                     let r = self
                         .store
                         .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
@@ -390,8 +396,9 @@ impl<'a> Locker<'a> {
         }
     }
 
-    /// A re-entrant acquire keeps the acquisition's token and start, and takes the new ttl and
-    /// reason. A seed-format lock of ours is upgraded to a full record.
+    /// A re-entrant acquire is nested in the acquisition that took the lock: the record stays
+    /// that holder's (token, start, fence, identity), and its ttl is never shortened, only
+    /// extended to ours. A seed-format lock of ours is upgraded to a full record.
     fn refreshed_record(
         &self,
         environment: &str,
@@ -399,15 +406,14 @@ impl<'a> Locker<'a> {
         holding: &Holding<'_>,
         current: Option<&LockView>,
     ) -> LockRecord {
-        let token = me.token.clone().unwrap_or_default();
-        let mut record = self.new_record(environment, me, holding, &token);
-        if let Some(old) = current.and_then(|l| l.holder.record()) {
-            record.token.clone_from(&old.token);
-            record.acquired_at.clone_from(&old.acquired_at);
-            record.fence = old.fence;
-            if record.reason.is_empty() {
-                record.reason.clone_from(&old.reason);
-            }
+        let Some(old) = current.and_then(|l| l.holder.record()) else {
+            let token = me.token.clone().unwrap_or_default();
+            return self.new_record(environment, me, holding, &token);
+        };
+        let mut record = old.clone();
+        record.ttl_seconds = record.ttl_seconds.max(self.ttl_seconds());
+        if record.reason.is_empty() {
+            holding.reason.clone_into(&mut record.reason);
         }
         record
     }

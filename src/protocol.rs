@@ -3,7 +3,10 @@
 //!
 //! - A lock is stale when the store's now is past the blob's `Last-Modified` + ttl. Both times are
 //!   the store's; no local clock takes part (DESIGN invariant 2).
-//! - The token decides ownership where we have one; otherwise pipeline + build id (+ job).
+//! - The token decides ownership where we have one; otherwise pipeline + build id (+ job), but
+//!   only when the build id proves who we are: a CI run, or a build id given explicitly. Outside
+//!   CI the default build id `user@host` is shared by every process of that person on that
+//!   machine, so it only lets that person release, from that machine, a lock taken there.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -22,6 +25,10 @@ pub struct Identity {
     pub host: String,
     /// The token of an acquisition we made earlier (from CI state or `--token`).
     pub token: Option<String>,
+    /// `build_id` is the default outside CI (`user@host`), which every process of that person on
+    /// that machine shares: two terminals, two cron jobs or two Jenkins executors. It never makes
+    /// a lock ours; only the token does.
+    pub shared_build_id: bool,
 }
 
 /// A lock as read from the store, judged against the store's clock.
@@ -85,6 +92,9 @@ pub enum Ownership {
     Ours,
     /// Another job of our own run (same pipeline and build id).
     SameRun,
+    /// Taken outside CI by the same user on the same host, by another process (or by this one
+    /// without its token): this user may release it, but not share it.
+    SameUserAndHost,
     /// Someone else.
     Other,
 }
@@ -103,6 +113,9 @@ pub fn ownership(holder: &Holder, me: &Identity) -> Ownership {
             {
                 Ownership::Ours
             } else if same_run(&r.pipeline, &r.build_id) {
+                if me.shared_build_id {
+                    return Ownership::SameUserAndHost;
+                }
                 let same_job = r.job.is_empty() || me.job.is_empty() || r.job == me.job;
                 // Matrix legs of one job share run, job and attempt, but not the runner: they are
                 // different jobs. A re-run (another attempt) takes over its own job's lock.
@@ -123,10 +136,12 @@ pub fn ownership(holder: &Holder, me: &Identity) -> Ownership {
         Holder::Legacy {
             pipeline, build_id, ..
         } => {
-            if same_run(pipeline, build_id) {
-                Ownership::Ours
-            } else {
+            if !same_run(pipeline, build_id) {
                 Ownership::Other
+            } else if me.shared_build_id {
+                Ownership::SameUserAndHost
+            } else {
+                Ownership::Ours
             }
         }
         Holder::Unknown { .. } => Ownership::Other,
@@ -146,12 +161,34 @@ pub enum AcquireStep {
     Blocked,
 }
 
+/// A lock of our run and job taken by another attempt: a re-run of the job, whose earlier
+/// attempt is over. The re-run is a new holder, not a nested one.
+#[must_use]
+pub fn from_another_attempt(holder: &Holder, me: &Identity) -> bool {
+    match holder {
+        Holder::Current(r) => {
+            !r.attempt.is_empty()
+                && !me.attempt.is_empty()
+                && r.attempt != me.attempt
+                && me.token.as_deref() != Some(r.token.as_str())
+                && ownership(holder, me) == Ownership::Ours
+        }
+        Holder::Legacy { .. } | Holder::Unknown { .. } => false,
+    }
+}
+
+/// Re-entrant (`Refresh`) only for the holder itself: same token, or the same CI run, attempt
+/// and job on the same runner, or the same explicit build id. Such a caller is nested inside the
+/// acquisition and must leave it held; another attempt of our job takes the lock over instead.
 #[must_use]
 pub fn acquire_step(lock: Option<&LockView>, me: &Identity) -> AcquireStep {
     let Some(lock) = lock else {
         return AcquireStep::Create;
     };
     match ownership(&lock.holder, me) {
+        Ownership::Ours if from_another_attempt(&lock.holder, me) => AcquireStep::Steal {
+            etag: lock.etag.clone(),
+        },
         Ownership::Ours => AcquireStep::Refresh {
             etag: lock.etag.clone(),
         },
@@ -174,7 +211,7 @@ pub enum ReleaseStep {
 }
 
 /// With a token, only that acquisition may be released; without one, any lock of our run (the
-/// seed's cleanup release from a later job).
+/// seed's cleanup release from a later job), or outside CI a lock this user took on this host.
 #[must_use]
 pub fn release_step(lock: Option<&LockView>, me: &Identity) -> ReleaseStep {
     let Some(lock) = lock else {
@@ -293,8 +330,22 @@ mod tests {
             acquire_step(Some(&v), &leg("1", "runner-a")),
             AcquireStep::Refresh { .. }
         ));
-        assert!(matches!(
+        // A re-run is a new holder: it takes the lock over, with a new token and fence.
+        assert_eq!(
             acquire_step(Some(&v), &leg("2", "runner-c")),
+            AcquireStep::Steal {
+                etag: "\"e1\"".into()
+            }
+        );
+        assert!(from_another_attempt(&v.holder, &leg("2", "runner-c")));
+        assert!(!from_another_attempt(&v.holder, &leg("1", "runner-a")));
+        // With the lock's token it is the holder itself, whatever the attempt.
+        let with_token = Identity {
+            token: Some("tok".into()),
+            ..leg("2", "runner-c")
+        };
+        assert!(matches!(
+            acquire_step(Some(&v), &with_token),
             AcquireStep::Refresh { .. }
         ));
         // The other leg may still do a cleanup release of its run's lock, as the seed did.
@@ -423,6 +474,84 @@ mod tests {
             release_step(Some(&v), &me("github", "78", "deploy", None)),
             ReleaseStep::Refuse
         );
+    }
+
+    fn terminal(user_at_host: &str, token: Option<&str>) -> Identity {
+        Identity {
+            shared_build_id: true,
+            ..me("local", user_at_host, "", token)
+        }
+    }
+
+    #[test]
+    fn terminals_of_one_user_never_share_a_lock() {
+        let data = record("local", "alice@box", "", "tok", 300);
+        let fresh = view(&data, 0, 5);
+        let alice = terminal("alice@box", None);
+        assert_eq!(ownership(&fresh.holder, &alice), Ownership::SameUserAndHost);
+        assert_eq!(acquire_step(Some(&fresh), &alice), AcquireStep::Blocked);
+        assert_eq!(renew_step(Some(&fresh), &alice), RenewStep::Lost);
+        // Stale, it is taken over like anyone else's.
+        assert!(matches!(
+            acquire_step(Some(&view(&data, 0, 301)), &alice),
+            AcquireStep::Steal { .. }
+        ));
+        // The same user on the same host may release it from a terminal.
+        assert!(matches!(
+            release_step(Some(&fresh), &alice),
+            ReleaseStep::Delete { .. }
+        ));
+        for other in ["bob@box", "alice@other-box"] {
+            assert_eq!(
+                release_step(Some(&fresh), &terminal(other, None)),
+                ReleaseStep::Refuse,
+                "{other}"
+            );
+        }
+        // The token proves the holder: a nested run, or `--token` from another terminal.
+        let holder = terminal("alice@box", Some("tok"));
+        assert_eq!(ownership(&fresh.holder, &holder), Ownership::Ours);
+        assert!(matches!(
+            acquire_step(Some(&fresh), &holder),
+            AcquireStep::Refresh { .. }
+        ));
+        assert!(matches!(
+            renew_step(Some(&fresh), &holder),
+            RenewStep::Rewrite { .. }
+        ));
+        assert_eq!(
+            release_step(Some(&fresh), &terminal("alice@box", Some("other"))),
+            ReleaseStep::Refuse
+        );
+        // An explicit build id is a claim of the caller: the same one is the same holder.
+        assert!(matches!(
+            acquire_step(Some(&fresh), &me("local", "alice@box", "", None)),
+            AcquireStep::Refresh { .. }
+        ));
+    }
+
+    #[test]
+    fn a_terminal_never_shares_a_ci_runs_lock() {
+        let data = record("github", "77", "deploy", "tok", 600);
+        let v = view(&data, 0, 5);
+        let alice = Identity {
+            pipeline: "github".into(),
+            ..terminal("alice@box", None)
+        };
+        assert_eq!(ownership(&v.holder, &alice), Ownership::Other);
+        assert_eq!(release_step(Some(&v), &alice), ReleaseStep::Refuse);
+    }
+
+    #[test]
+    fn a_seed_lock_with_a_shared_build_id_is_only_released() {
+        let v = view(b"local|2025-09-27 17:30:00 UTC|alice@box", 0, 5);
+        let alice = terminal("alice@box", None);
+        assert_eq!(ownership(&v.holder, &alice), Ownership::SameUserAndHost);
+        assert_eq!(acquire_step(Some(&v), &alice), AcquireStep::Blocked);
+        assert!(matches!(
+            release_step(Some(&v), &alice),
+            ReleaseStep::Delete { .. }
+        ));
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub fn run(cfg: &Config, args: &RunArgs) -> Result<i32> {
     let Some(record) = outcome.acquired else {
         return Ok(outcome.code);
     };
+    // Nested in the acquisition that took the lock (the same CI job, or its token): that holder
+    // releases it, and our renewals keep its ttl, never a shorter one.
+    let nested = outcome.reentrant;
+    if nested {
+        cfg.ttl = cfg.ttl.max(Duration::from_secs(record.ttl_seconds));
+    }
     let me = Identity {
         token: Some(record.token.clone()),
         ..cfg.identity(&pipeline)
@@ -59,10 +65,15 @@ pub fn run(cfg: &Config, args: &RunArgs) -> Result<i32> {
     let child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            release(&cfg, &*store, &env, &me);
+            let what = if nested {
+                "the lock stays held by the outer holder"
+            } else {
+                release(&cfg, &*store, &env, &me);
+                "the lock was released"
+            };
             return Err(Failure::new(
                 ExitCode::Usage,
-                anyhow::anyhow!("cannot run `{program}`: {e}; the lock was released"),
+                anyhow::anyhow!("cannot run `{program}`: {e}; {what}"),
             ));
         }
     };
@@ -125,7 +136,15 @@ pub fn run(cfg: &Config, args: &RunArgs) -> Result<i32> {
     if lost.load(Ordering::SeqCst) {
         return Ok(ExitCode::Lost.code());
     }
-    release(&cfg, &*store, &env, &me);
+    if nested {
+        cfg.platform.print_line(&format!(
+            "The deployment lock on {env} stays held: it is the outer holder's ({}), which \
+             releases it.",
+            crate::record::Holder::Current(record.clone()).describe()
+        ));
+    } else {
+        release(&cfg, &*store, &env, &me);
+    }
     Ok(exit_code(status))
 }
 

@@ -184,7 +184,8 @@ fn main_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
                 releases_itself: true,
             };
             let outcome = app::acquire(&cfg, &*store, &request)?;
-            if let Some(record) = &outcome.acquired {
+            // Nested in an acquisition of this job: its holder renews and releases it.
+            if let Some(record) = outcome.acquired.as_ref().filter(|_| !outcome.reentrant) {
                 let mut state = vec![
                     ("environment", environment.clone()),
                     ("pipeline", pipeline.clone()),

@@ -608,11 +608,11 @@ fn github_matrix_legs_exclude_each_other_and_a_rerun_takes_over() {
             .run()
             .code(0)
             .contains("Still hold");
-        // A re-run of the job (a new attempt) takes over its own job's lock.
+        // A re-run of the job (a new attempt) takes over its own job's lock, as a new holder.
         leg("2", "runner-c")
             .args(["acquire", "shared"])
             .run()
             .code(0)
-            .contains("Still hold");
+            .contains("took over the lock on shared from an earlier attempt of this job");
     }
 }

@@ -478,8 +478,10 @@ fn no_secrets(out: &Out, secrets: &[String]) {
 fn github_oidc_acquire_check_release() {
     let idp = Idp::start(3600);
     let url = store_url("gh-oidc");
+    // One build id: outside CI, separate processes are one holder only when they say so.
     let run = |args: &[&str]| {
         github_env(cmd(&url), &idp)
+            .env("DEPLOY_LOCK_BUILD_ID", "1")
             .args(["--auth", "github-oidc"])
             .args(args)
             .run()

@@ -82,6 +82,12 @@ fn an_applied_but_unanswered_create_is_recognised_by_its_token() {
             .run();
         judge(&out, "acquire", false);
         let token = token_of(&out);
+        assert_eq!(
+            out.json()["reentrant"],
+            false,
+            "{}: our own landed create is no nested acquire",
+            fault.name()
+        );
         let Some(Holder::Current(record)) = f.holder("env") else {
             panic!("{}: no lock record after a confirmed acquire", fault.name());
         };
@@ -102,6 +108,21 @@ fn an_applied_but_unanswered_create_is_recognised_by_its_token() {
             .contains("Released");
         f.assert_free("env");
     }
+}
+
+/// A `run` whose create landed unanswered holds the lock as its own, so it releases it at its
+/// end instead of leaving it to a nested caller that does not exist.
+#[test]
+fn a_run_whose_create_was_applied_but_unanswered_releases_it_at_its_end() {
+    let f = faulty(
+        Plan::script(&[Fault::ResetAfter]).only(&["PUT"]),
+        "applied-run",
+    );
+    let out = f.via.cmd().args(["run", "env", "--", "true"]).run();
+    judge(&out, "run", false);
+    out.contains("Acquired the deployment lock on env")
+        .contains("Released the deployment lock on env");
+    f.assert_free("env");
 }
 
 /// A release whose delete was applied but unanswered still ends with the lock free, exit 0.

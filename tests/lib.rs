@@ -11,6 +11,7 @@ mod contract;
 mod entra;
 mod faults;
 mod hostile;
+mod identity;
 mod long;
 mod requests;
 mod simulation;

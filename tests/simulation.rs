@@ -571,6 +571,7 @@ fn client(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Result<(), Sto
             attempt: "1".into(),
             host: format!("runner-{me}"),
             token: Some(token.clone()),
+            shared_build_id: false,
         };
         let started = clock.elapsed();
         let outcome = locker.acquire(ENV, &me_id, &holding, wait);

@@ -92,6 +92,14 @@ impl Platform {
         }
     }
 
+    /// Whether the build id `run_info` gives is the default outside CI, `user@host`, which every
+    /// process of one person on one machine shares (two terminals, two cron jobs, two Jenkins
+    /// executors): it names a holder for people, but never proves that two processes are one.
+    #[must_use]
+    pub fn build_id_is_shared(self) -> bool {
+        self == Self::Local && build_id_from_env().is_none()
+    }
+
     /// Makes text from the store or the environment safe to print on one line: control and
     /// invisible characters become visible escapes, and nothing in it can be read as a workflow or
     /// logging command by the platform's runner or agent. Idempotent, so a line built from
@@ -262,7 +270,8 @@ impl Platform {
     }
 }
 
-/// `DEPLOY_LOCK_BUILD_ID`, else the seed's order: `GITHUB_RUN_ID`, `BUILD_BUILDID`, `BUILD_BUILDNUMBER`.
+/// The seed's order: `GITHUB_RUN_ID`, `BUILD_BUILDID`, `BUILD_BUILDNUMBER` (`--build-id` and
+/// `DEPLOY_LOCK_BUILD_ID` win over these; the config applies them).
 #[must_use]
 pub fn build_id_from_env() -> Option<String> {
     ["GITHUB_RUN_ID", "BUILD_BUILDID", "BUILD_BUILDNUMBER"]
