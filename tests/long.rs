@@ -40,6 +40,42 @@ fn renew_extends_our_lock_and_reports_a_lost_one() {
     }
 }
 
+/// A renewal keeps the lock's own ttl unless `--ttl-minutes` gives a new one.
+#[test]
+fn renew_keeps_the_locks_ttl_unless_one_is_given() {
+    for b in backends() {
+        let ttl = |b: &Backend| {
+            as_build(b, "other")
+                .args(["check", "t", "--output", "json"])
+                .run()
+                .code(3)
+                .json()["ttl_seconds"]
+                .as_i64()
+        };
+        as_build(&b, "1")
+            .args(["acquire", "t", "--ttl-minutes", "120"])
+            .run()
+            .code(0);
+        as_build(&b, "1")
+            .args(["renew", "t"])
+            .run()
+            .code(0)
+            .contains("stale in 2h");
+        assert_eq!(ttl(&b), Some(7200), "{}", b.name());
+        as_build(&b, "1")
+            .args(["renew", "t", "--ttl-minutes", "10"])
+            .run()
+            .code(0)
+            .contains("stale in 10m");
+        assert_eq!(ttl(&b), Some(600), "{}", b.name());
+        as_build(&b, "other")
+            .args(["check", "t"])
+            .run()
+            .code(3)
+            .contains("ttl 10m");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn run_holds_the_lock_for_longer_than_several_ttls() {
