@@ -513,7 +513,8 @@ impl<'a> Locker<'a> {
             match (ours, lock) {
                 // A newer version of our own acquisition, as we wrote it: our write landed.
                 (Some(true), Some(current)) => return Ok(Renewed::Renewed(current)),
-                // Ours, unchanged: the write did not land; write again over this version.
+                // Ours, but not as we wrote it (unchanged: the write did not land; or refreshed by
+                // our own job with another ttl): write again over this version.
                 (Some(_), current) => lock = current,
                 // Gone, or someone else's.
                 (None, current) => return Ok(Renewed::Lost(current.map(Box::new))),
