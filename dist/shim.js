@@ -340,6 +340,8 @@ function runBinary(binary, args, { env = process.env } = {}) {
     const childEnv = { ...env };
     // The download token is the shim's alone.
     delete childEnv['INPUT_GITHUB-TOKEN'];
+    // The runner's or agent's worker that started this step: the detached heartbeat lives as long as it.
+    childEnv.DEPLOY_LOCK_JOB_PID = String(process.ppid);
     const child = spawn(binary, args, { stdio: 'inherit', env: childEnv, windowsHide: true });
     const forward = (signal) => () => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

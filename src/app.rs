@@ -789,7 +789,8 @@ pub fn status(cfg: &Config, store: &dyn Store) -> Result<i32> {
 pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Result<i32> {
     let me = cfg.identity(pipeline);
     let locker = locker(cfg, store);
-    match locker.renew(env, &me)? {
+    // Without `--ttl-minutes` (or LOCK_TIMEOUT_MINUTES) the lock keeps its own ttl.
+    match locker.renew(env, &me, cfg.ttl_given.then_some(cfg.ttl))? {
         Renewed::Renewed(lock) => {
             if cfg.output == OutputFormat::Json {
                 render::print_json(
@@ -799,7 +800,7 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
             } else {
                 cfg.platform.print_line(&format!(
                     "Renewed the deployment lock on {env}: stale in {} unless renewed again.",
-                    human_std(cfg.ttl)
+                    human(lock.ttl)
                 ));
             }
             Ok(0)

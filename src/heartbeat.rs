@@ -1,6 +1,11 @@
 //! Keeping a lock alive: renew every third of the ttl, so a live holder is never stale and a
 //! dead one blocks others for at most one ttl. Used by `run` and by the action's and task's
 //! detached heartbeat.
+//!
+//! A renewal is conditional on the version of our own lock, so trying again is always safe: a
+//! failed renewal is retried until the store answers, however long that takes. The lock is lost
+//! only when the store shows it gone or someone else's. While renewals fail for longer than the
+//! ttl, another may have taken the lock over as stale; that is said once per outage.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +22,7 @@ use crate::store::Store;
 pub enum End {
     /// Asked to stop (the command ended, or the post step stopped it).
     Stopped,
-    /// The lock is gone or someone else's, or renewals failed for longer than the ttl.
+    /// The lock is gone or someone else's.
     Lost(Option<Box<LockView>>),
 }
 
@@ -28,7 +33,19 @@ pub enum Beat {
     Failed(String),
 }
 
+/// How often to renew a lock with this ttl.
+fn pace(ttl: Duration) -> Duration {
+    (ttl / 3).max(Duration::from_millis(100))
+}
+
+/// How soon to try again after a failed renewal.
+fn retry_after(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(10))
+}
+
 /// Renews until `stop()` says so or the lock is lost. `report` sees every beat.
+///
+/// `ttl` paces the first renewal; after that the lock's own ttl does, which every renewal keeps.
 pub fn keep_alive(
     store: &dyn Store,
     ttl: Duration,
@@ -39,10 +56,12 @@ pub fn keep_alive(
     report: &mut dyn FnMut(&Beat),
 ) -> End {
     let locker = Locker::new(store, ttl, Duration::from_secs(1));
-    let every = (ttl / 3).max(Duration::from_millis(100));
-    let retry = (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let mut ttl = ttl;
     let mut last_renewed = Instant::now();
-    let mut next = every;
+    let mut next = pace(ttl);
+    // Within an outage: renewals failed since the last one that landed.
+    let mut failing = false;
+    let mut warned_past_ttl = false;
     loop {
         let until = Instant::now() + next;
         while Instant::now() < until {
@@ -55,10 +74,23 @@ pub fn keep_alive(
         if stop() {
             return End::Stopped;
         }
-        match locker.renew(environment, me) {
-            Ok(Renewed::Renewed(_)) => {
+        match locker.renew(environment, me, None) {
+            Ok(Renewed::Renewed(lock)) => {
+                if failing {
+                    log::note(&format!(
+                        "renewed the lock on {environment} again after {} without a renewal",
+                        human_std(last_renewed.elapsed())
+                    ));
+                }
+                failing = false;
+                warned_past_ttl = false;
+                if let Ok(own) = lock.ttl.to_std()
+                    && !own.is_zero()
+                {
+                    ttl = own;
+                }
                 last_renewed = Instant::now();
-                next = every;
+                next = pace(ttl);
                 report(&Beat::Renewed);
             }
             Ok(Renewed::Lost(lock)) => {
@@ -70,26 +102,34 @@ pub fn keep_alive(
             Err(e) => {
                 let msg = format!("{e:#}");
                 report(&Beat::Failed(msg.clone()));
-                if audit_on {
-                    let mut event = Event::of(
-                        "renew-failed",
-                        environment,
-                        me,
-                        &RunInfo::default(),
-                        locker.store_now(),
-                    );
-                    event.reason = msg;
-                    audit::append(store, &event);
-                }
-                // Past the ttl without a renewal the lock may already be someone else's.
-                if last_renewed.elapsed() >= ttl {
+                if !failing {
+                    failing = true;
                     log::warn(&format!(
-                        "could not renew the lock on {environment} for {}, longer than its ttl",
+                        "renewing the lock on {environment} failed, retrying every {}: {msg}",
+                        human_std(retry_after(ttl))
+                    ));
+                    if audit_on {
+                        let mut event = Event::of(
+                            "renew-failed",
+                            environment,
+                            me,
+                            &RunInfo::default(),
+                            locker.store_now(),
+                        );
+                        event.reason = msg;
+                        audit::append(store, &event);
+                    }
+                }
+                if !warned_past_ttl && last_renewed.elapsed() >= ttl {
+                    warned_past_ttl = true;
+                    log::warn(&format!(
+                        "could not renew the lock on {environment} for {}, longer than its ttl: it \
+                         may have been taken by another meanwhile; still trying, and it is kept \
+                         if nobody took it",
                         human_std(last_renewed.elapsed())
                     ));
-                    return End::Lost(None);
                 }
-                next = retry;
+                next = retry_after(ttl);
             }
         }
     }

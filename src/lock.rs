@@ -153,7 +153,7 @@ impl<'a> Locker<'a> {
     /// holder's ttl. The store's `Last-Modified` and `Date` have whole seconds too, and "now is
     /// past Last-Modified + ttl" in whole seconds means that more than the ttl really passed.
     fn ttl_seconds(&self) -> u64 {
-        (self.ttl.as_secs_f64().ceil() as u64).max(1)
+        ttl_seconds(self.ttl)
     }
 
     fn ttl_chrono(&self) -> chrono::Duration {
@@ -467,40 +467,80 @@ impl<'a> Locker<'a> {
     }
 
     /// Extends our lock: rewrites it conditional on its version, which moves `Last-Modified`.
-    pub fn renew(&self, environment: &str, me: &Identity) -> anyhow::Result<Renewed> {
+    /// `ttl` sets a new ttl; without one the lock keeps its own.
+    ///
+    /// A write whose answer was lost may have landed (the client's retry then meets 412), so a
+    /// failed write is judged by reading the lock back: our token on a version newer than the
+    /// one we wrote over means our renewal landed; our token on the same version means it did
+    /// not, and it is tried again. Only a lock that is gone or someone else's was lost.
+    pub fn renew(
+        &self,
+        environment: &str,
+        me: &Identity,
+        ttl: Option<Duration>,
+    ) -> anyhow::Result<Renewed> {
         let key = key(environment);
-        let lock = self.read(environment)?;
-        match protocol::renew_step(lock.as_ref(), me) {
-            RenewStep::Lost => Ok(Renewed::Lost(lock.map(Box::new))),
-            RenewStep::Rewrite { etag } => {
-                let Some(view) = lock else {
-                    return Ok(Renewed::Lost(None));
-                };
-                let mut record = match view.holder.record() {
-                    Some(r) => r.clone(),
-                    None => return Ok(Renewed::Lost(Some(Box::new(view)))),
-                };
-                record.ttl_seconds = self.ttl_seconds();
+        let mut lock = self.read(environment)?;
+        let mut last_error = None;
+        for _ in 0..MAX_UNANSWERED_WRITES {
+            let etag = match protocol::renew_step(lock.as_ref(), me) {
+                RenewStep::Lost => return Ok(Renewed::Lost(lock.map(Box::new))),
+                RenewStep::Rewrite { etag } => etag,
+            };
+            let Some(view) = lock else {
+                return Ok(Renewed::Lost(None));
+            };
+            let mut record = match view.holder.record() {
+                Some(r) => r.clone(),
+                None => return Ok(Renewed::Lost(Some(Box::new(view)))),
+            };
+            match ttl {
+                Some(ttl) => record.ttl_seconds = ttl_seconds(ttl),
+                None if record.ttl_seconds == 0 => record.ttl_seconds = self.ttl_seconds(),
+                None => {}
+            }
+            let wrote =
                 match self
                     .store
                     .replace(&key, &record.to_bytes(), &record.metadata(), &etag)
                 {
-                    Ok(w) => Ok(Renewed::Renewed(LockView {
-                        last_modified: w.last_modified,
-                        now: w.now,
-                        expires_in: chrono::Duration::from_std(self.ttl)
-                            .unwrap_or(chrono::Duration::MAX),
-                        ttl: chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX),
-                        etag: w.etag,
-                        ..view
-                    })),
-                    Err(StoreError::Conflict | StoreError::NotFound(_)) => {
-                        Ok(Renewed::Lost(self.read(environment)?.map(Box::new)))
+                    Ok(w) => {
+                        self.saw(w.now);
+                        let ttl = protocol::seconds(record.ttl_seconds);
+                        return Ok(Renewed::Renewed(LockView {
+                            last_modified: w.last_modified,
+                            now: w.now,
+                            expires_in: ttl,
+                            ttl,
+                            etag: w.etag,
+                            ..view
+                        }));
                     }
-                    Err(e) => Err(e.into()),
-                }
+                    Err(StoreError::Conflict | StoreError::NotFound(_)) => None,
+                    Err(StoreError::Transient(msg)) => Some(msg),
+                    Err(e) => return Err(e.into()),
+                };
+            last_error = wrote.or(last_error);
+            lock = self.read(environment)?;
+            let ours = lock
+                .as_ref()
+                .and_then(|l| l.holder.record().map(|r| (l, r)))
+                .filter(|(_, r)| r.token == record.token)
+                .map(|(l, r)| l.etag != etag && r.ttl_seconds == record.ttl_seconds);
+            match (ours, lock) {
+                // A newer version of our own acquisition, as we wrote it: our write landed.
+                (Some(true), Some(current)) => return Ok(Renewed::Renewed(current)),
+                // Ours, but not as we wrote it (unchanged: the write did not land; or refreshed by
+                // our own job with another ttl): write again over this version.
+                (Some(_), current) => lock = current,
+                // Gone, or someone else's.
+                (None, current) => return Ok(Renewed::Lost(current.map(Box::new))),
             }
         }
+        Err(anyhow::anyhow!(
+            "{}; the lock on {environment} is still ours but could not be renewed",
+            last_error.unwrap_or_else(|| "the lock kept changing while it was renewed".into())
+        ))
     }
 
     /// Waits until the lock is free (or stale), up to `timeout`.
@@ -697,4 +737,9 @@ impl Locker<'_> {
             "the fencing counter of {environment} is too contended; try again"
         ))
     }
+}
+
+/// A ttl as a record carries it: whole seconds, rounded up (see `Locker::ttl_seconds`).
+fn ttl_seconds(ttl: Duration) -> u64 {
+    (ttl.as_secs_f64().ceil() as u64).max(1)
 }

@@ -86,13 +86,11 @@ pub fn run(cfg: &Config, args: &RunArgs) -> Result<i32> {
             let Ok(hb_store) = app::open_store(&cfg) else {
                 return;
             };
-            let mut report = |beat: &Beat| match beat {
-                Beat::Renewed => {
+            // Failures are warned about by the heartbeat itself, once per outage.
+            let mut report = |beat: &Beat| {
+                if let Beat::Renewed = beat {
                     renewals.fetch_add(1, Ordering::Relaxed);
                 }
-                Beat::Failed(msg) => log::warn(&format!(
-                    "renewing the lock on {env} failed, retrying: {msg}"
-                )),
             };
             let end = heartbeat::keep_alive(
                 &*hb_store,

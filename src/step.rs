@@ -335,6 +335,10 @@ fn start_heartbeat(
             "DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS",
             cfg.ttl.as_secs_f64().to_string(),
         )
+        .env(
+            "DEPLOY_LOCK_HEARTBEAT_JOB_PID",
+            job_process().map(|p| p.to_string()).unwrap_or_default(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -342,12 +346,124 @@ fn start_heartbeat(
     let child = command
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start the heartbeat: {e}"))?;
+    // The post step reads whom to wait for from here.
+    if let Err(e) = fs::write(&file, child.id().to_string()) {
+        log::warn(&format!(
+            "cannot record the heartbeat's pid in {}: {e}",
+            file.display()
+        ));
+    }
     log::note(&format!(
-        "deploy-lock: heartbeat (pid {}) renews the lock every {} until the post step",
+        "deploy-lock: heartbeat (pid {}) renews the lock every {} until the post step or the end \
+         of the job",
         child.id(),
         human_std(cfg.ttl / 3)
     ));
     Ok(file)
+}
+
+/// The process whose life the detached heartbeat follows: the runner's or agent's worker, which
+/// the shim names (`DEPLOY_LOCK_JOB_PID`, the shim's own parent), else whoever started this step.
+/// None when there is nothing to follow: pid 0 is outside a container's view (a step run with
+/// `docker exec`), pid 1 is init, which every orphan has for a parent.
+fn job_process() -> Option<u32> {
+    let pid = match ci::var("DEPLOY_LOCK_JOB_PID") {
+        Some(v) => v.trim().parse::<u32>().ok(),
+        #[cfg(unix)]
+        None => Some(std::os::unix::process::parent_id()),
+        // Finding one's parent on Windows needs unsafe code: there only the shim names it.
+        #[cfg(not(unix))]
+        None => None,
+    };
+    pid.filter(|p| *p > 1)
+}
+
+/// Whether a process is still running (a zombie, exited but not yet reaped, is not).
+#[cfg(unix)]
+fn alive(pid: u32) -> bool {
+    use nix::errno::Errno;
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match kill(Pid::from_raw(raw), None) {
+        Ok(()) | Err(Errno::EPERM) => !zombie(pid),
+        Err(_) => false,
+    }
+}
+
+/// Linux shows a zombie's state in /proc; elsewhere a zombie counts as running until reaped.
+#[cfg(unix)]
+fn zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Without unsafe code there is no process API to call here, so `tasklist` answers; a process is
+/// taken as running whenever it cannot answer.
+#[cfg(windows)]
+fn alive(pid: u32) -> bool {
+    use std::os::windows::process::CommandExt;
+    const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+    let out = Command::new("tasklist")
+        .args(["/FI", &format!("PID eq {pid}"), "/NH", "/FO", "CSV"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .creation_flags(CREATE_NO_WINDOW)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            String::from_utf8_lossy(&out.stdout).contains(&format!("\"{pid}\""))
+        }
+        _ => true,
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
+fn alive(_pid: u32) -> bool {
+    true
+}
+
+/// Looks at a process at most every `every`: cheap enough to ask from a 50 ms stop check.
+struct Watch {
+    pid: Option<u32>,
+    every: Duration,
+    last: std::cell::Cell<Option<Instant>>,
+    gone: std::cell::Cell<bool>,
+}
+
+impl Watch {
+    fn new(pid: Option<u32>) -> Self {
+        // `tasklist` starts a process; kill(pid, 0) is a system call.
+        let every = if cfg!(windows) {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(1)
+        };
+        Self {
+            pid,
+            every,
+            last: std::cell::Cell::new(None),
+            gone: std::cell::Cell::new(false),
+        }
+    }
+
+    fn gone(&self) -> bool {
+        let Some(pid) = self.pid else {
+            return false;
+        };
+        if !self.gone.get() && self.last.get().is_none_or(|t| t.elapsed() >= self.every) {
+            self.last.set(Some(Instant::now()));
+            self.gone.set(!alive(pid));
+        }
+        self.gone.get()
+    }
 }
 
 /// Own process group: the step's Ctrl-C/SIGINT must not reach the heartbeat.
@@ -376,28 +492,48 @@ fn done_file(file: &Path) -> PathBuf {
     file.with_extension("done")
 }
 
-/// Asks the heartbeat to stop and waits a little for it to say it did, so the release that
-/// follows does not race a renewal (a renewal after the release could not revive the lock anyway:
-/// it is conditional on the version it read).
+/// Longest the post step waits for the heartbeat to confirm that it stopped: it looks for the
+/// stop request every 50 ms, but may be inside a renewal that the store is slow to answer.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// Asks the heartbeat to stop and waits, at most `STOP_WAIT`, for it to confirm, so that the
+/// release that follows does not race a renewal (one would only cost the release another round:
+/// a renewal is conditional on the version it read), and its files are removed only once it no
+/// longer uses them.
 fn stop_heartbeat(file: &Path) {
     if fs::write(stop_file(file), b"stop").is_err() {
         log::warn("could not ask the heartbeat to stop; it ends when the lock is released");
         return;
     }
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until && !done_file(file).exists() {
+    let pid = fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    let until = Instant::now() + STOP_WAIT;
+    while !done_file(file).exists() && pid.is_none_or(alive) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(50));
     }
-    if let Ok(text) = fs::read_to_string(done_file(file)) {
-        log::note(&format!("deploy-lock: heartbeat {}", text.trim()));
+    match fs::read_to_string(done_file(file)) {
+        Ok(text) => log::note(&format!("deploy-lock: heartbeat {}", text.trim())),
+        Err(_) if pid.is_some_and(|p| !alive(p)) => {
+            log::note("deploy-lock: the heartbeat had already ended");
+        }
+        Err(_) => {
+            // Still running: it needs the stop request, and ends at the latest when it finds the
+            // lock released or the job's process gone.
+            log::warn(&format!(
+                "the heartbeat did not confirm within {} that it stopped; releasing anyway",
+                human_std(STOP_WAIT)
+            ));
+            return;
+        }
     }
-    for f in [stop_file(file), done_file(file)] {
+    for f in [stop_file(file), done_file(file), file.to_path_buf()] {
         let _ = fs::remove_file(f);
     }
 }
 
 /// The detached heartbeat: renews until the post step's stop file appears, the lock is lost,
-/// or the longest hold (`DEPLOY_LOCK_HEARTBEAT_MAX_MINUTES`, 360: GitHub's job limit) passes.
+/// the job's process (the runner's or agent's worker) is gone, or a signal arrives.
 fn heartbeat_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
     let need = |name: &str| {
         ci::var(name).ok_or_else(|| Failure::usage(format!("`step heartbeat` needs {name}")))
@@ -410,10 +546,10 @@ fn heartbeat_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
     if let Some(ttl) = ci::var("DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS") {
         cfg.ttl = config::parse_duration(&ttl, 1.0, "DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS")?;
     }
-    let max_hold = match ci::var("DEPLOY_LOCK_HEARTBEAT_MAX_MINUTES") {
-        Some(v) => config::parse_minutes(&v, "DEPLOY_LOCK_HEARTBEAT_MAX_MINUTES")?,
-        None => Duration::from_secs(360 * 60),
-    };
+    let job = ci::var("DEPLOY_LOCK_HEARTBEAT_JOB_PID")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|p| *p > 1);
+    let watch = Watch::new(job);
     let me = Identity {
         token: Some(token),
         ..cfg.identity(&pipeline)
@@ -423,8 +559,7 @@ fn heartbeat_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
     let mut renewals = 0u64;
     let mut failures = 0u64;
     // SIGTERM (the runner's or agent's clean-up of the job's processes) ends it too.
-    let stop =
-        || crate::lock::cancelled() || stop_file(&file).exists() || started.elapsed() >= max_hold;
+    let stop = || crate::lock::cancelled() || stop_file(&file).exists() || watch.gone();
     let end = heartbeat::keep_alive(
         &*store,
         cfg.ttl,
@@ -438,10 +573,13 @@ fn heartbeat_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
         },
     );
     let how = match end {
-        heartbeat::End::Stopped if started.elapsed() >= max_hold => "stopped at the longest hold",
-        heartbeat::End::Stopped if crate::lock::cancelled() => "stopped by a signal",
-        heartbeat::End::Stopped => "stopped by the post step",
-        heartbeat::End::Lost(_) => "ended: the lock was lost",
+        heartbeat::End::Stopped if crate::lock::cancelled() => "stopped by a signal".to_owned(),
+        heartbeat::End::Stopped if watch.gone() => format!(
+            "stopped: the job's process (pid {}) is gone",
+            job.unwrap_or_default()
+        ),
+        heartbeat::End::Stopped => "stopped by the post step".to_owned(),
+        heartbeat::End::Lost(_) => "ended: the lock was lost".to_owned(),
     };
     let summary = format!(
         "{how} after {} ({renewals} renewals, {failures} failed)",

@@ -402,3 +402,115 @@ fn thirty_two_processes_twenty_cycles_local_store_with_kills() {
     assert!(report.kills > 0);
     b.cmd().args(["check", "race"]).run().code(0);
 }
+
+/// A renewal whose write Azurite applied but whose answer was lost (the client's retry then meets
+/// 412) still carries our token: the renewal succeeded, and the lock stays ours.
+#[test]
+fn a_renewal_whose_answer_was_lost_keeps_the_lock() {
+    for fault in [Fault::ResetAfter, Fault::StatusAfter] {
+        let f = faulty(Plan::pass(), "applied-renew");
+        f.as_build("1").args(["acquire", "env"]).run().code(0);
+        f.proxy.set_plan(Plan::script(&[fault]).only(&["PUT"]));
+        f.as_build("1")
+            .args(["renew", "env"])
+            .run()
+            .code(0)
+            .contains("Renewed");
+        assert_eq!(f.proxy.counts()[fault.name()], 1, "{}", fault.name());
+        assert!(
+            matches!(f.holder("env"), Some(Holder::Current(r)) if r.build_id == "1"),
+            "{}",
+            fault.name()
+        );
+        f.as_build("1").args(["release", "env"]).run().code(0);
+        f.assert_free("env");
+    }
+}
+
+/// `run`'s heartbeat meets the same lost answers: the command runs to its end with the lock.
+#[cfg(unix)]
+#[test]
+fn run_keeps_the_lock_when_renewal_answers_are_lost() {
+    for fault in [Fault::ResetAfter, Fault::StatusAfter] {
+        let f = faulty(Plan::pass(), "applied-heartbeat");
+        let mut run = f
+            .as_build("1")
+            .args([
+                "--no-audit",
+                "run",
+                "env",
+                "--ttl-minutes",
+                "2s",
+                "--",
+                "sh",
+                "-c",
+                "sleep 4; exit 7",
+            ])
+            .spawn();
+        // Once the lock is taken (and fenced), the next PUT is a renewal.
+        wait_for(Duration::from_secs(30), || {
+            matches!(f.holder("env"), Some(Holder::Current(r)) if r.fence.is_some()).then_some(())
+        });
+        f.proxy
+            .set_plan(Plan::script(&[fault, fault]).only(&["PUT"]));
+        assert!(wait_for_child(&mut run, Duration::from_secs(60)));
+        let out = crate::support::Out::from(run.wait_with_output().expect("output"));
+        out.code(7);
+        assert_eq!(f.proxy.counts()[fault.name()], 2, "{}", fault.name());
+        f.assert_free("env");
+    }
+}
+
+/// A store outage longer than the ttl, with nobody else contending: the heartbeat keeps trying,
+/// warns once that the lock may be taken meanwhile, renews when the store is back, and the
+/// command's own exit code is `run`'s.
+#[cfg(unix)]
+#[test]
+fn run_outlives_a_store_outage_longer_than_the_ttl() {
+    let f = faulty(Plan::pass(), "outage");
+    let mut run = f
+        .as_build("1")
+        .args([
+            "run",
+            "env",
+            "--ttl-minutes",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            "sleep 12; exit 7",
+        ])
+        .spawn();
+    wait_for(Duration::from_secs(30), || {
+        matches!(f.holder("env"), Some(Holder::Current(r)) if r.fence.is_some()).then_some(())
+    });
+    // Down: every request is reset before it reaches the store.
+    f.proxy
+        .set_plan(Plan::sometimes(Fault::ResetBefore, 100, 11));
+    wait_for(Duration::from_secs(30), || {
+        let refused = f.proxy.counts().get("reset-before").copied().unwrap_or(0);
+        // More than the ttl without a renewal: the lock went stale by the store's clock.
+        let stale = f
+            .direct
+            .cmd()
+            .args(["check", "env", "--output", "json"])
+            .run()
+            .json()["stale"]
+            .as_bool()
+            == Some(true);
+        (refused > 0 && stale).then_some(())
+    });
+    // Still failing for a while after it went stale, then up again.
+    std::thread::sleep(Duration::from_secs(2));
+    f.proxy.set_plan(Plan::pass());
+    assert!(wait_for_child(&mut run, Duration::from_secs(60)));
+    let out = crate::support::Out::from(run.wait_with_output().expect("output"));
+    out.code(7).contains("Released");
+    assert_eq!(
+        out.stderr.matches("may have been taken").count(),
+        1,
+        "one warning per outage\n{}",
+        out.stderr
+    );
+    f.assert_free("env");
+}

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{Backend, Out, backends};
+use crate::support::{Backend, Out, TempDir, backends};
 
 fn as_build(b: &Backend, build: &str) -> crate::support::Cmd {
     b.cmd().env("DEPLOY_LOCK_BUILD_ID", build)
@@ -37,6 +37,42 @@ fn renew_extends_our_lock_and_reports_a_lost_one() {
             .run()
             .code(5)
             .contains("gone");
+    }
+}
+
+/// A renewal keeps the lock's own ttl unless `--ttl-minutes` gives a new one.
+#[test]
+fn renew_keeps_the_locks_ttl_unless_one_is_given() {
+    for b in backends() {
+        let ttl = |b: &Backend| {
+            as_build(b, "other")
+                .args(["check", "t", "--output", "json"])
+                .run()
+                .code(3)
+                .json()["ttl_seconds"]
+                .as_i64()
+        };
+        as_build(&b, "1")
+            .args(["acquire", "t", "--ttl-minutes", "120"])
+            .run()
+            .code(0);
+        as_build(&b, "1")
+            .args(["renew", "t"])
+            .run()
+            .code(0)
+            .contains("stale in 2h");
+        assert_eq!(ttl(&b), Some(7200), "{}", b.name());
+        as_build(&b, "1")
+            .args(["renew", "t", "--ttl-minutes", "10"])
+            .run()
+            .code(0)
+            .contains("stale in 10m");
+        assert_eq!(ttl(&b), Some(600), "{}", b.name());
+        as_build(&b, "other")
+            .args(["check", "t"])
+            .run()
+            .code(3)
+            .contains("ttl 10m");
     }
 }
 
@@ -131,6 +167,84 @@ fn a_killed_heartbeat_lets_a_competitor_in_after_one_ttl() {
         // After the ttl by the store's clock it is stale and the waiter takes it over.
         as_build(&b, "next")
             .args(["acquire", "crash", "--wait=0.2"])
+            .run()
+            .code(0)
+            .contains("took over a stale lock");
+    }
+}
+
+/// The action's detached heartbeat follows the job: it renews the lock for as long as the
+/// process that started the main step (here a shell playing the runner's worker) lives, however
+/// long that is, and stops once it is gone; the lock then expires after its ttl.
+#[cfg(unix)]
+#[test]
+fn the_detached_heartbeat_lives_as_long_as_the_job() {
+    for b in backends() {
+        let job = TempDir::new("job");
+        let mut runner = crate::support::Cmd::of("sh");
+        for (k, v) in b.store_env() {
+            runner = runner.env(&k, v);
+        }
+        for name in ["GITHUB_STATE", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"] {
+            std::fs::write(job.join(name), "").expect("job file");
+            runner = runner.env(name, job.join(name));
+        }
+        let mut runner = runner
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_RUN_ID", "4242")
+            .env("GITHUB_JOB", "deploy")
+            .env("RUNNER_TEMP", job.path())
+            .env("INPUT_ENVIRONMENT", "hb")
+            // The worker runs the main step, then lives on while the job's other steps run. The
+            // shell would drop a variable with `-` in its name, so env(1) passes the input.
+            .args([
+                "-c",
+                "env INPUT_LOCK-TIMEOUT-MINUTES=2s \"$0\" step main && exec sleep 300",
+            ])
+            .args([crate::support::bin()])
+            .spawn();
+        let done_file = || {
+            std::fs::read_dir(job.path())
+                .expect("runner temp")
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name().is_some_and(|n| {
+                        let n = n.to_string_lossy();
+                        n.starts_with("deploy-lock-heartbeat-") && n.ends_with(".done")
+                    })
+                })
+        };
+        let started = Instant::now();
+        while as_build(&b, "next").args(["check", "hb"]).run().code != 3 {
+            assert!(started.elapsed() < Duration::from_secs(30), "never held");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Held across several ttls while the job lives.
+        let held = Instant::now();
+        while held.elapsed() < Duration::from_secs(5) {
+            as_build(&b, "next").args(["acquire", "hb"]).run().code(3);
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        assert!(done_file().is_none(), "the heartbeat ended early");
+        runner.kill().expect("end the job's process");
+        let _ = runner.wait();
+        let ended = Instant::now();
+        let done = loop {
+            if let Some(done) = done_file() {
+                break std::fs::read_to_string(done).expect("done file");
+            }
+            assert!(
+                ended.elapsed() < Duration::from_secs(30),
+                "{}: the heartbeat outlived the job",
+                b.name()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(done.contains("is gone"), "{done}");
+        // Nobody releases it: it goes stale after its ttl and the next run takes it over.
+        as_build(&b, "next")
+            .args(["acquire", "hb", "--wait=0.5"])
             .run()
             .code(0)
             .contains("took over a stale lock");

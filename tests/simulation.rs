@@ -91,6 +91,8 @@ struct Slot {
     token: String,
     /// When the client sent its latest write of the lock that the store applied.
     lease_from: Option<Duration>,
+    /// How long the client was paused in all, which no wait budget can account for.
+    paused: Duration,
 }
 
 struct World {
@@ -221,6 +223,7 @@ impl Sim {
                 believes: false,
                 token: String::new(),
                 lease_from: None,
+                paused: Duration::ZERO,
             })
             .collect();
         Self {
@@ -297,6 +300,7 @@ impl Sim {
         if w.rng.below(1000) < p.pause {
             let pause = w.duration_below(p.ttl * 2);
             w.note(me, &format!("pauses for {:.3}s", pause.as_secs_f64()));
+            w.slots[me].paused += pause;
             sleep += pause;
         }
         if w.rng.below(1000) < p.jump {
@@ -574,10 +578,13 @@ fn client(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Result<(), Sto
             shared_build_id: false,
         };
         let started = clock.elapsed();
+        let paused_before = sim.with(me, |w| w.slots[me].paused)?;
         let outcome = locker.acquire(ENV, &me_id, &holding, wait);
         let took = clock.elapsed().saturating_sub(started);
         // The last try after the budget can meet a slow or failing store; bounded all the same.
-        let slack = params.poll * 2 + Duration::from_secs(30);
+        // Time the client spent paused is not the protocol's.
+        let paused = sim.with(me, |w| w.slots[me].paused.saturating_sub(paused_before))?;
+        let slack = params.poll * 2 + Duration::from_secs(30) + paused;
         if took > wait.unwrap_or_default() + slack {
             sim.with(me, |w| {
                 w.fail(format!(
@@ -663,7 +670,7 @@ fn hold(
             return Err(Stopped);
         }
         held += every;
-        match locker.renew(ENV, me_id) {
+        match locker.renew(ENV, me_id, None) {
             Ok(Renewed::Renewed(_)) => sim.with(me, |w| w.note(me, "renewed"))?,
             Ok(Renewed::Lost(_)) => return lost(sim, me, "renewing"),
             Err(e) => sim.with(me, |w| w.note(me, &format!("renew failed: {e:#}")))?,

@@ -201,6 +201,47 @@ for (const [storeName, makeStore] of stores) {
     assert.equal(check(store, 'cancel').code, 0, 'free: the cancelled waiter took nothing');
   });
 
+  test(`GitHub runner, ${storeName}: the heartbeat lives as long as the runner's worker, then the lock expires`, { skip: skip || (process.platform === 'win32' && 'POSIX process checks') }, async (t) => {
+    const dir = tempDir(t);
+    const store = await makeStore(t);
+    if (!store) return;
+    const env = 'worker';
+    const job = new GitHubJob(t, dir, { runId: 9009, withInputs: { environment: env, 'binary-path': binary, 'lock-timeout-minutes': '2s', ...store.inputs } });
+    // The runner's worker: it runs the action's main step, then lives on while the job's other steps run.
+    const script = "const r = require('node:child_process').spawnSync(process.execPath, [process.argv[1]], { stdio: 'inherit' });" +
+      "console.log(`main exited ${r.status}`); setInterval(() => {}, 1000);";
+    const worker = spawn(process.execPath, ['-e', script, path.join(ROOT, 'dist', 'main.js')], { env: job.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise((resolve) => worker.on('exit', resolve));
+    t.after(() => worker.kill('SIGKILL'));
+    let out = '';
+    worker.stdout.on('data', (d) => (out += d));
+    worker.stderr.on('data', (d) => (out += d));
+    const until = async (what, predicate, ms = 30_000) => {
+      const deadline = Date.now() + ms;
+      while (!predicate()) {
+        assert.ok(Date.now() < deadline, `${what}\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    await until('the main step did not finish', () => /main exited/.test(out));
+    assert.match(out, /main exited 0/);
+    const temp = job.env.RUNNER_TEMP;
+    const done = () => fs.readdirSync(temp).find((n) => n.startsWith('deploy-lock-heartbeat-') && n.endsWith('.done'));
+    // Held across several ttls while the worker lives.
+    const held = Date.now();
+    while (Date.now() - held < 5000) {
+      assert.equal(check(store, env).code, 3, 'held while the job runs');
+      await new Promise((r) => setTimeout(r, 400));
+    }
+    assert.equal(done(), undefined, 'the heartbeat ended early');
+    worker.kill('SIGKILL');
+    await exited;
+    await until('the heartbeat outlived the runner', () => done() !== undefined);
+    assert.match(fs.readFileSync(path.join(temp, done()), 'utf8'), /is gone/);
+    // No post step ran: the lock goes stale after its ttl.
+    await until('the lock never went stale', () => check(store, env).code === 0);
+  });
+
   test(`Azure DevOps agent, ${storeName}: held after main, blocked run fails via task.complete, post frees`, { skip }, async (t) => {
     const dir = tempDir(t);
     const store = await makeStore(t);

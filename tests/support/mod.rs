@@ -196,7 +196,12 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new() -> Self {
-        let mut command = Command::new(bin());
+        Self::of(bin())
+    }
+
+    /// Another program with the same clean environment (e.g. a shell that plays a runner).
+    pub fn of(program: impl AsRef<std::ffi::OsStr>) -> Self {
+        let mut command = Command::new(program);
         command.env_clear();
         for keep in [
             "PATH",
