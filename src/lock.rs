@@ -10,6 +10,7 @@ use std::cell::Cell;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::ci::RunInfo;
+use crate::config::SEED_TIMEOUT_MINUTES;
 use crate::log;
 use crate::protocol::{
     self, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
@@ -50,8 +51,10 @@ pub struct Holding<'a> {
 /// The lock service for one store.
 pub struct Locker<'a> {
     pub store: &'a dyn Store,
-    /// Applies to records that carry no ttl (the seed's, unknown ones) and to new acquisitions.
+    /// The ttl of our own acquisitions.
     pub ttl: Duration,
+    /// Judges records that carry no ttl (the seed's, unknown ones): the seed's own timeout.
+    pub foreign_ttl: Duration,
     pub poll: Duration,
     /// The store's clock at its latest answer, for audit timestamps.
     last_now: Cell<Option<DateTime<Utc>>>,
@@ -128,9 +131,17 @@ impl<'a> Locker<'a> {
         Self {
             store,
             ttl,
+            foreign_ttl: Duration::from_secs_f64(SEED_TIMEOUT_MINUTES * 60.0),
             poll,
             last_now: Cell::new(None),
         }
+    }
+
+    /// Another timeout for records without a ttl of their own (`LOCK_TIMEOUT_MINUTES`).
+    #[must_use]
+    pub fn with_foreign_ttl(mut self, foreign_ttl: Duration) -> Self {
+        self.foreign_ttl = foreign_ttl;
+        self
     }
 
     fn saw(&self, now: DateTime<Utc>) {
@@ -150,8 +161,8 @@ impl<'a> Locker<'a> {
         (self.ttl.as_secs_f64().ceil() as u64).max(1)
     }
 
-    fn ttl_chrono(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX)
+    fn foreign_ttl_chrono(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.foreign_ttl).unwrap_or(chrono::Duration::MAX)
     }
 
     /// Reads and judges the lock of `environment`.
@@ -160,7 +171,7 @@ impl<'a> Locker<'a> {
         self.saw(read.now);
         Ok(read
             .blob
-            .map(|b| LockView::new(&b, read.now, self.ttl_chrono())))
+            .map(|b| LockView::new(&b, read.now, self.foreign_ttl_chrono())))
     }
 
     /// Takes the lock, re-entrant for our own run and job; waits up to `wait` when given.
@@ -174,6 +185,8 @@ impl<'a> Locker<'a> {
         holding: &Holding<'_>,
         wait: Option<Duration>,
     ) -> anyhow::Result<Acquired> {
+        // A token of our own making can only be on the lock if one of our writes put it there.
+        let fresh_token = me.token.is_none();
         let token = match &me.token {
             Some(t) => t.clone(),
             None => new_token()?,
@@ -185,7 +198,8 @@ impl<'a> Locker<'a> {
         };
         // Only waiters queue; a fail-fast acquire stays one request.
         let mut queue = wait.map(|_| Queue::new(self.store, environment, &token, self.poll));
-        let outcome = self.acquire_queued(environment, &me, holding, wait, queue.as_mut());
+        let outcome =
+            self.acquire_queued(environment, &me, holding, wait, fresh_token, queue.as_mut());
         if let Some(q) = queue.as_mut() {
             q.leave();
         }
@@ -198,6 +212,7 @@ impl<'a> Locker<'a> {
         me: &Identity,
         holding: &Holding<'_>,
         wait: Option<Duration>,
+        fresh_token: bool,
         mut queue: Option<&mut Queue<'_>>,
     ) -> anyhow::Result<Acquired> {
         let started = Instant::now();
@@ -211,9 +226,29 @@ impl<'a> Locker<'a> {
             Some(self.read(environment)?)
         };
         let mut unanswered = 0;
+        // The holder our latest create (None) or takeover (Some) replaced, while its outcome is
+        // unknown.
+        let mut attempted: Option<Option<Holder>> = None;
         loop {
             if cancelled() {
                 return Ok(Acquired::Cancelled {
+                    waited: started.elapsed(),
+                });
+            }
+            // A create or takeover whose answer was lost (its retry met our own write, or
+            // nothing answered) shows as a lock with our fresh token: it landed, and it is what
+            // it was, not a re-entrant refresh.
+            if fresh_token
+                && let (Some(stolen_from), Some(Some(view))) = (&attempted, &lock)
+                && let Some(landed) = view.holder.record().filter(|r| r.token == token)
+            {
+                let mut record = landed.clone();
+                record.acquired_at = store_time(view.last_modified);
+                return Ok(Acquired::Taken {
+                    record,
+                    etag: view.etag.clone(),
+                    reentrant: false,
+                    stolen_from: stolen_from.clone(),
                     waited: started.elapsed(),
                 });
             }
@@ -252,6 +287,7 @@ impl<'a> Locker<'a> {
             let (result, reentrant, stolen_from, record) = match step {
                 AcquireStep::Create => {
                     let record = self.new_record(environment, me, holding, &token);
+                    attempted = Some(None);
                     let r = self
                         .store
                         .create(&key, &record.to_bytes(), &record.metadata());
@@ -271,6 +307,7 @@ impl<'a> Locker<'a> {
                         .and_then(Option::as_ref)
                         .map(|l| l.holder.clone());
                     let record = self.new_record(environment, me, holding, &token);
+                    attempted = Some(previous.clone());
                     let r = self
                         .store
                         .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
@@ -291,6 +328,12 @@ impl<'a> Locker<'a> {
             match result {
                 Ok(written) => {
                     self.saw(written.now);
+                    let mut record = record;
+                    if !reentrant {
+                        // The store's time of the write that took the lock; the fencing write
+                        // that follows records it.
+                        record.acquired_at = store_time(written.last_modified);
+                    }
                     return Ok(Acquired::Taken {
                         record,
                         etag: written.etag,
@@ -366,7 +409,9 @@ impl<'a> Locker<'a> {
             job: me.job.clone(),
             attempt: holding.run.attempt.clone(),
             token: token.to_owned(),
-            acquired_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            // The store's clock at its latest answer: no later than this write. Before any
+            // answer, nothing: readers then go by the blob's creation time.
+            acquired_at: self.last_now.get().map(store_time).unwrap_or_default(),
             ttl_seconds: self.ttl_seconds(),
             fence: None,
             run_url: holding.run.run_url.clone(),
@@ -639,6 +684,7 @@ impl Locker<'_> {
     fn next_fence(&self, environment: &str) -> anyhow::Result<u64> {
         let key = format!("{FENCE_PREFIX}{environment}");
         let no_metadata = std::collections::BTreeMap::new();
+        let mut unanswered = 0;
         for _ in 0..50 {
             let read = self.store.get(&key)?;
             self.saw(read.now);
@@ -666,8 +712,18 @@ impl Locker<'_> {
                 Ok(n) => return Ok(n),
                 // Someone else incremented first, or our answer was lost: read and try again.
                 // A number whose answer we lost is skipped, never handed out twice.
-                Err(StoreError::Conflict | StoreError::Transient(_)) => {
+                Err(StoreError::Conflict) => {
                     sleep_unless_cancelled(jitter(Duration::from_millis(5)));
+                }
+                // Each already used the client's retries: a store that never answers writes
+                // ends this soon, as it ends an acquire.
+                Err(StoreError::Transient(msg)) => {
+                    unanswered += 1;
+                    if unanswered >= MAX_UNANSWERED_WRITES {
+                        return Err(anyhow::anyhow!(
+                            "{msg}; the fencing counter {key} could not be written"
+                        ));
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -676,6 +732,11 @@ impl Locker<'_> {
             "the fencing counter of {environment} is too contended; try again"
         ))
     }
+}
+
+/// A time of the store's clock as a record holds it.
+fn store_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// ±20% so that many waiters do not poll in lock-step.
