@@ -207,7 +207,7 @@ fn acquire_args(args: &AcquireArgs, cfg: &Config) -> Result<(String, String, Opt
 }
 
 fn locker<'a>(cfg: &Config, store: &'a dyn Store) -> Locker<'a> {
-    Locker::new(store, cfg.ttl, cfg.poll)
+    Locker::new(store, cfg.ttl, cfg.poll).with_foreign_ttl(cfg.foreign_ttl)
 }
 
 /// The holder outputs every command sets on CI.
@@ -284,6 +284,8 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
         reason,
         releases_itself,
     } = *want;
+    // Before any request: a reason too long to record writes nothing.
+    config::validate_reason(reason)?;
     let me = cfg.identity(pipeline);
     let holding = Holding {
         run: &cfg.run,
@@ -661,6 +663,7 @@ pub fn wait(cfg: &Config, store: &dyn Store, env: &str, timeout: Duration) -> Re
 }
 
 pub fn force_break(cfg: &Config, store: &dyn Store, env: &str, reason: &str) -> Result<i32> {
+    config::validate_reason(reason)?;
     let p = cfg.platform;
     let locker = locker(cfg, store);
     let broken = locker.force_break(env)?;

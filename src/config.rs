@@ -10,10 +10,13 @@ use crate::ci::{self, Platform, RunInfo};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::{Failure, Result};
 use crate::protocol::Identity;
+use crate::record::{MAX_FIELD_CHARS, MAX_REASON_CHARS};
 use crate::secret::Secret;
 
 pub const DEFAULT_CONTAINER: &str = "deployment-locks";
 pub const DEFAULT_TTL_MINUTES: f64 = 30.0;
+/// The seed script's stale timeout (its `LOCK_TIMEOUT_MINUTES` default), for locks it wrote.
+pub const SEED_TIMEOUT_MINUTES: f64 = 30.0;
 /// With a heartbeat renewing the lock every third of the ttl, a short ttl costs nothing while
 /// the holder lives and frees the lock soon after it dies.
 pub const HEARTBEAT_TTL_MINUTES: f64 = 5.0;
@@ -36,6 +39,9 @@ pub struct Config {
     pub store: StoreChoice,
     pub container: String,
     pub ttl: Duration,
+    /// How long a lock without a ttl of its own (the seed script's, an unreadable one) is held:
+    /// `LOCK_TIMEOUT_MINUTES`, the seed's own setting, whatever `--ttl-minutes` says.
+    pub foreign_ttl: Duration,
     pub poll: Duration,
     pub output: OutputFormat,
     pub debug: bool,
@@ -73,6 +79,15 @@ impl Config {
                 "the lock ttl must be at least one second (--ttl-minutes / LOCK_TIMEOUT_MINUTES)",
             ));
         }
+        let foreign_ttl = match ci::var("LOCK_TIMEOUT_MINUTES") {
+            Some(v) => parse_minutes(&v, "LOCK_TIMEOUT_MINUTES")?,
+            None => minutes(SEED_TIMEOUT_MINUTES),
+        };
+        if foreign_ttl < Duration::from_secs(1) {
+            return Err(Failure::usage(
+                "LOCK_TIMEOUT_MINUTES must be at least one second",
+            ));
+        }
         let poll = match &args.poll_seconds {
             Some(v) => parse_duration(v, 1.0, "--poll-seconds / DEPLOY_LOCK_POLL_SECONDS")?,
             None => Duration::from_secs_f64(DEFAULT_POLL_SECONDS),
@@ -89,6 +104,7 @@ impl Config {
         if let Some(job) = &args.job {
             run.job = validate_word(job, "job (--job / DEPLOY_LOCK_JOB)", 200)?;
         }
+        bound_run_info(&mut run);
         let token = match &args.token {
             Some(t) => Some(validate_token(t)?),
             None => None,
@@ -99,6 +115,7 @@ impl Config {
             store,
             container,
             ttl,
+            foreign_ttl,
             poll,
             output: args.output.unwrap_or_default(),
             debug: args.debug,
@@ -424,6 +441,58 @@ fn validate_word(value: &str, what: &str, max: usize) -> Result<String> {
         )));
     }
     Ok(v.to_owned())
+}
+
+/// A reason as recorded in the lock (and its metadata) and the audit log: any text, line breaks
+/// included, up to `MAX_REASON_CHARS` characters, so the record stays far below what a store
+/// accepts and what we read back.
+pub fn validate_reason(reason: &str) -> Result<String> {
+    let count = reason.chars().count();
+    if count > MAX_REASON_CHARS {
+        return Err(Failure::usage(format!(
+            "the reason is {count} characters long; at most {MAX_REASON_CHARS} are recorded: \
+             shorten it (link to details instead of pasting them)"
+        )));
+    }
+    Ok(reason.to_owned())
+}
+
+/// Cuts the run's details from the environment (repository, ref, actor, run URL, job, ...) to
+/// `MAX_FIELD_CHARS` characters each, with a warning: CI sets them, so a long one is not the
+/// user's mistake, and it must not make the lock record unwritable or unreadable. A field is cut
+/// the same way every time, so identities built from it stay stable.
+fn bound_run_info(run: &mut RunInfo) {
+    let RunInfo {
+        build_id,
+        job,
+        attempt,
+        run_url,
+        repository,
+        git_ref,
+        commit,
+        actor,
+        host,
+    } = run;
+    for (name, value) in [
+        ("build id", build_id),
+        ("job", job),
+        ("attempt", attempt),
+        ("run URL", run_url),
+        ("repository", repository),
+        ("ref", git_ref),
+        ("commit", commit),
+        ("actor", actor),
+        ("host", host),
+    ] {
+        let count = value.chars().count();
+        if count > MAX_FIELD_CHARS {
+            *value = value.chars().take(MAX_FIELD_CHARS).collect();
+            crate::log::warn(&format!(
+                "the run's {name} from the environment is {count} characters long; the lock \
+                 records its first {MAX_FIELD_CHARS}"
+            ));
+        }
+    }
 }
 
 fn validate_token(value: &str) -> Result<String> {

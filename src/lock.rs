@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::ci::RunInfo;
 pub use crate::clock::CANCELLED;
 use crate::clock::{Clock, SYSTEM};
+use crate::config::SEED_TIMEOUT_MINUTES;
 use crate::log;
 use crate::protocol::{
     self, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
@@ -47,8 +48,10 @@ pub struct Holding<'a> {
 /// The lock service for one store.
 pub struct Locker<'a> {
     pub store: &'a dyn Store,
-    /// Applies to records that carry no ttl (the seed's, unknown ones) and to new acquisitions.
+    /// The ttl of our own acquisitions.
     pub ttl: Duration,
+    /// Judges records that carry no ttl (the seed's, unknown ones): the seed's own timeout.
+    pub foreign_ttl: Duration,
     pub poll: Duration,
     /// The local clock: paces waits and measures how long we waited, never judges staleness.
     clock: &'a dyn Clock,
@@ -127,6 +130,7 @@ impl<'a> Locker<'a> {
         Self {
             store,
             ttl,
+            foreign_ttl: Duration::from_secs_f64(SEED_TIMEOUT_MINUTES * 60.0),
             poll,
             clock: &SYSTEM,
             last_now: Cell::new(None),
@@ -137,6 +141,13 @@ impl<'a> Locker<'a> {
     #[must_use]
     pub fn with_clock(self, clock: &'a dyn Clock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// Another timeout for records without a ttl of their own (`LOCK_TIMEOUT_MINUTES`).
+    #[must_use]
+    pub fn with_foreign_ttl(mut self, foreign_ttl: Duration) -> Self {
+        self.foreign_ttl = foreign_ttl;
+        self
     }
 
     fn saw(&self, now: DateTime<Utc>) {
@@ -156,8 +167,8 @@ impl<'a> Locker<'a> {
         ttl_seconds(self.ttl)
     }
 
-    fn ttl_chrono(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::MAX)
+    fn foreign_ttl_chrono(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.foreign_ttl).unwrap_or(chrono::Duration::MAX)
     }
 
     /// Reads and judges the lock of `environment`.
@@ -166,7 +177,7 @@ impl<'a> Locker<'a> {
         self.saw(read.now);
         Ok(read
             .blob
-            .map(|b| LockView::new(&b, read.now, self.ttl_chrono())))
+            .map(|b| LockView::new(&b, read.now, self.foreign_ttl_chrono())))
     }
 
     /// Takes the lock, re-entrant for our own run and job; waits up to `wait` when given.
@@ -180,6 +191,8 @@ impl<'a> Locker<'a> {
         holding: &Holding<'_>,
         wait: Option<Duration>,
     ) -> anyhow::Result<Acquired> {
+        // A token of our own making can only be on the lock if one of our writes put it there.
+        let fresh_token = me.token.is_none();
         let token = match &me.token {
             Some(t) => t.clone(),
             None => new_token()?,
@@ -191,7 +204,8 @@ impl<'a> Locker<'a> {
         };
         // Only waiters queue; a fail-fast acquire stays one request.
         let mut queue = wait.map(|_| Queue::new(self.store, environment, &token, self.poll));
-        let outcome = self.acquire_queued(environment, &me, holding, wait, queue.as_mut());
+        let outcome =
+            self.acquire_queued(environment, &me, holding, wait, fresh_token, queue.as_mut());
         if let Some(q) = queue.as_mut() {
             q.leave();
         }
@@ -204,6 +218,7 @@ impl<'a> Locker<'a> {
         me: &Identity,
         holding: &Holding<'_>,
         wait: Option<Duration>,
+        fresh_token: bool,
         mut queue: Option<&mut Queue<'_>>,
     ) -> anyhow::Result<Acquired> {
         let started = self.clock.elapsed();
@@ -217,12 +232,32 @@ impl<'a> Locker<'a> {
             Some(self.read(environment)?)
         };
         let mut unanswered = 0;
-        // The record of our latest create or takeover: finding exactly it later means that write
-        // landed although its answer was lost, not that we held the lock before (re-entrant).
-        let mut sent: Option<LockRecord> = None;
+        // Our latest create or takeover while its outcome is unknown: the record we sent and the
+        // holder it replaced (None for a create). Finding that record later means the write landed
+        // although its answer was lost: it is what it was, not a re-entrant refresh.
+        let mut sent: Option<(LockRecord, Option<Holder>)> = None;
         loop {
             if self.clock.cancelled() {
                 return Ok(Acquired::Cancelled {
+                    waited: self.since(started),
+                });
+            }
+            // A create or takeover whose answer was lost (its retry met our own write, or
+            // nothing answered) shows as a lock with our fresh token, or exactly the record we
+            // sent when the token was given to us.
+            if let (Some((record, stolen_from)), Some(Some(view))) = (&sent, &lock)
+                && let Some(landed) = view
+                    .holder
+                    .record()
+                    .filter(|r| r.token == token && (fresh_token || *r == record))
+            {
+                let mut record = landed.clone();
+                record.acquired_at = store_time(view.last_modified);
+                return Ok(Acquired::Taken {
+                    record,
+                    etag: view.etag.clone(),
+                    reentrant: false,
+                    stolen_from: stolen_from.clone(),
                     waited: self.since(started),
                 });
             }
@@ -261,7 +296,7 @@ impl<'a> Locker<'a> {
             let (result, reentrant, stolen_from, record) = match step {
                 AcquireStep::Create => {
                     let record = self.new_record(environment, me, holding, &token);
-                    sent = Some(record.clone());
+                    sent = Some((record.clone(), None));
                     let r = self
                         .store
                         .create(&key, &record.to_bytes(), &record.metadata());
@@ -269,12 +304,11 @@ impl<'a> Locker<'a> {
                 }
                 AcquireStep::Refresh { etag } => {
                     let current = lock.as_ref().and_then(Option::as_ref);
-                    let reentrant = current.and_then(|l| l.holder.record()) != sent.as_ref();
                     let record = self.refreshed_record(environment, me, holding, current);
                     let r = self
                         .store
                         .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
-                    (r, reentrant, None, record)
+                    (r, true, None, record)
                 }
                 AcquireStep::Steal { etag } => {
                     let previous = lock
@@ -282,7 +316,7 @@ impl<'a> Locker<'a> {
                         .and_then(Option::as_ref)
                         .map(|l| l.holder.clone());
                     let record = self.new_record(environment, me, holding, &token);
-                    sent = Some(record.clone());
+                    sent = Some((record.clone(), previous.clone()));
                     let r = self
                         .store
                         .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
@@ -303,6 +337,12 @@ impl<'a> Locker<'a> {
             match result {
                 Ok(written) => {
                     self.saw(written.now);
+                    let mut record = record;
+                    if !reentrant {
+                        // The store's time of the write that took the lock; the fencing write
+                        // that follows records it.
+                        record.acquired_at = store_time(written.last_modified);
+                    }
                     return Ok(Acquired::Taken {
                         record,
                         etag: written.etag,
@@ -383,7 +423,9 @@ impl<'a> Locker<'a> {
             job: me.job.clone(),
             attempt: holding.run.attempt.clone(),
             token: token.to_owned(),
-            acquired_at: self.clock.wall().to_rfc3339_opts(SecondsFormat::Secs, true),
+            // The store's clock at its latest answer: no later than this write. Before any
+            // answer, nothing: readers then go by the blob's creation time.
+            acquired_at: self.last_now.get().map(store_time).unwrap_or_default(),
             ttl_seconds: self.ttl_seconds(),
             fence: None,
             run_url: holding.run.run_url.clone(),
@@ -699,6 +741,7 @@ impl Locker<'_> {
     fn next_fence(&self, environment: &str) -> anyhow::Result<u64> {
         let key = format!("{FENCE_PREFIX}{environment}");
         let no_metadata = std::collections::BTreeMap::new();
+        let mut unanswered = 0;
         for _ in 0..50 {
             let read = self.store.get(&key)?;
             self.saw(read.now);
@@ -726,9 +769,19 @@ impl Locker<'_> {
                 Ok(n) => return Ok(n),
                 // Someone else incremented first, or our answer was lost: read and try again.
                 // A number whose answer we lost is skipped, never handed out twice.
-                Err(StoreError::Conflict | StoreError::Transient(_)) => {
+                Err(StoreError::Conflict) => {
                     self.clock
                         .sleep(self.clock.jitter(Duration::from_millis(5)));
+                }
+                // Each already used the client's retries: a store that never answers writes
+                // ends this soon, as it ends an acquire.
+                Err(StoreError::Transient(msg)) => {
+                    unanswered += 1;
+                    if unanswered >= MAX_UNANSWERED_WRITES {
+                        return Err(anyhow::anyhow!(
+                            "{msg}; the fencing counter {key} could not be written"
+                        ));
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -742,4 +795,9 @@ impl Locker<'_> {
 /// A ttl as a record carries it: whole seconds, rounded up (see `Locker::ttl_seconds`).
 fn ttl_seconds(ttl: Duration) -> u64 {
     (ttl.as_secs_f64().ceil() as u64).max(1)
+}
+
+/// A time of the store's clock as a record holds it.
+fn store_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

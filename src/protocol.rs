@@ -38,36 +38,37 @@ pub struct LockView {
     pub etag: String,
     pub last_modified: DateTime<Utc>,
     pub now: DateTime<Utc>,
-    /// The ttl that applies: the record's own, or the configured one for records without one.
+    /// The ttl that applies: the record's own, or the seed's timeout for records without one.
     pub ttl: Duration,
-    /// How long the lock has been held, by the store's clock.
+    /// How long the lock has been held since it was acquired (not since its last renewal), by
+    /// the store's clock.
     pub age: Duration,
     /// How long until the lock is stale (negative once it is).
     pub expires_in: Duration,
 }
 
 impl LockView {
+    /// `foreign_ttl` judges a lock whose record carries no ttl of its own (the seed script's, or
+    /// one we cannot read): that writer's own timeout, never the reader's ttl, so a short-lived
+    /// reader does not take over a lock its writer still considers held.
     #[must_use]
-    pub fn new(blob: &Blob, now: DateTime<Utc>, default_ttl: Duration) -> Self {
+    pub fn new(blob: &Blob, now: DateTime<Utc>, foreign_ttl: Duration) -> Self {
         let holder = Holder::parse(&blob.data);
         let ttl = match holder.record() {
             Some(r) if r.ttl_seconds > 0 => seconds(r.ttl_seconds),
-            _ => default_ttl,
+            _ => foreign_ttl,
         };
-        let since = blob
-            .created
-            .map_or(blob.last_modified, |c| c.min(blob.last_modified));
         let expires_at = blob
             .last_modified
             .checked_add_signed(ttl)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         Self {
+            age: now.signed_duration_since(acquired(&holder, blob)),
             holder,
             etag: blob.etag.clone(),
             last_modified: blob.last_modified,
             now,
             ttl,
-            age: now.signed_duration_since(since),
             expires_in: expires_at.signed_duration_since(now),
         }
     }
@@ -77,6 +78,20 @@ impl LockView {
     pub fn is_stale(&self) -> bool {
         self.expires_in < Duration::zero()
     }
+}
+
+/// When the lock was acquired, by the store's clock. Renewals keep the record's `acquired_at`
+/// (the store's time at the acquiring write) while they move `Last-Modified`, so it is the start.
+/// It can only be earlier than the write of this version. A record without it (the seed's, an
+/// unknown one) falls back to the blob's creation time, which a create sets and a renewal keeps
+/// on Azure.
+fn acquired(holder: &Holder, blob: &Blob) -> DateTime<Utc> {
+    let recorded = holder
+        .record()
+        .and_then(|r| DateTime::parse_from_rfc3339(&r.acquired_at).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let since = recorded.or(blob.created).unwrap_or(blob.last_modified);
+    since.min(blob.last_modified)
 }
 
 /// A ttl in whole seconds as a `Duration`, saturating instead of overflowing.
@@ -392,6 +407,54 @@ mod tests {
         assert!(!legacy.is_stale());
         assert!(view(b"github|2025-09-27 17:30:00 UTC|1234567890", 0, 1801).is_stale());
         assert!(!view(b"\x00garbage", 0, 1799).is_stale());
+    }
+
+    #[test]
+    fn age_counts_from_the_acquisition_not_the_last_renewal() {
+        let at = |acquired_at: &str| {
+            LockRecord {
+                schema: 1,
+                pipeline: "github".into(),
+                build_id: "1".into(),
+                token: "tok".into(),
+                acquired_at: acquired_at.into(),
+                ttl_seconds: 60,
+                ..LockRecord::default()
+            }
+            .to_bytes()
+        };
+        // Acquired at 0, renewed at 100, read at 130: held 130 s, stale in 30 s.
+        let start = t(0).to_rfc3339();
+        let v = view(&at(&start), 100, 130);
+        assert_eq!(v.age, Duration::seconds(130));
+        assert_eq!(v.expires_in, Duration::seconds(30));
+        // No time recorded: the blob's creation, else its last write.
+        let mut b = blob(&at(""), 100);
+        assert_eq!(
+            LockView::new(&b, t(130), Duration::zero())
+                .age
+                .num_seconds(),
+            30
+        );
+        b.created = Some(t(10));
+        assert_eq!(
+            LockView::new(&b, t(130), Duration::zero())
+                .age
+                .num_seconds(),
+            120
+        );
+        // A recorded time after the write it is in is not believed.
+        let v = view(&at(&t(500).to_rfc3339()), 100, 130);
+        assert_eq!(v.age, Duration::seconds(30));
+    }
+
+    #[test]
+    fn records_without_a_ttl_take_the_foreign_one_not_ours() {
+        let seed = b"github|2025-09-27 17:30:00 UTC|1234567890";
+        let v = LockView::new(&blob(seed, 0), t(360), Duration::minutes(30));
+        assert_eq!(v.ttl, Duration::minutes(30));
+        assert!(!v.is_stale());
+        assert_eq!(v.expires_in, Duration::minutes(24));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! A ticket is `deployment-queue-{env}.{joined}.{token}.{poll}`: `joined` is the store's time
 //! (milliseconds) when the waiter joined, so names sort in arrival order, then by token; `poll`
 //! (milliseconds) says how often its owner refreshes it. A ticket not refreshed for three polls
-//! (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up.
+//! (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up. Ticket names are
+//! written by anyone who can write to the container: a declared poll counts for at most
+//! `MAX_DECLARED_POLL`, so no ticket holds up the queue for longer than a few minutes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +22,10 @@ use crate::log;
 use crate::store::{Store, StoreError};
 
 pub const QUEUE_PREFIX: &str = "deployment-queue-";
+
+/// The longest poll interval a ticket's name is believed for. A live waiter that polls less
+/// often is taken for dead between its polls, and puts its ticket back in the same place.
+const MAX_DECLARED_POLL: Duration = Duration::from_secs(60);
 
 /// How long a ticket lives without a refresh, for its owner's poll interval. Taking a live
 /// waiter for dead costs little (it puts its ticket back in the same place at its next poll),
@@ -150,8 +156,11 @@ impl<'a> Queue<'a> {
             .entries
             .into_iter()
             .filter_map(|e| {
-                let poll = parse_ticket(&e.key[self.prefix.len().min(e.key.len())..])?;
-                let live = listing.now <= e.last_modified + ticket_ttl(poll);
+                let poll = parse_ticket(e.key.get(self.prefix.len()..)?)?;
+                let live = e
+                    .last_modified
+                    .checked_add_signed(ticket_ttl(poll))
+                    .is_none_or(|until| listing.now <= until);
                 Some(Listed {
                     key: e.key,
                     live,
@@ -164,8 +173,9 @@ impl<'a> Queue<'a> {
     }
 }
 
-/// `{joined:013}.{token:32 hex}.{poll ms}` → the poll interval; anything else is not a ticket of
-/// this environment (an environment `a.b` shares the prefix of `a`, but not this shape).
+/// `{joined:013}.{token:32 hex}.{poll ms}` → the poll interval, at most `MAX_DECLARED_POLL`;
+/// anything else is not a ticket of this environment (an environment `a.b` shares the prefix of
+/// `a`, but not this shape).
 fn parse_ticket(rest: &str) -> Option<Duration> {
     let mut parts = rest.split('.');
     let (joined, token, poll) = (parts.next()?, parts.next()?, parts.next()?);
@@ -177,7 +187,12 @@ fn parse_ticket(rest: &str) -> Option<Duration> {
     if !shaped {
         return None;
     }
-    poll.parse::<u64>().ok().map(Duration::from_millis)
+    if poll.is_empty() || !poll.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Too many digits for a number is as long as the longest we believe.
+    let millis = poll.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_millis(millis).min(MAX_DECLARED_POLL))
 }
 
 #[cfg(test)]
@@ -198,6 +213,23 @@ mod tests {
         assert_eq!(parse_ticket(&format!("1700000000000.{token}")), None);
         assert_eq!(parse_ticket("1700000000000.xyz.5"), None);
         assert_eq!(parse_ticket(&format!("17.{token}.5")), None);
+        assert_eq!(parse_ticket(&format!("1700000000000.{token}.")), None);
+        assert_eq!(parse_ticket(&format!("1700000000000.{token}.+5")), None);
+    }
+
+    #[test]
+    fn a_declared_poll_counts_for_at_most_a_minute() {
+        let token = "0123456789abcdef0123456789abcdef";
+        for poll in [
+            "604800000",
+            "99999999999999999",
+            "18446744073709551615",
+            "99999999999999999999999999",
+        ] {
+            let poll = parse_ticket(&format!("0000000000000.{token}.{poll}")).expect("a ticket");
+            assert_eq!(poll, MAX_DECLARED_POLL);
+            assert_eq!(ticket_ttl(poll), chrono::Duration::minutes(3));
+        }
     }
 
     #[test]

@@ -8,8 +8,21 @@ use serde::{Deserialize, Serialize};
 /// The schema version written by this program.
 pub const SCHEMA: u32 = 1;
 
-/// Largest record we accept; a lock record is a few hundred bytes.
+/// Largest record we accept; a lock record is a few hundred bytes, and every record we write
+/// is far below this (`MAX_REASON_CHARS`, `MAX_FIELD_CHARS`).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// Longest `--reason` we record, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+/// Longest value of a field taken from the environment (repository, ref, run URL, ...).
+pub const MAX_FIELD_CHARS: usize = 512;
+
+/// Azure's limit on a blob's metadata: names and values together.
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+/// Longest metadata value we write (the reason's: the others are shorter); the record itself
+/// always holds the whole value, metadata is only a preview for listings.
+const MAX_META_REASON: usize = 2048;
+const MAX_META_VALUE: usize = 512;
 
 /// Who holds a lock, as written by `acquire`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +38,8 @@ pub struct LockRecord {
     pub attempt: String,
     /// 128 random bits, hex: identifies this acquisition.
     pub token: String,
-    /// The holder's own clock when it acquired; shown to people, never used to decide staleness.
+    /// When the lock was acquired, by the store's clock (RFC 3339); kept by renewals. Ages and
+    /// hold times are measured from it; it never decides staleness.
     pub acquired_at: String,
     pub ttl_seconds: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,13 +177,20 @@ impl Holder {
 
 impl LockRecord {
     /// Holder fields as blob metadata, so a listing shows them without a download. Names are
-    /// valid C# identifiers (Azure's rule); values are ASCII with anything else percent-encoded.
+    /// valid C# identifiers (Azure's rule); values are ASCII with anything else percent-encoded,
+    /// each cut short so that all of it stays below Azure's 8 KiB (`MAX_METADATA_BYTES`).
     #[must_use]
     pub fn metadata(&self) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         let mut put = |k: &str, v: &str| {
+            let max = if k == "reason" {
+                MAX_META_REASON
+            } else {
+                MAX_META_VALUE
+            };
+            let v = meta_cut(&meta_encode(v), max);
             if !v.is_empty() {
-                m.insert(k.to_owned(), meta_encode(v));
+                m.insert(k.to_owned(), v);
             }
         };
         put("deploylock_schema", &self.schema.to_string());
@@ -207,6 +228,20 @@ pub fn meta_encode(v: &str) -> String {
         }
     }
     out.trim().to_owned()
+}
+
+/// An encoded value cut to at most `max` bytes, never inside a `%XX` escape, marked with `...`
+/// where it was cut; without trailing spaces, which a header value cannot end with.
+fn meta_cut(encoded: &str, max: usize) -> String {
+    if encoded.len() <= max {
+        return encoded.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    // The encoding is ASCII, so any byte offset is a char boundary; step back over a cut escape.
+    if let Some(i) = encoded[..end].rfind('%').filter(|i| i + 3 > end) {
+        end = i;
+    }
+    format!("{}...", encoded[..end].trim_end())
 }
 
 #[cfg(test)]
@@ -283,6 +318,58 @@ mod tests {
             m.keys()
                 .all(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         );
+    }
+
+    /// The largest record we can write: every field at its bound, in the characters that take the
+    /// most room in JSON and in metadata.
+    fn largest_record() -> LockRecord {
+        let worst =
+            |n: usize| -> String { "\u{1}\u{10ffff}\"%\n ".chars().cycle().take(n).collect() };
+        let field = worst(MAX_FIELD_CHARS);
+        LockRecord {
+            schema: SCHEMA,
+            environment: "e".repeat(63),
+            pipeline: "p".repeat(32),
+            build_id: field.clone(),
+            job: field.clone(),
+            attempt: field.clone(),
+            token: "f".repeat(32),
+            acquired_at: "2025-09-27T17:30:00Z".into(),
+            ttl_seconds: u64::MAX,
+            fence: Some(u64::MAX),
+            run_url: field.clone(),
+            repository: field.clone(),
+            git_ref: field.clone(),
+            commit: field.clone(),
+            actor: field.clone(),
+            reason: worst(MAX_REASON_CHARS),
+            host: field,
+        }
+    }
+
+    #[test]
+    fn whatever_we_can_write_we_read_back_and_azure_accepts() {
+        let rec = largest_record();
+        let bytes = rec.to_bytes();
+        assert!(bytes.len() <= MAX_RECORD_BYTES, "{} bytes", bytes.len());
+        assert_eq!(Holder::parse(&bytes), Holder::Current(rec.clone()));
+        let meta = rec.metadata();
+        let size: usize = meta.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(size < MAX_METADATA_BYTES, "{size} bytes of metadata");
+        for v in meta.values() {
+            assert!(v.bytes().all(|b| (0x20..0x7f).contains(&b)), "{v:?}");
+            assert_eq!(v.trim(), v);
+        }
+        assert!(meta["reason"].ends_with("..."));
+    }
+
+    #[test]
+    fn metadata_is_cut_between_escapes() {
+        assert_eq!(meta_cut("abc", 10), "abc");
+        assert_eq!(meta_cut("abcdefghijkl", 10), "abcdefg...");
+        assert_eq!(meta_cut("abcde%C3%BCxyz", 10), "abcde...");
+        assert_eq!(meta_cut("abcd%C3%BCxyz", 10), "abcd%C3...");
+        assert_eq!(meta_cut("ab   %C3%BCxyz", 10), "ab...");
     }
 
     mod properties {

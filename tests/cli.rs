@@ -283,15 +283,55 @@ fn the_seed_scripts_lock_is_honoured() {
 }
 
 #[test]
-fn a_seed_lock_past_the_ttl_is_stale() {
+fn a_seed_lock_past_the_seeds_timeout_is_stale() {
     for b in backends() {
         b.put_raw("deployment-lock-old", LEGACY);
         std::thread::sleep(Duration::from_millis(2200));
         as_build(&b, "5")
-            .args(["acquire", "old", "--ttl-minutes", "1s"])
+            .env("LOCK_TIMEOUT_MINUTES", "1s")
+            .args(["acquire", "old", "--ttl-minutes", "10"])
             .run()
             .code(0)
             .contains("took over a stale lock on old from github build 1234567890");
+    }
+}
+
+/// A lock without a ttl of its own (the seed script's, or one nobody can read) is held for the
+/// seed's timeout, `LOCK_TIMEOUT_MINUTES` (30 minutes), whatever ttl the reader uses for its own
+/// locks: a `run` with a short ttl does not take over a lock its writer still holds, and `check`
+/// says the same.
+#[test]
+fn a_lock_without_a_ttl_is_judged_by_the_seeds_timeout_not_the_readers_ttl() {
+    for b in backends() {
+        for (env, blob) in [("seed", LEGACY), ("corrupt", &b"nonsense"[..])] {
+            b.put_raw(&format!("deployment-lock-{env}"), blob);
+            // Older than the reader's 1.2-second ttl, far younger than 30 minutes.
+            std::thread::sleep(Duration::from_millis(2200));
+            let before = b.locks();
+            let run = as_build(&b, "5")
+                .args(["run", env, "--ttl-minutes", "0.02", "--", "true"])
+                .run();
+            run.code(3);
+            assert_eq!(before, b.locks(), "{}: {env} was taken over", b.name());
+            let check = as_build(&b, "5")
+                .args(["check", env, "--ttl-minutes", "0.02", "--output", "json"])
+                .run();
+            let v = check.code(3).json();
+            assert_eq!(v["ttl_seconds"], 1800, "{}: {env}", b.name());
+            let expires = v["expires_in_seconds"].as_i64().expect("expires_in");
+            assert!(
+                (1700..1800).contains(&expires),
+                "{}: {env} expires in {expires} s",
+                b.name()
+            );
+            // The seed's own setting still applies, to both.
+            as_build(&b, "5")
+                .env("LOCK_TIMEOUT_MINUTES", "1s")
+                .args(["check", env, "--ttl-minutes", "10", "--output", "json"])
+                .run()
+                .code(0)
+                .contains("\"stale\":true");
+        }
     }
 }
 
@@ -326,7 +366,8 @@ fn a_corrupt_lock_is_held_by_an_unknown_holder_until_stale() {
         }
         std::thread::sleep(Duration::from_millis(2200));
         as_build(&b, "1")
-            .args(["acquire", "bad3", "--ttl-minutes", "1s"])
+            .env("LOCK_TIMEOUT_MINUTES", "1s")
+            .args(["acquire", "bad3"])
             .run()
             .code(0)
             .contains("took over a stale lock");

@@ -623,3 +623,232 @@ fn odd_files_in_the_local_store_never_stop_status() {
         .expect("the directory has a row");
     assert_eq!(directory["state"], "unreadable", "{directory}");
 }
+
+/// Queue tickets named by someone else: a poll too large for any integer, and a declared poll of
+/// a week. Waiters neither abort nor wait on them for long, and leave no ticket of their own.
+#[test]
+fn hostile_queue_tickets_neither_crash_nor_hold_up_waiters() {
+    let hostile = [
+        "deployment-queue-q.0000000000000.0123456789abcdef0123456789abcdef.99999999999999999",
+        "deployment-queue-q.0000000000000.0123456789abcdef0123456789abcdef.604800000",
+        "deployment-queue-q.0000000000001.fedcba9876543210fedcba9876543210.99999999999999999999999",
+    ];
+    for b in backends() {
+        b.cmd()
+            .env("DEPLOY_LOCK_BUILD_ID", "A")
+            .args(["acquire", "q"])
+            .run()
+            .code(0);
+        for key in hostile {
+            b.put_raw(key, b"waiting");
+        }
+        let waiter = b
+            .cmd()
+            .env("DEPLOY_LOCK_BUILD_ID", "B")
+            .args(["acquire", "q", "--wait", "0.05"])
+            .spawn();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        b.cmd()
+            .env("DEPLOY_LOCK_BUILD_ID", "A")
+            .args(["release", "q"])
+            .run()
+            .code(0);
+        let out = Out::from(waiter.wait_with_output().expect("waiter"));
+        expect(&out, 0, "Acquired", &format!("{}: the waiter", b.name()));
+        let tickets: Vec<String> = b
+            .snapshot()
+            .into_keys()
+            .filter(|k| k.starts_with("deployment-queue-"))
+            .collect();
+        assert!(
+            tickets.iter().all(|k| hostile.contains(&k.as_str())),
+            "{}: the waiter left its ticket: {tickets:?}",
+            b.name()
+        );
+        b.cmd()
+            .env("DEPLOY_LOCK_BUILD_ID", "B")
+            .args(["release", "q"])
+            .run()
+            .code(0);
+    }
+}
+
+/// A reason longer than 1,000 characters is refused before anything is written; one of 1,000
+/// characters, with line breaks and characters outside ASCII, is recorded whole, read back as
+/// ours, and released.
+#[test]
+fn reasons_are_bounded_and_whatever_is_accepted_reads_back() {
+    let too_long = "x".repeat(1001);
+    let longest: String = "déploiement ✓ 🚀\nline two\t\"quoted\" %20 ##vso[x] ::y::\r\n"
+        .chars()
+        .cycle()
+        .take(1000)
+        .collect();
+    for b in backends() {
+        let before = b.snapshot();
+        for args in [
+            vec!["acquire", "r", "--reason", &too_long],
+            vec!["run", "r", "--reason", &too_long, "--", "true"],
+            vec!["force-break", "r", "--reason", &too_long],
+        ] {
+            let out = b.cmd().args(&args).run();
+            expect(
+                &out,
+                2,
+                "at most 1000",
+                &format!("{}: {}", b.name(), args[0]),
+            );
+        }
+        assert_eq!(before, b.snapshot(), "{}: a refused reason wrote", b.name());
+
+        let as_one = || b.cmd().env("DEPLOY_LOCK_BUILD_ID", "long-reason");
+        as_one()
+            .args(["acquire", "r", "--reason", &longest])
+            .run()
+            .code(0);
+        let check = as_one().args(["check", "r", "--output", "json"]).run();
+        let v = check.code(0).json();
+        assert_eq!(v["state"], "ours", "{}", b.name());
+        assert_eq!(v["holder"]["reason"], longest.as_str(), "{}", b.name());
+        expect(
+            &as_one().args(["release", "r"]).run(),
+            0,
+            "Released",
+            &format!("{}: release", b.name()),
+        );
+        let out = as_one()
+            .args(["run", "r", "--reason", &longest, "--", "true"])
+            .run();
+        expect(&out, 0, "Released", &format!("{}: run", b.name()));
+    }
+}
+
+/// CI variables of any length (a runner sets them, the user cannot shorten them) are recorded
+/// cut short with a warning; the lock still works and is still ours.
+#[test]
+fn huge_ci_variables_do_not_break_the_lock() {
+    let huge = "ü\n".repeat(35_000);
+    for b in backends() {
+        let github = || {
+            let mut cmd = b
+                .cmd()
+                .env("GITHUB_ACTIONS", "true")
+                .env("GITHUB_RUN_ID", format!("7{}", "1".repeat(70_000)))
+                .env("GITHUB_SERVER_URL", "https://github.example");
+            for name in [
+                "GITHUB_REPOSITORY",
+                "GITHUB_REF",
+                "GITHUB_SHA",
+                "GITHUB_ACTOR",
+                "GITHUB_JOB",
+                "GITHUB_RUN_ATTEMPT",
+                "RUNNER_NAME",
+            ] {
+                cmd = cmd.env(name, &huge);
+            }
+            cmd
+        };
+        let out = github().args(["acquire", "ci"]).run();
+        expect(
+            &out,
+            0,
+            "characters long",
+            &format!("{}: acquire", b.name()),
+        );
+        let check = github().args(["check", "ci"]).run();
+        expect(
+            &check,
+            0,
+            "ci is locked by us",
+            &format!("{}: check", b.name()),
+        );
+        expect(
+            &github().args(["release", "ci"]).run(),
+            0,
+            "Released",
+            &format!("{}: release", b.name()),
+        );
+        let lock = b.locks();
+        assert!(lock.is_empty(), "{}: {:?}", b.name(), lock.keys());
+    }
+}
+
+/// An account key or a SAS is never sent over plain http to another machine: refused before
+/// any request, with exit 2. The host would fail if it were contacted (`.invalid` never resolves).
+#[test]
+fn keys_and_sas_are_never_sent_over_plain_http_to_another_host() {
+    let sas = "sv=2025-01-05&sr=c&sp=racwdl&se=2099-01-01&sig=c2lnbmF0dXJl";
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "store URL with a key",
+            vec![
+                (
+                    "DEPLOY_LOCK_STORE",
+                    "http://example.invalid/locks".to_owned(),
+                ),
+                ("AZURE_STORAGE_KEY", KEY.to_owned()),
+            ],
+        ),
+        (
+            "store URL with a SAS",
+            vec![(
+                "DEPLOY_LOCK_STORE",
+                format!("http://example.invalid/locks?{sas}"),
+            )],
+        ),
+        (
+            "SAS token variable",
+            vec![
+                (
+                    "DEPLOY_LOCK_STORE",
+                    "http://example.invalid/locks".to_owned(),
+                ),
+                ("AZURE_STORAGE_SAS_TOKEN", sas.to_owned()),
+            ],
+        ),
+        (
+            "connection string with http",
+            vec![(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!("DefaultEndpointsProtocol=http;AccountName=myacct;AccountKey={KEY}"),
+            )],
+        ),
+        (
+            "connection string with a remote http endpoint",
+            vec![(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!(
+                    "AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint=http://example.invalid"
+                ),
+            )],
+        ),
+        (
+            "connection string with a SAS and a remote http endpoint",
+            vec![(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!("BlobEndpoint=http://example.invalid;SharedAccessSignature={sas}"),
+            )],
+        ),
+    ];
+    for (what, env) in &cases {
+        for args in [vec!["check", "env"], vec!["acquire", "env"], vec!["status"]] {
+            let mut cmd = crate::support::Cmd::new();
+            for (k, v) in env {
+                cmd = cmd.env(k, v);
+            }
+            let out = cmd.args(&args).run();
+            expect(
+                &out,
+                2,
+                "only sent over HTTPS",
+                &format!("{what}: {args:?}"),
+            );
+            assert!(
+                !out.all().contains("cannot access"),
+                "{what}: a request was made: {}",
+                out.all()
+            );
+            assert!(!out.all().contains(KEY) && !out.all().contains("c2lnbmF0dXJl"));
+        }
+    }
+}

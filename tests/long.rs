@@ -387,3 +387,118 @@ fn history_shows_every_event_of_a_scenario_in_order() {
             .code(2);
     }
 }
+
+/// Seconds in a `human` duration: `3s`, `1m 5s`.
+fn seconds_in(text: &str) -> u64 {
+    text.split_whitespace()
+        .map(|part| {
+            let (n, unit) = part.split_at(part.len() - 1);
+            let n: u64 = n
+                .parse()
+                .unwrap_or_else(|_| panic!("not a duration: {text}"));
+            match unit {
+                "s" => n,
+                "m" => n * 60,
+                "h" => n * 3600,
+                _ => panic!("not a duration: {text}"),
+            }
+        })
+        .sum()
+}
+
+/// Age and hold time count from the acquisition, not from the last renewal: with a 3-second ttl
+/// renewed every second, `check` after 3 seconds shows an age of at least 3 seconds, and a `run`
+/// of a 3-second command was held at least 3 seconds, in its message and in the audit log.
+#[test]
+fn age_and_hold_time_count_from_the_acquisition_not_the_last_renewal() {
+    for b in backends() {
+        let mut running = as_build(&b, "long")
+            .args(["run", "held", "--ttl-minutes", "0.05", "--", "sleep", "6"])
+            .spawn();
+        let until = Instant::now() + Duration::from_secs(10);
+        while as_build(&b, "other").args(["check", "held"]).run().code != 3 {
+            assert!(
+                Instant::now() < until,
+                "{}: the run never took the lock",
+                b.name()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(3200));
+        let check = as_build(&b, "other")
+            .args(["check", "held", "--output", "json"])
+            .run();
+        let v = check.code(3).json();
+        let age = v["age_seconds"].as_i64().expect("age");
+        assert!(age >= 3, "{}: age {age} s after 3 s held", b.name());
+        assert!(
+            v["expires_in_seconds"].as_i64() <= Some(3),
+            "{}: renewals keep the ttl short: {v}",
+            b.name()
+        );
+        let status = running.wait().expect("run");
+        assert!(status.success(), "{}: run failed", b.name());
+
+        let out = as_build(&b, "long")
+            .args(["run", "held", "--ttl-minutes", "0.05", "--", "sleep", "3"])
+            .run();
+        let line = out
+            .code(0)
+            .stdout
+            .lines()
+            .find(|l| l.contains("Released"))
+            .unwrap_or_else(|| panic!("{}: no release line: {}", b.name(), out.stdout))
+            .to_owned();
+        let held = line
+            .split("(held ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .unwrap_or_else(|| panic!("{}: {line}", b.name()));
+        assert!(seconds_in(held) >= 3, "{}: {line}", b.name());
+        let events = b.cmd().args(["history", "held", "--output", "json"]).run();
+        let events = events.code(0).json();
+        let releases: Vec<i64> = events
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["event"] == "release")
+            .map(|e| e["held_seconds"].as_i64().expect("held_seconds"))
+            .collect();
+        assert_eq!(releases.len(), 2, "{}: {events}", b.name());
+        assert!(
+            releases.iter().all(|h| *h >= 3),
+            "{}: held {releases:?}",
+            b.name()
+        );
+    }
+}
+
+/// A holder whose clock is hours off records the store's time, so every reader sees the true age,
+/// whatever its own clock says.
+#[test]
+fn age_is_the_stores_whatever_the_holders_or_readers_clock() {
+    let b = Backend::azurite("age-skew");
+    for (holder, reader) in [("+5h", "-5h"), ("-5h", "+5h")] {
+        crate::skew::skewed(as_build(&b, "skewed"), holder)
+            .args(["acquire", "age"])
+            .run()
+            .code(0);
+        let check = crate::skew::skewed(as_build(&b, "other"), reader)
+            .args(["check", "age", "--output", "json"])
+            .run();
+        let v = check.code(3).json();
+        let age = v["age_seconds"].as_i64().expect("age");
+        assert!((0..=10).contains(&age), "{holder}/{reader}: age {age} s");
+        let at = v["holder"]["acquired_at"].as_str().expect("acquired_at");
+        let at = chrono::DateTime::parse_from_rfc3339(at).expect("rfc3339");
+        let off = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+        assert!(
+            off.abs() <= 10,
+            "{holder}: acquired_at {at} is off by {off} s"
+        );
+        crate::skew::skewed(as_build(&b, "skewed"), holder)
+            .args(["release", "age"])
+            .run()
+            .code(0);
+    }
+}

@@ -40,24 +40,27 @@ pub(crate) fn skewed(cmd: Cmd, offset: &str) -> Cmd {
 
 #[test]
 fn faketime_moves_the_binarys_clock() {
-    // The record's acquired_at is the holder's own clock: it shows the skew took effect.
+    // The local store's clock is the machine's: its audit times show the skew took effect.
     let dir = crate::support::TempDir::new("skew");
-    let out = skewed(Cmd::new(), "+5h")
-        .env(
-            "DEPLOY_LOCK_STORE",
-            format!("file:{}", dir.path().display()),
-        )
-        .args(["acquire", "probe", "--output", "json"])
+    let store = format!("file:{}", dir.path().display());
+    skewed(Cmd::new(), "+5h")
+        .env("DEPLOY_LOCK_STORE", &store)
+        .args(["acquire", "probe"])
+        .run()
+        .code(0);
+    let out = Cmd::new()
+        .env("DEPLOY_LOCK_STORE", &store)
+        .args(["history", "probe", "--output", "json"])
         .run();
-    let acquired_at = out.code(0).json()["holder"]["acquired_at"]
+    let at = out.code(0).json()[0]["at"]
         .as_str()
-        .expect("acquired_at")
+        .expect("an event time")
         .to_owned();
-    let then = chrono::DateTime::parse_from_rfc3339(&acquired_at).expect("rfc3339");
+    let then = chrono::DateTime::parse_from_rfc3339(&at).expect("rfc3339");
     let ahead = then.with_timezone(&chrono::Utc) - chrono::Utc::now();
     assert!(
         ahead > chrono::Duration::hours(4),
-        "faketime had no effect: acquired_at {acquired_at}"
+        "faketime had no effect: the acquire was audited at {at}"
     );
 }
 

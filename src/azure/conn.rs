@@ -449,12 +449,19 @@ pub fn resolve(settings: &AzureSettings) -> Result<Target, String> {
     let (endpoint, container, url_sas) = locate(settings, connection.as_ref())?;
     check_container(&container)?;
     let credential = credential(settings, connection.as_ref(), url_sas, &endpoint)?;
-    if matches!(credential, Credential::Bearer(_))
-        && endpoint.scheme != "https"
-        && !endpoint.is_loopback()
-    {
+    // Every credential (a bearer token, a SAS, a Shared Key signature that can be replayed)
+    // lets whoever reads it act on the container until it expires: plain http only to this
+    // machine, where an emulator listens.
+    if endpoint.scheme != "https" && !endpoint.is_loopback() {
+        let what = match credential {
+            Credential::Bearer(_) => "Entra ID tokens are",
+            Credential::Sas(_) => "a SAS token is",
+            Credential::SharedKey(_) => "requests signed with the account key are",
+        };
         return Err(format!(
-            "Entra ID tokens are only sent over HTTPS, and {} is http: use https://",
+            "{what} only sent over HTTPS, and {} is plain http, which anyone on the way can read: \
+             use https:// (plain http is allowed only to this machine, for an emulator such as \
+             Azurite)",
             endpoint.origin()
         ));
     }
@@ -1213,6 +1220,62 @@ mod tests {
     }
 
     #[test]
+    fn keys_and_sas_need_https_except_on_this_machine() {
+        let sig = "sv=2025-01-05&sp=racwdl&sig=abc%3D";
+        for (s, kind) in [
+            (
+                cs(&format!(
+                    "DefaultEndpointsProtocol=http;AccountName=myacct;AccountKey={KEY}"
+                )),
+                "account key",
+            ),
+            (
+                cs(&format!(
+                    "AccountName=myacct;AccountKey={KEY};BlobEndpoint=http://10.0.0.5:10000/myacct"
+                )),
+                "account key",
+            ),
+            (
+                cs(&format!(
+                    "BlobEndpoint=http://myacct.example.com;SharedAccessSignature={sig}"
+                )),
+                "SAS",
+            ),
+            (
+                AzureSettings {
+                    store_url: Some(format!("http://myacct.example.com/locks?{sig}")),
+                    ..settings()
+                },
+                "SAS",
+            ),
+            (
+                AzureSettings {
+                    store_url: Some("http://[fe80::1]/myacct/locks".into()),
+                    account_key: Some(Secret::new(KEY)),
+                    ..settings()
+                },
+                "account key",
+            ),
+        ] {
+            let msg = err(&s);
+            assert!(msg.contains("only sent over HTTPS"), "{msg}");
+            assert!(msg.contains(kind), "{msg}");
+        }
+        for url in [
+            "http://127.0.0.1:10000/devstoreaccount1/locks",
+            "http://127.8.9.10:10000/devstoreaccount1/locks",
+            "http://[::1]:10000/devstoreaccount1/locks",
+            "http://localhost:10000/devstoreaccount1/locks",
+        ] {
+            let local = AzureSettings {
+                store_url: Some(format!("{url}?{sig}")),
+                ..settings()
+            };
+            assert!(resolve(&local).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
     fn host_parts_must_be_host_names() {
         // Found by `cargo fuzz run connection_string`: a suffix became part of the host verbatim.
         let found = "De|sPrtcool=ohttps;AccountName=myacct;uoA-R=;EndpointSuffix=cZ&sig=abcdefghij\
@@ -1544,11 +1607,18 @@ mod tests {
                     "DefaultEndpointsProtocol={protocol};AccountName={account};AccountKey={key};\
                      EndpointSuffix=core.windows.net"
                 );
-                let target = resolve(&AzureSettings {
+                let resolved = resolve(&AzureSettings {
                     connection_string: Some(Secret::new(&text)),
                     ..AzureSettings::default()
-                })
-                .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+                });
+                if protocol == "http" {
+                    // A key is never used over plain http to another machine.
+                    let e = resolved.expect_err("http to a remote account");
+                    assert!(e.contains("only sent over HTTPS"), "{text:?}: {e}");
+                    assert!(!e.contains(&key), "{e}");
+                    continue;
+                }
+                let target = resolved.unwrap_or_else(|e| panic!("{text:?}: {e}"));
                 assert_eq!(target.endpoint.account, account);
                 assert_eq!(
                     target.endpoint.origin(),
