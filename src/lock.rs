@@ -536,6 +536,11 @@ impl<'a> Locker<'a> {
                 Some(r) => r.clone(),
                 None => return Ok(Renewed::Lost(Some(Box::new(view)))),
             };
+            // A record written by a first-request create may carry no acquisition time (no
+            // store answer came before it): record the one its readers go by.
+            if record.acquired_at.is_empty() {
+                record.acquired_at = store_time(view.now - view.age);
+            }
             match ttl {
                 Some(ttl) => record.ttl_seconds = ttl_seconds(ttl),
                 None if record.ttl_seconds == 0 => record.ttl_seconds = self.ttl_seconds(),
