@@ -138,12 +138,21 @@ impl<'a> Queue<'a> {
     /// Gives up our ticket (we hold the lock, gave up, or were interrupted). A ticket left
     /// behind holds up the queue until it goes stale, so a lost answer is retried a few times.
     pub fn leave(&mut self) {
-        let Some((key, etag)) = self.ticket.take() else {
+        let Some((key, mut etag)) = self.ticket.take() else {
             return;
         };
         for _ in 0..3 {
             match self.store.delete(&key, &etag) {
-                Ok(()) | Err(StoreError::NotFound(_) | StoreError::Conflict) => return,
+                Ok(()) | Err(StoreError::NotFound(_)) => return,
+                // Only we write a ticket with our token in its name: a moved version is our own
+                // refresh whose answer was lost. Remove the version that is there now.
+                Err(StoreError::Conflict) => match self.store.get(&key) {
+                    Ok(read) => match read.blob {
+                        Some(blob) => etag = blob.etag,
+                        None => return,
+                    },
+                    Err(e) => log::debug(&format!("cannot read our queue ticket {key}: {e}")),
+                },
                 Err(e) => log::debug(&format!("cannot remove our queue ticket {key}: {e}")),
             }
         }
