@@ -12,6 +12,7 @@ mod entra;
 mod faults;
 mod hostile;
 mod long;
+mod release;
 mod requests;
 mod simulation;
 mod skew;
