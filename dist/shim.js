@@ -107,26 +107,41 @@ function sleep(ms) {
 }
 
 /**
- * GET a URL into memory, following redirects. The token goes only to the host first asked:
- * GitHub redirects release downloads to a storage host that must not see it.
+ * The GitHub server the job runs on (github.com or GitHub Enterprise Server): GITHUB_SERVER_URL,
+ * GITHUB_API_URL, and the origins of both, the only ones that may see the job's token.
  */
-function getOnce(url, { token, timeoutMs, redirects = 10 }) {
+function githubServer(env) {
+  const trim = (value) => String(value || '').trim().replace(/\/+$/, '');
+  const server = trim(env.GITHUB_SERVER_URL) || 'https://github.com';
+  let origins;
+  try {
+    const defaultApi = new URL(server).host === 'github.com' ? 'https://api.github.com' : `${server}/api/v3`;
+    const api = trim(env.GITHUB_API_URL) || defaultApi;
+    origins = new Set([new URL(server).origin, new URL(api).origin]);
+  } catch {
+    throw new ShimError(`GITHUB_SERVER_URL or GITHUB_API_URL is not a URL (${server})`);
+  }
+  return { server, origins };
+}
+
+/**
+ * GET a URL into memory, following redirects. The token goes only to the GitHub server the job runs
+ * on (`tokenOrigins`), never to a mirror, nor to the storage host GitHub redirects downloads to.
+ */
+function getOnce(url, { token, tokenOrigins = new Set(), timeoutMs, redirects = 10 }) {
   return new Promise((resolve, reject) => {
     const target = new URL(url);
     const client = target.protocol === 'https:' ? https : target.protocol === 'http:' ? http : null;
     if (!client) return reject(new ShimError(`unsupported download URL ${url}`));
     const headers = { 'User-Agent': 'deploy-lock-shim', Accept: 'application/octet-stream' };
-    if (token) headers.Authorization = `Bearer ${token}`;
+    if (token && tokenOrigins.has(target.origin)) headers.Authorization = `Bearer ${token}`;
     const req = client.get(target, { headers, timeout: timeoutMs }, (res) => {
       const status = res.statusCode || 0;
       if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
         res.resume();
         if (redirects <= 0) return reject(new ShimError(`too many redirects from ${url}`));
         const next = new URL(res.headers.location, target);
-        const keepToken = next.host === target.host && next.protocol === target.protocol;
-        return resolve(
-          getOnce(next.href, { token: keepToken ? token : '', timeoutMs, redirects: redirects - 1 }),
-        );
+        return resolve(getOnce(next.href, { token, tokenOrigins, timeoutMs, redirects: redirects - 1 }));
       }
       if (status !== 200) {
         res.resume();
@@ -160,10 +175,10 @@ function getOnce(url, { token, timeoutMs, redirects = 10 }) {
 }
 
 /** Downloads with a bounded number of attempts and exponential backoff. */
-async function download(url, { token = '', attempts = 4, delayMs = 1000, timeoutMs = 60000, log = () => {} } = {}) {
+async function download(url, { token = '', tokenOrigins, attempts = 4, delayMs = 1000, timeoutMs = 60000, log = () => {} } = {}) {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await getOnce(url, { token, timeoutMs });
+      return await getOnce(url, { token, tokenOrigins, timeoutMs });
     } catch (err) {
       if (!err.retry || attempt >= attempts) {
         throw new ShimError(`download failed after ${attempt} attempt(s): ${err.message}`);
@@ -181,16 +196,6 @@ function writeAtomically(file, bytes, mode) {
   const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
   fs.writeFileSync(tmp, bytes, { mode });
   fs.renameSync(tmp, file);
-}
-
-function makeExecutable(file) {
-  if (process.platform === 'win32') return;
-  try {
-    // A .vsix (a zip) and some caches drop the mode bits.
-    fs.chmodSync(file, 0o755);
-  } catch (err) {
-    fs.accessSync(file, fs.constants.X_OK);
-  }
 }
 
 function normaliseVersion(value) {
@@ -215,10 +220,11 @@ async function resolveGitHub({ env = process.env, manifestFile, log = () => {}, 
   const pinned = normaliseVersion(manifest.version);
   const wanted = normaliseVersion(input(env, 'version')) || pinned;
   const repo = (env.GITHUB_ACTION_REPOSITORY || '').trim() || manifest.repository;
-  const base = ((env.DEPLOY_LOCK_DOWNLOAD_BASE || '').trim() || `https://github.com/${repo}/releases/download`).replace(/\/+$/, '');
+  const { server, origins } = githubServer(env);
+  const base = ((env.DEPLOY_LOCK_DOWNLOAD_BASE || '').trim() || `${server}/${repo}/releases/download`).replace(/\/+$/, '');
   const releaseUrl = `${base}/v${wanted}`;
   const token = input(env, 'github-token');
-  const opts = { token, log };
+  const opts = { token, tokenOrigins: origins, log };
 
   let expected;
   if (wanted === pinned) {
@@ -248,9 +254,9 @@ async function resolveGitHub({ env = process.env, manifestFile, log = () => {}, 
     if (!cached || !fs.existsSync(cached) || (dir === cacheDir && !fs.existsSync(`${dir}.complete`))) continue;
     try {
       // Whatever sits in a cache is checked again: caches on self-hosted runners outlive jobs.
-      verify(fs.readFileSync(cached), expected, cached);
-      makeExecutable(cached);
-      return { binary: cached, source: `${dir === cacheDir ? 'tool cache' : 'temp cache'} (${wanted})` };
+      const bytes = fs.readFileSync(cached);
+      verify(bytes, expected, cached);
+      return { binary: cached, bytes, sha256: expected, source: `${dir === cacheDir ? 'tool cache' : 'temp cache'} (${wanted})` };
     } catch (err) {
       log(`ignoring ${cached}: ${err.message}`);
     }
@@ -267,7 +273,7 @@ async function resolveGitHub({ env = process.env, manifestFile, log = () => {}, 
     try {
       writeAtomically(file, bytes, 0o755);
       if (dir === cacheDir) fs.writeFileSync(`${cacheDir}.complete`, '');
-      return { binary: file, source: `download (${wanted})` };
+      return { binary: file, bytes, sha256: expected, source: `download (${wanted})` };
     } catch (err) {
       log(`cannot write ${file}: ${err.message}`);
     }
@@ -276,18 +282,28 @@ async function resolveGitHub({ env = process.env, manifestFile, log = () => {}, 
 }
 
 /** The binary bundled in the task folder (bin/<key>/), verified against the task's manifest. */
-function resolveTask({ env = process.env, taskDir }) {
-  const explicit = (env.DEPLOY_LOCK_BINARY || '').trim() || input(env, 'binaryPath');
-  if (explicit) return explicitBinary(explicit);
+function resolveTask({ env = process.env, taskDir, warn = () => {} }) {
+  const fromEnv = (env.DEPLOY_LOCK_BINARY || '').trim();
+  const explicit = fromEnv || input(env, 'binaryPath');
+  if (explicit) {
+    // A pipeline variable becomes an environment variable: say so where the run's log shows it.
+    const found = explicitBinary(explicit);
+    warn(
+      `${fromEnv ? 'DEPLOY_LOCK_BINARY' : 'the binaryPath input'} replaces the task's verified binary ` +
+        `with ${found.binary}, which is run without a checksum check; remove it unless you mean to run your own build`,
+    );
+    return found;
+  }
   const key = platformKey({}, process.platform, process.arch);
   const manifest = readManifest(path.join(taskDir, 'manifest.json'));
   const binary = path.join(taskDir, 'bin', key, exeName(key));
   if (!fs.existsSync(binary)) {
     throw new ShimError(`this task has no deploy-lock binary for ${key} (expected bin/${key}/${exeName(key)})`);
   }
-  verify(fs.readFileSync(binary), pinnedSha(manifest, key, "the task's manifest.json"), binary);
-  makeExecutable(binary);
-  return { binary, source: `task bundle (${manifest.version})` };
+  const bytes = fs.readFileSync(binary);
+  const expected = pinnedSha(manifest, key, "the task's manifest.json");
+  verify(bytes, expected, binary);
+  return { binary, bytes, sha256: expected, source: `task bundle (${manifest.version})` };
 }
 
 function explicitBinary(file) {
@@ -316,6 +332,7 @@ function reporter(kind, out = (line) => process.stdout.write(`${line}\n`)) {
       String(s).replace(/%/g, '%AZP25').replace(/\r/g, '%0D').replace(/\n/g, '%0A').replace(/##(vso\[|\[)/gi, '# #$1');
     return {
       info: (msg) => out(`deploy-lock: ${data(msg)}`),
+      warn: (msg) => out(`##vso[task.logissue type=warning]${data(msg)}`),
       fail: (msg, phase) => {
         const [type, result] = phase === 'post' ? ['warning', 'SucceededWithIssues'] : ['error', 'Failed'];
         out(`##vso[task.logissue type=${type}]${data(msg)}`);
@@ -327,11 +344,41 @@ function reporter(kind, out = (line) => process.stdout.write(`${line}\n`)) {
   const data = (s) => String(s).replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
   return {
     info: (msg) => out(`deploy-lock: ${data(msg)}`),
+    warn: (msg) => out(`::warning title=deploy-lock::${data(msg)}`),
     fail: (msg, phase) => {
       out(`::${phase === 'post' ? 'warning' : 'error'} title=deploy-lock::${data(msg)}`);
       return phase === 'post' ? 0 : 1; // a release never fails a job
     },
   };
+}
+
+/**
+ * Runs verified bytes from a private copy: a fresh directory only this user may enter (0700), the
+ * file written there, read back and verified again. A binary in a shared cache (a self-hosted
+ * runner's tool cache) could be swapped between our check and the exec; this copy cannot.
+ */
+function privateCopy(bytes, expected, name, env = process.env) {
+  const base = (env.RUNNER_TEMP || env.AGENT_TEMPDIRECTORY || '').trim() || os.tmpdir();
+  let dir;
+  const remove = () => {
+    try {
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Windows keeps a running program's file (the detached heartbeat); the job's temp clean-up takes it.
+    }
+  };
+  try {
+    fs.mkdirSync(base, { recursive: true });
+    dir = fs.mkdtempSync(path.join(base, `${TOOL}-run-`));
+    fs.chmodSync(dir, 0o700);
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, bytes, { mode: 0o700, flag: 'wx' });
+    verify(fs.readFileSync(file), expected, file);
+    return { file, remove };
+  } catch (err) {
+    remove();
+    throw err instanceof ShimError ? err : new ShimError(`cannot make a private copy of the binary in ${base}: ${err.message}`);
+  }
 }
 
 /** Runs the binary, forwarding cancellation so that a cancelled wait still releases. Resolves to its exit code. */
@@ -367,15 +414,20 @@ function runBinary(binary, args, { env = process.env } = {}) {
 async function run(phase, { taskDir, env = process.env, out } = {}) {
   const report = reporter(taskDir ? 'azdo' : 'github', out);
   let code;
+  let copy;
   try {
     const found = taskDir
-      ? resolveTask({ env, taskDir })
+      ? resolveTask({ env, taskDir, warn: report.warn })
       : await resolveGitHub({ env, log: report.info });
     report.info(`using ${found.binary} from ${found.source}`);
-    code = await runBinary(found.binary, ['step', phase], { env });
+    copy = found.bytes ? privateCopy(found.bytes, found.sha256, path.basename(found.binary), env) : null;
+    const binary = copy ? copy.file : found.binary;
+    code = await runBinary(binary, ['step', phase], { env });
   } catch (err) {
     // Whatever went wrong before the binary ran is reported in the platform's own terms.
     code = report.fail(err instanceof ShimError ? err.message : `deploy-lock shim: ${err.message}`, phase);
+  } finally {
+    if (copy) copy.remove();
   }
   process.exitCode = code;
   return code;
@@ -390,6 +442,7 @@ module.exports = {
   input,
   parseSha256Sums,
   platformKey,
+  privateCopy,
   readManifest,
   resolveGitHub,
   resolveTask,

@@ -188,9 +188,17 @@ impl Platform {
     }
 
     /// Tells the platform to hide `secret` in every later log line. Must run before anything
-    /// that could print it.
+    /// that could print it. The same secret arrives from the environment, the inputs and the
+    /// parsed store settings; the platform is told once.
     pub fn mask(self, secret: &str) {
+        static MASKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
         for part in secret.lines().map(str::trim).filter(|p| p.len() >= 4) {
+            if let Ok(mut masked) = MASKED.lock() {
+                if masked.iter().any(|m| m == part) {
+                    continue;
+                }
+                masked.push(part.to_owned());
+            }
             match self {
                 Self::GitHub => println!("::add-mask::{}", github::escape_data(part)),
                 Self::AzureDevOps => println!("##vso[task.setsecret]{}", azdo::escape_data(part)),

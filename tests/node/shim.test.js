@@ -118,18 +118,47 @@ test('download: the placeholder manifest pins nothing and says how to proceed', 
   assert.equal(r.server.hits.length, 0);
 });
 
-test('download: redirects are followed and the token stays with the first host', async (t) => {
+test('download: redirects are followed and the token stays with the GitHub server', async (t) => {
   const r = await fakeRelease(t);
   const storage = await serve(t, { '/blob': (req, res) => res.writeHead(200).end(r.bytes) });
   const origin = await serve(t, {
     [`/v0.1.0/${r.asset}`]: (req, res) => res.writeHead(302, { Location: '/hop' }).end(),
     '/hop': (req, res) => res.writeHead(307, { Location: `${storage.base}/blob` }).end(),
   });
-  const env = { ...r.env, DEPLOY_LOCK_DOWNLOAD_BASE: `${origin.base}/`, 'INPUT_GITHUB-TOKEN': 'secret-token' };
+  // The origin plays the GitHub server the job runs on; the storage host is elsewhere.
+  const env = { ...r.env, DEPLOY_LOCK_DOWNLOAD_BASE: `${origin.base}/`, GITHUB_SERVER_URL: origin.base, 'INPUT_GITHUB-TOKEN': 'secret-token' };
   const found = await shim.resolveGitHub({ env, manifestFile: r.manifestFile });
   assert.deepEqual(fs.readFileSync(found.binary), r.bytes);
   assert.deepEqual(origin.hits.map((h) => h.authorization), ['Bearer secret-token', 'Bearer secret-token']);
   assert.deepEqual(storage.hits.map((h) => h.authorization), [null]);
+});
+
+test('download: the token goes only to the GitHub server the job runs on, never to a mirror', async (t) => {
+  const r = await fakeRelease(t);
+  const env = { ...r.env, GITHUB_SERVER_URL: 'https://github.com', 'INPUT_GITHUB-TOKEN': 'secret-token' };
+  const found = await shim.resolveGitHub({ env, manifestFile: r.manifestFile });
+  assert.deepEqual(fs.readFileSync(found.binary), r.bytes);
+  assert.deepEqual(r.server.hits.map((h) => h.authorization), [null], 'DEPLOY_LOCK_DOWNLOAD_BASE is not the GitHub server');
+});
+
+test('download: GitHub Enterprise Server: GITHUB_SERVER_URL names the release, the token reaches it and its API only', async (t) => {
+  const r = await fakeRelease(t, { version: '1.0.0' });
+  const storage = await serve(t, { '/blob': (req, res) => res.writeHead(200).end(r.bytes) });
+  const api = await serve(t, { '/api/v3/asset': (req, res) => res.writeHead(302, { Location: `${storage.base}/blob` }).end() });
+  const ghes = await serve(t, {
+    [`/octo/deploy-lock/releases/download/v1.0.0/${r.asset}`]: (req, res) => res.writeHead(302, { Location: `${api.base}/api/v3/asset` }).end(),
+  });
+  const env = { ...r.env, GITHUB_SERVER_URL: `${ghes.base}/`, GITHUB_API_URL: `${api.base}/api/v3`, 'INPUT_GITHUB-TOKEN': 'ghes-token' };
+  delete env.DEPLOY_LOCK_DOWNLOAD_BASE;
+  const found = await shim.resolveGitHub({ env, manifestFile: r.manifestFile });
+  assert.deepEqual(fs.readFileSync(found.binary), r.bytes);
+  assert.deepEqual(ghes.hits, [{ url: `/octo/deploy-lock/releases/download/v1.0.0/${r.asset}`, authorization: 'Bearer ghes-token' }]);
+  assert.deepEqual(api.hits.map((h) => h.authorization), ['Bearer ghes-token']);
+  assert.deepEqual(storage.hits.map((h) => h.authorization), [null]);
+  await assert.rejects(
+    shim.resolveGitHub({ env: { ...env, GITHUB_SERVER_URL: 'not a url' }, manifestFile: r.manifestFile }),
+    /GITHUB_SERVER_URL or GITHUB_API_URL is not a URL/,
+  );
 });
 
 test('download: transient failures are retried a bounded number of times; 404 is not', async (t) => {
@@ -176,6 +205,84 @@ test('binary-path and DEPLOY_LOCK_BINARY name the binary; a missing one is a cle
   assert.equal(viaEnv.binary, fake);
   await assert.rejects(shim.resolveGitHub({ env: { 'INPUT_BINARY-PATH': path.join(dir, 'nope') } }), /does not exist/);
   assert.equal(shim.resolveTask({ env: { DEPLOY_LOCK_BINARY: fake }, taskDir: dir }).binary, fake);
+});
+
+test('private copy: the verified bytes run from a fresh 0700 directory, whatever the cache holds by then', async (t) => {
+  const r = await fakeRelease(t);
+  const found = await shim.resolveGitHub({ env: r.env, manifestFile: r.manifestFile });
+  // Another job on a shared self-hosted runner swaps the cached binary after our check.
+  fs.writeFileSync(found.binary, '#!/bin/sh\necho swapped\n');
+  const copy = shim.privateCopy(found.bytes, found.sha256, path.basename(found.binary), r.env);
+  assert.notEqual(copy.file, found.binary);
+  assert.ok(copy.file.startsWith(r.env.RUNNER_TEMP + path.sep), copy.file);
+  assert.deepEqual(fs.readFileSync(copy.file), r.bytes);
+  if (unix) {
+    assert.equal(fs.statSync(path.dirname(copy.file)).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(copy.file).mode & 0o777, 0o700);
+  }
+  copy.remove();
+  assert.ok(!fs.existsSync(path.dirname(copy.file)));
+  // Bytes that do not match are refused before anything runs, and leave nothing behind.
+  assert.throws(() => shim.privateCopy(Buffer.from('other'), found.sha256, 'deploy-lock', r.env), /checksum mismatch/);
+  assert.deepEqual(fs.readdirSync(r.env.RUNNER_TEMP).filter((d) => d.startsWith('deploy-lock-run-')), []);
+});
+
+test('node dist/main.js runs a private copy, not the cached file, and removes it afterwards', { skip: !unix && 'fake binary is a script' }, async (t) => {
+  const r = await fakeRelease(t);
+  const dist = actionCopy(r.dir, r.manifestFile);
+  const probe = `#!/usr/bin/env node
+const fs = require('fs');
+const path = require('path');
+const self = process.argv[1];
+const entry = { self, dirMode: fs.statSync(path.dirname(self)).mode & 0o777, bytes: fs.readFileSync(self, 'utf8') };
+fs.appendFileSync(process.env.FAKE_LOG, JSON.stringify(entry) + '\\n');
+`;
+  // The manifest pins the probe, which reports the path it runs from.
+  const manifest = JSON.parse(fs.readFileSync(r.manifestFile, 'utf8'));
+  manifest.assets[r.key].sha256 = shim.sha256(Buffer.from(probe));
+  fs.writeFileSync(path.join(dist, 'manifest.json'), JSON.stringify(manifest));
+  const served = await serve(t, { [`/v0.1.0/${r.asset}`]: (req, res) => res.writeHead(200).end(probe) });
+  const fakeLog = path.join(r.dir, 'probe.log');
+  const env = cleanEnv({ GITHUB_ACTIONS: 'true', ...r.env, DEPLOY_LOCK_DOWNLOAD_BASE: served.base, FAKE_LOG: fakeLog });
+  for (let run = 0; run < 2; run++) {
+    const main = await runNode([path.join(dist, 'main.js')], { env });
+    assert.equal(main.code, 0, main.stdout + main.stderr);
+  }
+  const runs = readLog(fakeLog);
+  const cached = path.join(r.env.RUNNER_TOOL_CACHE, 'deploy-lock', '0.1.0', r.key.split('-')[1], shim.exeName(r.key));
+  assert.equal(runs.length, 2);
+  assert.notEqual(runs[0].self, runs[1].self, 'each step gets its own copy');
+  for (const entry of runs) {
+    assert.notEqual(entry.self, cached);
+    assert.equal(path.dirname(path.dirname(entry.self)), r.env.RUNNER_TEMP);
+    assert.equal(entry.dirMode, 0o700);
+    assert.equal(entry.bytes, probe);
+    assert.ok(!fs.existsSync(path.dirname(entry.self)), 'the copy is removed when the step ends');
+  }
+});
+
+test('Azure DevOps: DEPLOY_LOCK_BINARY or binaryPath warns that it replaces the verified binary', { skip: !unix && 'fake binary is a script' }, async (t) => {
+  const dir = tempDir(t);
+  const fake = writeFakeBinary(dir);
+  const fakeLog = path.join(dir, 'fake.log');
+  for (const [env, name] of [
+    [{ DEPLOY_LOCK_BINARY: fake }, 'DEPLOY_LOCK_BINARY'],
+    [{ INPUT_BINARYPATH: fake }, 'the binaryPath input'],
+  ]) {
+    const lines = [];
+    const code = await shim.run('main', { taskDir: dir, env: { ...env, FAKE_LOG: fakeLog }, out: (l) => lines.push(l) });
+    process.exitCode = 0;
+    assert.equal(code, 0, lines.join('\n'));
+    const warnings = lines.filter((l) => l.startsWith('##vso[task.logissue type=warning]'));
+    assert.equal(warnings.length, 1, lines.join('\n'));
+    assert.ok(warnings[0].includes(`${name} replaces the task's verified binary with ${fake}`), warnings[0]);
+  }
+  // On GitHub, binary-path is the workflow's own explicit choice: no warning.
+  const lines = [];
+  await shim.run('main', { env: { 'INPUT_BINARY-PATH': fake, FAKE_LOG: fakeLog }, out: (l) => lines.push(l) });
+  process.exitCode = 0;
+  assert.ok(!lines.some((l) => l.startsWith('::warning')), lines.join('\n'));
+  assert.equal(readLog(fakeLog).length, 3);
 });
 
 /** The action's entry points copied with a manifest, as the action's checkout holds them. */
