@@ -1,27 +1,24 @@
 //! Runs one command: parse, configure, open the store, act, report, and map to an exit code.
 
 use std::ffi::OsString;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use serde_json::json;
 
-use crate::audit::{self, Event};
 use crate::ci::Platform;
 use crate::cli::{AcquireArgs, Cli, Command, EXIT_CODES, OutputFormat};
 use crate::config::{self, Config, StoreChoice};
-use crate::error::{ExitCode, Failure, Result};
-use crate::lock::{self, Acquired, Fenced, Holding, Locker, Released, Renewed, Waited};
-use crate::protocol::{Identity, LockView, Ownership, from_another_attempt, ownership};
-use crate::record::{Holder, LockRecord};
-use crate::render::{self, human, human_std};
+use crate::exit::{ExitCode, Failure, Result};
+use crate::human::{human, human_std};
+use crate::lock::protocol::{Identity, LockView, Ownership, from_another_attempt, ownership};
+use crate::lock::record::Holder;
+use crate::lock::{Acquired, Fenced, Holding, Locker, Released, Renewed, Waited};
+use crate::lock::{AuditLog, EventKind, EventSink, LockEvent};
+use crate::render;
 use crate::store::Store;
 use crate::store::file::FileStore;
 use crate::{log, step};
-
-/// Exit code for a signal that ended a wait (128 + SIGINT, as shells report it).
-pub const INTERRUPTED: i32 = 130;
 
 /// Parses the arguments, runs the command, prints the outcome and returns the exit code.
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
@@ -60,7 +57,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     for secret in config::secrets_in_env(&cli.global) {
         platform.mask(&secret);
     }
-    let _ = ctrlc::set_handler(|| lock::CANCELLED.store(true, Ordering::SeqCst));
+    crate::signals::install();
     let result = match &cli.command {
         Command::Step(args) => step::run(args.phase, &cli.global, platform),
         command => Config::from_args(&cli.global, platform).and_then(|cfg| {
@@ -260,7 +257,7 @@ pub fn check(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
 /// What `acquire` did, for the caller (the CLI or the action step).
 pub struct AcquireOutcome {
     pub code: i32,
-    pub acquired: Option<crate::record::LockRecord>,
+    pub acquired: Option<crate::lock::record::LockRecord>,
     /// The lock was already ours (nested in the acquisition that took it): the caller must not
     /// release it, and must not shorten its ttl.
     pub reentrant: bool,
@@ -308,7 +305,7 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
             stolen_from,
             waited,
         } => {
-            if lock::cancelled() {
+            if crate::clock::Clock::cancelled(&crate::clock::SYSTEM) {
                 if reentrant {
                     log::warn(&format!(
                         "interrupted: the lock on {env} stays held by the holder that took it"
@@ -323,7 +320,7 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                     log::warn(&format!("interrupted: the lock on {env} was given back"));
                 }
                 return Ok(AcquireOutcome {
-                    code: INTERRUPTED,
+                    code: ExitCode::Interrupted.code(),
                     acquired: None,
                     reentrant,
                 });
@@ -362,11 +359,11 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                 }
             }
             if cfg.audit && !reentrant {
-                let mut event = Event::by(
+                let mut event = LockEvent::by(
                     if stolen_from.is_some() {
-                        "steal"
+                        EventKind::Steal
                     } else {
-                        "acquire"
+                        EventKind::Acquire
                     },
                     &record,
                     locker.store_now(),
@@ -376,7 +373,7 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                     .as_ref()
                     .map(Holder::describe)
                     .unwrap_or_default();
-                audit::append(store, &event);
+                AuditLog::new(store).record(&event);
             }
             let fence = record.fence.map(|f| f.to_string()).unwrap_or_default();
             p.set_outputs(&[
@@ -458,8 +455,12 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                 (ExitCode::Held, "held")
             };
             if cfg.audit {
-                let mut event = Event::of(
-                    if timed_out { "timed-out" } else { "blocked" },
+                let mut event = LockEvent::of(
+                    if timed_out {
+                        EventKind::TimedOut
+                    } else {
+                        EventKind::Blocked
+                    },
                     env,
                     &me,
                     &cfg.run,
@@ -468,7 +469,7 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                 reason.clone_into(&mut event.reason);
                 event.waited_seconds = Some(waited.as_secs());
                 event.other = lock.holder.describe();
-                audit::append(store, &event);
+                AuditLog::new(store).record(&event);
             }
             if cfg.output == OutputFormat::Json {
                 let mut v = render::lock_json(env, state, Some(&lock));
@@ -512,7 +513,7 @@ pub fn acquire(cfg: &Config, store: &dyn Store, want: &Want<'_>) -> Result<Acqui
                 human_std(waited)
             ));
             Ok(AcquireOutcome {
-                code: INTERRUPTED,
+                code: ExitCode::Interrupted.code(),
                 acquired: None,
                 reentrant: false,
             })
@@ -626,15 +627,7 @@ pub fn audit_release(
     lock: &LockView,
     now: chrono::DateTime<chrono::Utc>,
 ) {
-    let record = lock.holder.record().cloned().unwrap_or_else(|| LockRecord {
-        environment: env.to_owned(),
-        pipeline: lock.holder.pipeline().to_owned(),
-        build_id: lock.holder.build_id().to_owned(),
-        ..LockRecord::default()
-    });
-    let mut event = Event::by("release", &record, now);
-    event.held_seconds = Some(lock.age.num_seconds());
-    audit::append(store, &event);
+    AuditLog::new(store).record(&LockEvent::released(env, lock, now));
 }
 
 pub fn wait(cfg: &Config, store: &dyn Store, env: &str, timeout: Duration) -> Result<i32> {
@@ -649,7 +642,7 @@ pub fn wait(cfg: &Config, store: &dyn Store, env: &str, timeout: Duration) -> Re
             );
             ("timed-out", ExitCode::TimedOut.code(), Some(lock), waited)
         }
-        Waited::Cancelled { waited } => ("interrupted", INTERRUPTED, None, waited),
+        Waited::Cancelled { waited } => ("interrupted", ExitCode::Interrupted.code(), None, waited),
     };
     p.set_outputs(&[("waited-seconds", waited.as_secs().to_string())])?;
     if cfg.output == OutputFormat::Json {
@@ -671,8 +664,8 @@ pub fn force_break(cfg: &Config, store: &dyn Store, env: &str, reason: &str) -> 
     if cfg.audit
         && let Some(lock) = &broken
     {
-        let mut event = Event::of(
-            "force-break",
+        let mut event = LockEvent::of(
+            EventKind::ForceBreak,
             env,
             &cfg.identity(&cfg.default_pipeline),
             &cfg.run,
@@ -681,7 +674,7 @@ pub fn force_break(cfg: &Config, store: &dyn Store, env: &str, reason: &str) -> 
         reason.clone_into(&mut event.reason);
         event.other = lock.holder.describe();
         event.held_seconds = Some(lock.age.num_seconds());
-        audit::append(store, &event);
+        AuditLog::new(store).record(&event);
     }
     match &broken {
         Some(lock) => {
@@ -830,12 +823,18 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
         }
         Renewed::Lost(lock) => {
             if cfg.audit {
-                let mut event = Event::of("renew-failed", env, &me, &cfg.run, locker.store_now());
+                let mut event = LockEvent::of(
+                    EventKind::RenewFailed,
+                    env,
+                    &me,
+                    &cfg.run,
+                    locker.store_now(),
+                );
                 event.other = lock
                     .as_ref()
                     .map(|l| l.holder.describe())
                     .unwrap_or_default();
-                audit::append(store, &event);
+                AuditLog::new(store).record(&event);
             }
             let msg = match &lock {
                 Some(l) => format!(
@@ -880,14 +879,14 @@ pub enum Since {
 
 pub fn history(cfg: &Config, store: &dyn Store, env: &str, since: Option<Since>) -> Result<i32> {
     let p = cfg.platform;
-    let (events, now) = audit::read(store, env)?;
+    let (events, now) = AuditLog::new(store).read(env)?;
     let cutoff = since.map(|s| match s {
         Since::At(t) => t,
         Since::Ago(d) => now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX),
     });
     let events: Vec<_> = events
         .into_iter()
-        .filter(|e| match (cutoff, audit::time_of(e)) {
+        .filter(|e| match (cutoff, e.time()) {
             (Some(c), Some(t)) => t >= c,
             (Some(_), None) => false,
             (None, _) => true,
@@ -918,13 +917,7 @@ pub fn history(cfg: &Config, store: &dyn Store, env: &str, since: Option<Since>)
             details.push(format!("fence {f}"));
         }
         if !e.other.is_empty() {
-            let what = match e.event.as_str() {
-                "steal" => "took over from",
-                "force-break" => "broke the lock of",
-                "blocked" | "timed-out" => "blocked by",
-                "lost" | "renew-failed" => "now held by",
-                _ => "other",
-            };
+            let what = e.kind.other_party();
             details.push(format!("{what} {}", e.other));
         }
         if !e.reason.is_empty() {
@@ -934,7 +927,7 @@ pub fn history(cfg: &Config, store: &dyn Store, env: &str, since: Option<Since>)
             format!(
                 "{:<24}  {:<12}  {:<30}  {}",
                 e.at,
-                e.event,
+                e.kind.as_str(),
                 e.who(),
                 details.join(", ")
             )

@@ -8,9 +8,9 @@ use crate::azure::AzureSettings;
 use crate::azure::auth::{AuthInputs, AuthSettings};
 use crate::ci::{self, Platform, RunInfo};
 use crate::cli::{GlobalArgs, OutputFormat};
-use crate::error::{Failure, Result};
-use crate::protocol::Identity;
-use crate::record::{MAX_FIELD_CHARS, MAX_REASON_CHARS};
+use crate::exit::{Failure, Result};
+use crate::lock::protocol::Identity;
+use crate::lock::record::{MAX_FIELD_CHARS, MAX_REASON_CHARS};
 use crate::secret::Secret;
 
 pub const DEFAULT_CONTAINER: &str = "deployment-locks";
@@ -559,7 +559,7 @@ mod tests {
         //! panics, what is accepted is within bounds, and what is refused is said safely.
 
         use super::*;
-        use crate::error::ExitCode;
+        use crate::exit::ExitCode;
         use crate::testgen::{Rng, cases};
 
         /// Whether a message can be printed as one line that no CI platform reads as a command.

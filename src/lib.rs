@@ -8,23 +8,29 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod audit;
 pub mod azure;
 pub mod ci;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod error;
-pub mod heartbeat;
+pub mod exit;
+pub mod human;
 pub mod lock;
 pub mod log;
-pub mod protocol;
-pub mod queue;
-pub mod record;
 pub mod render;
 pub mod run;
 pub mod secret;
+pub mod signals;
 pub mod step;
 pub mod store;
 #[cfg(test)]
 mod testgen;
+
+/// The name the Azure code still uses for `exit`.
+pub use exit as error;
+
+/// Runs the program on these arguments and returns its exit code.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> std::process::ExitCode {
+    let code = app::main_with_args(args);
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

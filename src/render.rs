@@ -1,43 +1,11 @@
 //! How results look: text for people, JSON for scripts. Everything that came from the store or
 //! the environment goes through the platform's escaping before it is printed.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::ci::Platform;
-use crate::protocol::LockView;
-use crate::record::Holder;
-
-/// `1h 2m`, `5m 3s`, `42s`.
-#[must_use]
-pub fn human(d: chrono::Duration) -> String {
-    let secs = d.num_seconds().unsigned_abs();
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let text = if h >= 48 {
-        format!("{}d {}h", h / 24, h % 24)
-    } else if h > 0 && m == 0 {
-        format!("{h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 && s == 0 {
-        format!("{m}m")
-    } else if m > 0 {
-        format!("{m}m {s}s")
-    } else {
-        format!("{s}s")
-    };
-    if d < chrono::Duration::zero() {
-        format!("-{text}")
-    } else {
-        text
-    }
-}
-
-#[must_use]
-pub fn human_std(d: Duration) -> String {
-    human(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
-}
+use crate::human::human;
+use crate::lock::{Holder, LockView};
 
 /// The holder's run link, where it has one.
 #[must_use]
@@ -66,7 +34,7 @@ pub fn holder_json(holder: &Holder) -> Value {
             "ttl_seconds": r.ttl_seconds,
             "fence": r.fence,
         }),
-        Holder::Legacy {
+        Holder::Seed {
             pipeline,
             timestamp,
             build_id,
@@ -135,27 +103,11 @@ pub fn lock_lines(platform: Platform, lock: &LockView) -> Vec<String> {
             field("commit", e(&r.commit));
             field("fence", r.fence.map(|f| f.to_string()).unwrap_or_default());
         }
-        Holder::Legacy { timestamp, .. } => {
+        Holder::Seed { timestamp, .. } => {
             field("since", e(timestamp));
             field("format", "deployment-coordinator.sh record".into());
         }
         Holder::Unknown { why } => field("problem", e(why)),
     }
     lines
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human;
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(chrono::Duration::seconds(42)), "42s");
-        assert_eq!(human(chrono::Duration::seconds(303)), "5m 3s");
-        assert_eq!(human(chrono::Duration::seconds(3720)), "1h 2m");
-        assert_eq!(human(chrono::Duration::seconds(-61)), "-1m 1s");
-        assert_eq!(human(chrono::Duration::hours(50)), "2d 2h");
-        assert_eq!(human(chrono::Duration::minutes(30)), "30m");
-        assert_eq!(human(chrono::Duration::hours(2)), "2h");
-    }
 }

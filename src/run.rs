@@ -4,14 +4,14 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::app::{self, INTERRUPTED};
+use crate::app;
 use crate::cli::{OnLost, RunArgs};
 use crate::config::{self, Config, HEARTBEAT_TTL_MINUTES};
-use crate::error::{ExitCode, Failure, Result};
-use crate::heartbeat::{self, Beat, End};
-use crate::lock::{self, Locker, Released};
+use crate::exit::{ExitCode, Failure, Result};
+use crate::lock::heartbeat::{self, Beat, End};
+use crate::lock::protocol::Identity;
+use crate::lock::{Locker, Released};
 use crate::log;
-use crate::protocol::Identity;
 
 /// How long a command asked to stop gets before it is killed.
 const GRACE: Duration = Duration::from_secs(10);
@@ -97,7 +97,7 @@ pub fn run(cfg: &Config, args: &RunArgs) -> Result<i32> {
                 cfg.ttl,
                 &env,
                 &me,
-                cfg.audit,
+                &*crate::lock::audit_sink(&*hb_store, cfg.audit),
                 &|| stop.load(Ordering::SeqCst),
                 &mut report,
             );
@@ -138,7 +138,7 @@ pub fn run(cfg: &Config, args: &RunArgs) -> Result<i32> {
         cfg.platform.print_line(&format!(
             "The deployment lock on {env} stays held: it is the outer holder's ({}), which \
              releases it.",
-            crate::record::Holder::Current(record.clone()).describe()
+            crate::lock::record::Holder::Current(record.clone()).describe()
         ));
     } else {
         release(&cfg, &*store, &env, &me);
@@ -155,7 +155,7 @@ fn release(cfg: &Config, store: &dyn crate::store::Store, env: &str, me: &Identi
             }
             cfg.platform.print_line(&format!(
                 "Released the deployment lock on {env} (held {}).",
-                crate::render::human(lock.age)
+                crate::human::human(lock.age)
             ));
         }
         Ok(Released::Absent) => log::warn(&format!("the lock on {env} was already gone")),
@@ -178,7 +178,7 @@ fn supervise(mut child: Child, on_lost: OnLost, lost: &AtomicBool) -> std::io::R
         if let Some(status) = child.try_wait()? {
             return Ok(status);
         }
-        if lock::cancelled() && forwarded == 0 {
+        if crate::clock::Clock::cancelled(&crate::clock::SYSTEM) && forwarded == 0 {
             forwarded = 1;
             signal(&mut child, false);
             kill_at = Some(Instant::now() + GRACE);
@@ -230,5 +230,5 @@ fn exit_code(status: ExitStatus) -> i32 {
             return 128 + sig;
         }
     }
-    INTERRUPTED
+    ExitCode::Interrupted.code()
 }

@@ -7,17 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::app::{self, INTERRUPTED};
+use crate::app;
 use crate::azure::auth::AuthInputs;
 use crate::ci::{self, Platform, azdo};
 use crate::cli::{GlobalArgs, OutputFormat, StepPhase};
 use crate::config::{self, AzureInputs, Config};
-use crate::error::{ExitCode, Failure, Result};
-use crate::heartbeat;
+use crate::exit::{ExitCode, Failure, Result};
+use crate::human::human_std;
+use crate::lock::heartbeat;
+use crate::lock::protocol::Identity;
 use crate::lock::{Locker, Released};
 use crate::log;
-use crate::protocol::Identity;
-use crate::render::human_std;
 use crate::secret::Secret;
 
 /// An input as the runner or agent passes it: GitHub keeps the hyphens of `storage-account`
@@ -139,7 +139,7 @@ fn finish(platform: Platform, phase: StepPhase, result: Result<i32>) -> i32 {
         c if c == ExitCode::TimedOut.code() => {
             ("Failed", "timed out waiting for the deployment lock".into())
         }
-        c if c == INTERRUPTED => (
+        c if c == ExitCode::Interrupted.code() => (
             "Failed",
             "cancelled while waiting for the deployment lock".into(),
         ),
@@ -239,7 +239,7 @@ fn summary(
         Some(record) => md.push_str(&format!(
             "| | |\n|---|---|\n| Outcome | acquired |\n| Holder | {} |\n| Lock ttl | {} |\n",
             cfg.platform
-                .markdown_cell(&crate::record::Holder::Current(record.clone()).describe()),
+                .markdown_cell(&crate::lock::record::Holder::Current(record.clone()).describe()),
             human_std(cfg.ttl)
         )),
         None => md.push_str(&format!(
@@ -289,7 +289,7 @@ fn post_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
             }
             platform.print_line(&format!(
                 "Released the deployment lock on {environment} (held {}).",
-                crate::render::human(lock.age)
+                crate::human::human(lock.age)
             ));
         }
         Released::Absent => log::warn(&format!(
@@ -559,13 +559,17 @@ fn heartbeat_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
     let mut renewals = 0u64;
     let mut failures = 0u64;
     // SIGTERM (the runner's or agent's clean-up of the job's processes) ends it too.
-    let stop = || crate::lock::cancelled() || stop_file(&file).exists() || watch.gone();
+    let stop = || {
+        crate::clock::Clock::cancelled(&crate::clock::SYSTEM)
+            || stop_file(&file).exists()
+            || watch.gone()
+    };
     let end = heartbeat::keep_alive(
         &*store,
         cfg.ttl,
         &environment,
         &me,
-        cfg.audit,
+        &*crate::lock::audit_sink(&*store, cfg.audit),
         &stop,
         &mut |beat| match beat {
             heartbeat::Beat::Renewed => renewals += 1,
@@ -573,7 +577,9 @@ fn heartbeat_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
         },
     );
     let how = match end {
-        heartbeat::End::Stopped if crate::lock::cancelled() => "stopped by a signal".to_owned(),
+        heartbeat::End::Stopped if crate::clock::Clock::cancelled(&crate::clock::SYSTEM) => {
+            "stopped by a signal".to_owned()
+        }
         heartbeat::End::Stopped if watch.gone() => format!(
             "stopped: the job's process (pid {}) is gone",
             job.unwrap_or_default()

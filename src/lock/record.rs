@@ -66,7 +66,7 @@ pub enum Holder {
     /// Written by this program.
     Current(LockRecord),
     /// Written by the seed's `deployment-coordinator.sh`: `pipeline|timestamp|build_id`.
-    Legacy {
+    Seed {
         pipeline: String,
         timestamp: String,
         build_id: String,
@@ -115,7 +115,7 @@ impl Holder {
             && !pipeline.trim().is_empty()
             && !trimmed.contains('\n')
         {
-            return Self::Legacy {
+            return Self::Seed {
                 pipeline: pipeline.trim().to_owned(),
                 timestamp: timestamp.trim().to_owned(),
                 build_id: build_id.trim().to_owned(),
@@ -131,7 +131,7 @@ impl Holder {
     pub fn pipeline(&self) -> &str {
         match self {
             Self::Current(r) => &r.pipeline,
-            Self::Legacy { pipeline, .. } => pipeline,
+            Self::Seed { pipeline, .. } => pipeline,
             Self::Unknown { .. } => "unknown",
         }
     }
@@ -140,7 +140,7 @@ impl Holder {
     pub fn build_id(&self) -> &str {
         match self {
             Self::Current(r) => &r.build_id,
-            Self::Legacy { build_id, .. } => build_id,
+            Self::Seed { build_id, .. } => build_id,
             Self::Unknown { .. } => "",
         }
     }
@@ -167,7 +167,7 @@ impl Holder {
                 }
                 s
             }
-            Self::Legacy {
+            Self::Seed {
                 pipeline, build_id, ..
             } => format!("{pipeline} build {build_id} (written by deployment-coordinator.sh)"),
             Self::Unknown { .. } => "an unknown holder".into(),
@@ -249,11 +249,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn legacy_line_is_read() {
+    fn seed_line_is_read() {
         let h = Holder::parse(b"github|2025-09-27 17:30:00 UTC|1234567890\n");
         assert_eq!(
             h,
-            Holder::Legacy {
+            Holder::Seed {
                 pipeline: "github".into(),
                 timestamp: "2025-09-27 17:30:00 UTC".into(),
                 build_id: "1234567890".into()
@@ -524,7 +524,7 @@ mod tests {
                         );
                     }
                 }
-                Holder::Legacy {
+                Holder::Seed {
                     pipeline,
                     timestamp,
                     build_id,
@@ -730,7 +730,7 @@ mod tests {
                 if !p.is_empty() && !p.starts_with('{') {
                     assert_eq!(
                         holder,
-                        Holder::Legacy {
+                        Holder::Seed {
                             pipeline: p,
                             timestamp: t,
                             build_id: b
