@@ -96,7 +96,7 @@ pub fn open_store(cfg: &Config) -> Result<Box<dyn Store>> {
 }
 
 /// `[PIPELINE] ENV` → (pipeline, environment), validated.
-pub fn target(words: &[String], cfg: &Config) -> Result<(String, String)> {
+pub fn target(words: &[String], cfg: &Config) -> Result<(config::Pipeline, config::Environment)> {
     match words {
         [env] => Ok((
             cfg.default_pipeline.clone(),
@@ -187,7 +187,10 @@ pub fn default_wait() -> Result<Duration> {
     }
 }
 
-fn acquire_args(args: &AcquireArgs, cfg: &Config) -> Result<(String, String, Option<Duration>)> {
+fn acquire_args(
+    args: &AcquireArgs,
+    cfg: &Config,
+) -> Result<(config::Pipeline, config::Environment, Option<Duration>)> {
     let wait = match args.wait.as_deref().map(str::trim) {
         None => None,
         Some("") => Some(default_wait()?),
@@ -222,7 +225,12 @@ fn holder_outputs(lock: Option<&LockView>) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub fn check(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Result<i32> {
+pub fn check(
+    cfg: &Config,
+    store: &dyn Store,
+    pipeline: &config::Pipeline,
+    env: &str,
+) -> Result<i32> {
     let lock = locker(cfg, store).read(env)?;
     let me = cfg.identity(pipeline);
     let (state, code) = match &lock {
@@ -265,7 +273,7 @@ pub struct AcquireOutcome {
 
 /// What an acquire asks for.
 pub struct Want<'a> {
-    pub pipeline: &'a str,
+    pub pipeline: &'a config::Pipeline,
     pub env: &'a str,
     pub wait: Option<Duration>,
     pub reason: &'a str,
@@ -556,7 +564,12 @@ pub fn blocked_message(env: &str, lock: &LockView, timed_out: bool, waited: Dura
     msg
 }
 
-pub fn release(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Result<i32> {
+pub fn release(
+    cfg: &Config,
+    store: &dyn Store,
+    pipeline: &config::Pipeline,
+    env: &str,
+) -> Result<i32> {
     let me = cfg.identity(pipeline);
     let p = cfg.platform;
     let locker = locker(cfg, store);
@@ -782,7 +795,12 @@ pub fn status(cfg: &Config, store: &dyn Store) -> Result<i32> {
     Ok(0)
 }
 
-pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Result<i32> {
+pub fn renew(
+    cfg: &Config,
+    store: &dyn Store,
+    pipeline: &config::Pipeline,
+    env: &str,
+) -> Result<i32> {
     let me = cfg.identity(pipeline);
     let locker = locker(cfg, store);
     // Without `--ttl-minutes` (or LOCK_TIMEOUT_MINUTES) the lock keeps its own ttl.
@@ -855,7 +873,7 @@ pub fn renew(cfg: &Config, store: &dyn Store, pipeline: &str, env: &str) -> Resu
     }
 }
 
-/// `--since`: an RFC 3339 time, or a duration back from now (`90m`, `2h`, minutes).
+/// `--since`: an RFC 3339 time, or a duration back from now (`90m`, `2h`, `7d`, minutes).
 fn parse_since(text: &str) -> Result<Since> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
         return Ok(Since::At(t.with_timezone(&chrono::Utc)));
@@ -864,7 +882,7 @@ fn parse_since(text: &str) -> Result<Since> {
         .map(Since::Ago)
         .map_err(|_| {
             Failure::usage(format!(
-                "--since `{}` is neither a time (2025-09-27T17:30:00Z) nor a duration (90m, 2h)",
+                "--since `{}` is neither a time (2025-09-27T17:30:00Z) nor a duration (90m, 2h, 7d)",
                 crate::ci::escape_controls(text)
             ))
         })

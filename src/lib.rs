@@ -19,14 +19,14 @@ pub mod lock;
 pub mod log;
 pub mod render;
 pub mod run;
-pub mod secret;
 pub mod signals;
 pub mod step;
 pub mod store;
 #[cfg(test)]
 mod testgen;
 
-/// The name the Azure code still uses for `exit`.
+/// The names the Azure code still uses for `exit` and `config::secrets`.
+pub use config::secrets as secret;
 pub use exit as error;
 
 /// Runs the program on these arguments and returns its exit code.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::app;
 use crate::cli::{OnLost, RunArgs};
-use crate::config::{self, Config, HEARTBEAT_TTL_MINUTES};
+use crate::config::{self, Config};
 use crate::exit::{ExitCode, Failure, Result};
 use crate::lock::heartbeat::{self, Beat, End};
 use crate::lock::protocol::Identity;
@@ -26,10 +26,7 @@ pub fn run(cfg: &Config, args: &RunArgs) -> Result<i32> {
     let Some(program) = args.command.first() else {
         return Err(Failure::usage("give the command to run after `--`"));
     };
-    let mut cfg = cfg.clone();
-    if !cfg.ttl_given {
-        cfg.ttl = Duration::from_secs_f64(HEARTBEAT_TTL_MINUTES * 60.0);
-    }
+    let mut cfg = cfg.with_heartbeat();
     let store = app::open_store(&cfg)?;
     let reason = args.reason.clone().unwrap_or_default();
     let request = app::Want {

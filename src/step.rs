@@ -11,6 +11,7 @@ use crate::app;
 use crate::azure::auth::AuthInputs;
 use crate::ci::{self, Platform, azdo};
 use crate::cli::{GlobalArgs, OutputFormat, StepPhase};
+use crate::config::Secret;
 use crate::config::{self, AzureInputs, Config};
 use crate::exit::{ExitCode, Failure, Result};
 use crate::human::human_std;
@@ -18,7 +19,6 @@ use crate::lock::heartbeat;
 use crate::lock::protocol::Identity;
 use crate::lock::{Locker, Released};
 use crate::log;
-use crate::secret::Secret;
 
 /// An input as the runner or agent passes it: GitHub keeps the hyphens of `storage-account`
 /// (`INPUT_STORAGE-ACCOUNT`); Azure DevOps upper-cases the camelCase name (`INPUT_STORAGEACCOUNT`).
@@ -50,13 +50,11 @@ fn mask_inputs(platform: Platform) {
         "github-token",
     ] {
         if let Some(v) = input(name) {
-            for part in config::secret_parts(&v) {
-                platform.mask(&part);
-            }
+            config::secrets::mask(platform, &v);
         }
     }
-    if let Some((_, query)) = input("store").as_deref().and_then(|s| s.split_once('?')) {
-        for part in config::secret_parts(query) {
+    if let Some(store) = input("store") {
+        for part in config::StoreUrl::secret_parts(&store) {
             platform.mask(&part);
         }
     }
@@ -157,12 +155,12 @@ fn main_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
     let environment = config::validate_environment(&environment)?;
     let mut cfg = config_from_inputs(global, platform)?;
     let heartbeat = bool_input("heartbeat", true)?;
-    if heartbeat && !cfg.ttl_given {
-        cfg.ttl = Duration::from_secs_f64(config::HEARTBEAT_TTL_MINUTES * 60.0);
+    if heartbeat {
+        cfg = cfg.with_heartbeat();
     }
     let pipeline = match input("pipeline") {
         Some(p) => config::validate_pipeline(&p)?,
-        None => platform.pipeline().to_owned(),
+        None => config::Pipeline::of(platform),
     };
     let mode = input("mode").unwrap_or_else(|| "acquire".into());
     let wait = match input("wait-minutes") {
@@ -187,8 +185,8 @@ fn main_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
             // Nested in an acquisition of this job: its holder renews and releases it.
             if let Some(record) = outcome.acquired.as_ref().filter(|_| !outcome.reentrant) {
                 let mut state = vec![
-                    ("environment", environment.clone()),
-                    ("pipeline", pipeline.clone()),
+                    ("environment", environment.to_string()),
+                    ("pipeline", pipeline.to_string()),
                     ("token", record.token.clone()),
                 ];
                 if heartbeat {
@@ -273,9 +271,10 @@ fn post_step(global: &GlobalArgs, platform: Platform) -> Result<i32> {
     }
     let environment = config::validate_environment(&environment)?;
     let cfg = config_from_inputs(global, platform)?;
-    let pipeline = platform
-        .load_state("pipeline")
-        .unwrap_or_else(|| platform.pipeline().to_owned());
+    let pipeline = match platform.load_state("pipeline") {
+        Some(p) => config::validate_pipeline(&p)?,
+        None => config::Pipeline::of(platform),
+    };
     let me = Identity {
         token: Some(token),
         ..cfg.identity(&pipeline)

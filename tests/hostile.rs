@@ -51,12 +51,16 @@ fn bad_names_durations_and_urls_are_usage_errors() {
             "at least one second",
         ),
         (
-            vec!["acquire", "env", "--ttl-minutes", "5d"],
+            vec!["acquire", "env", "--ttl-minutes", "5w"],
+            "not a duration",
+        ),
+        (
+            vec!["acquire", "env", "--ttl-minutes", "8y"],
             "not a duration",
         ),
         (
             vec!["acquire", "env", "--ttl-minutes", "8d"],
-            "not a duration",
+            "longer than a week",
         ),
         (
             vec!["acquire", "env", "--poll-seconds", "0"],
