@@ -3,6 +3,7 @@
 
 pub mod azdo;
 pub mod github;
+pub mod step;
 
 use std::env;
 

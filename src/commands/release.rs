@@ -1,0 +1,106 @@
+//! `release`: give our lock back. The flow "release + audit" lives here once; `run` and the
+//! action's post step use it too.
+
+use super::{Context, Outcome, Target};
+use crate::config::{Environment, Pipeline};
+use crate::exit::{ExitCode, Result};
+use crate::lock::protocol::{Ownership, ownership};
+use crate::lock::{self, Identity, LockEvent, LockView};
+
+/// What a release found.
+#[derive(Debug)]
+pub struct Released {
+    pub env: Environment,
+    pub how: How,
+}
+
+#[derive(Debug)]
+pub enum How {
+    /// Released. `by` is this user and host when the lock was theirs from another process.
+    Released {
+        lock: Box<LockView>,
+        by: Option<(String, String)>,
+    },
+    /// There was no lock.
+    Absent,
+    /// Someone else's: not released. `pipeline` and `build_id` are who we are.
+    Refused {
+        lock: Box<LockView>,
+        pipeline: Pipeline,
+        build_id: String,
+    },
+}
+
+impl Released {
+    #[must_use]
+    pub fn exit_code(&self) -> ExitCode {
+        match self.how {
+            How::Refused { .. } => ExitCode::Held,
+            _ => ExitCode::Ok,
+        }
+    }
+}
+
+/// Releases the lock `me` holds and records the release.
+pub fn release_as(
+    ctx: &Context<'_>,
+    env: &Environment,
+    me: &Identity,
+) -> anyhow::Result<lock::Released> {
+    let locker = ctx.locker();
+    let released = locker.release(env, me)?;
+    if let lock::Released::Released(lock) = &released {
+        ctx.events
+            .record(&LockEvent::released(env, lock, locker.store_now()));
+    }
+    Ok(released)
+}
+
+/// What giving back a lock we took found (`run` at its command's end, the action's post step).
+#[derive(Debug)]
+pub enum Handback {
+    Released(Box<LockView>),
+    /// Already gone: released by a later step, broken, or expired.
+    Absent,
+    /// Someone else holds it now: left alone.
+    HeldByOther(Box<LockView>),
+    /// The store did not answer: the lock expires after its ttl.
+    Failed(String),
+}
+
+/// Gives back the lock `me` took, and records the release; never fails.
+pub fn hand_back(ctx: &Context<'_>, env: &Environment, me: &Identity) -> Handback {
+    match release_as(ctx, env, me) {
+        Ok(lock::Released::Released(lock)) => Handback::Released(lock),
+        Ok(lock::Released::Absent) => Handback::Absent,
+        Ok(lock::Released::Refused(lock)) => Handback::HeldByOther(lock),
+        Err(e) => Handback::Failed(format!("{e:#}")),
+    }
+}
+
+pub fn release(ctx: &Context<'_>, target: &Target) -> Result<Outcome> {
+    let me = ctx.cfg.identity(&target.pipeline);
+    let how = match release_as(ctx, &target.env, &me)? {
+        lock::Released::Released(lock) => How::Released {
+            by: (ownership(&lock.holder, &me) == Ownership::SameUserAndHost)
+                .then(|| (ctx.cfg.run.actor.clone(), ctx.cfg.run.host.clone())),
+            lock,
+        },
+        lock::Released::Absent => {
+            crate::log::warn(&format!(
+                "there is no lock on {} to release; nothing to do",
+                target.env
+            ));
+            How::Absent
+        }
+        lock::Released::Refused(lock) => How::Refused {
+            lock,
+            pipeline: target.pipeline.clone(),
+            build_id: me.build_id,
+        },
+    };
+    Ok(Outcome::Released(Released {
+        env: target.env.clone(),
+        how,
+    }))
+}
