@@ -3,7 +3,7 @@
 //! deterministic simulation (tests/simulation.rs).
 //!
 //! Only the local clock is here. Whether a lock is stale is always decided by the store's clock
-//! (docs/design.md, "No clock comparisons across machines"); the local clock only measures how
+//! (docs/design.md, "Clocks"); the local clock only measures how
 //! long this process waited and paces its polling.
 
 use std::sync::OnceLock;

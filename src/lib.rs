@@ -29,7 +29,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use crate::ci::Platform;
 use crate::cli::{Cli, EXIT_CODES};
-use crate::commands::{Command, mask_store_secrets};
+use crate::commands::Command;
 use crate::config::Config;
 use crate::exit::{ExitCode, Result};
 use crate::report::Reporter;
@@ -94,7 +94,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 fn execute(cli: &Cli, platform: Platform) -> Result<i32> {
     let cfg = Config::from_args(&cli.global, platform)?;
-    mask_store_secrets(&cfg);
+    cfg.mask_store_secrets();
     let command = Command::from_cli(&cli.command, &cfg)?;
     let reporter = Reporter::new(platform, cfg.output);
     let outcome = command.execute(&cfg, &reporter)?;

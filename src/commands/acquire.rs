@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use super::{Context, Outcome, Progress, Target};
-use crate::config::{self, Environment, Pipeline};
+use super::context::{Context, Progress, Target};
+use super::outcome::{Acquisition, Blocked, Outcome};
+use crate::config;
 use crate::exit::{ExitCode, Failure, Result};
 use crate::human::human_std;
 use crate::lock::protocol::{Ownership, from_another_attempt, ownership};
-use crate::lock::{
-    Acquired, EventKind, Fenced, Holder, Holding, Identity, LockEvent, LockRecord, LockView,
-};
+use crate::lock::{Acquired, EventKind, Fenced, Holder, Holding, LockEvent};
 use crate::log;
 
 /// What an acquire asks for.
@@ -21,41 +20,6 @@ pub struct Request {
     pub reason: String,
     /// The caller releases the lock itself (`run`, the action's post step): no release hint.
     pub releases_itself: bool,
-}
-
-/// The lock is ours.
-#[derive(Debug, Clone)]
-pub struct Acquisition {
-    pub env: Environment,
-    pub pipeline: Pipeline,
-    pub record: LockRecord,
-    /// It was already ours (nested in the acquisition that took it): the caller must not
-    /// release it, and must not shorten its ttl.
-    pub reentrant: bool,
-    pub stolen_from: Option<Holder>,
-    pub waited: Duration,
-    /// The ttl we asked for.
-    pub ttl: Duration,
-    pub releases_itself: bool,
-}
-
-impl Acquisition {
-    /// The identity of this acquisition: ours, with its token.
-    #[must_use]
-    pub fn holder(&self, ctx: &Context<'_>) -> Identity {
-        ctx.cfg.holder(&self.pipeline, &self.record.token)
-    }
-}
-
-/// Someone else holds the lock.
-#[derive(Debug)]
-pub struct Blocked {
-    pub env: Environment,
-    pub lock: Box<LockView>,
-    pub waited: Duration,
-    pub timed_out: bool,
-    /// Taken outside CI by this user on this host from another process: say how to act as it.
-    pub same_user_and_host: Option<(String, String)>,
 }
 
 pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) -> Result<Outcome> {

@@ -1,6 +1,7 @@
 //! `check`: who holds the lock, if anyone.
 
-use super::{Context, Outcome, State, Target};
+use super::context::{Context, Target};
+use super::outcome::{Outcome, State};
 use crate::exit::Result;
 use crate::lock::protocol::{Ownership, ownership};
 

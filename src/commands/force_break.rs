@@ -1,6 +1,7 @@
 //! `force-break`: delete the lock whoever holds it, and record who did it and why.
 
-use super::{Context, Outcome};
+use super::context::Context;
+use super::outcome::Outcome;
 use crate::config::{self, Environment};
 use crate::exit::{Failure, Result};
 use crate::human::human;

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Context, Outcome};
+use super::context::Context;
+use super::outcome::Outcome;
 use crate::config::{self, Environment};
 use crate::exit::{Failure, Result};
 use crate::lock::AuditLog;

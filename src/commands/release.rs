@@ -1,45 +1,12 @@
 //! `release`: give our lock back. The flow "release + audit" lives here once; `run` and the
 //! action's post step use it too.
 
-use super::{Context, Outcome, Target};
-use crate::config::{Environment, Pipeline};
-use crate::exit::{ExitCode, Result};
+use super::context::{Context, Target};
+use super::outcome::{Handback, How, Outcome, Released};
+use crate::config::Environment;
+use crate::exit::Result;
 use crate::lock::protocol::{Ownership, ownership};
-use crate::lock::{self, Identity, LockEvent, LockView};
-
-/// What a release found.
-#[derive(Debug)]
-pub struct Released {
-    pub env: Environment,
-    pub how: How,
-}
-
-#[derive(Debug)]
-pub enum How {
-    /// Released. `by` is this user and host when the lock was theirs from another process.
-    Released {
-        lock: Box<LockView>,
-        by: Option<(String, String)>,
-    },
-    /// There was no lock.
-    Absent,
-    /// Someone else's: not released. `pipeline` and `build_id` are who we are.
-    Refused {
-        lock: Box<LockView>,
-        pipeline: Pipeline,
-        build_id: String,
-    },
-}
-
-impl Released {
-    #[must_use]
-    pub fn exit_code(&self) -> ExitCode {
-        match self.how {
-            How::Refused { .. } => ExitCode::Held,
-            _ => ExitCode::Ok,
-        }
-    }
-}
+use crate::lock::{self, Identity, LockEvent};
 
 /// Releases the lock `me` holds and records the release.
 pub fn release_as(
@@ -54,18 +21,6 @@ pub fn release_as(
             .record(&LockEvent::released(env, lock, locker.store_now()));
     }
     Ok(released)
-}
-
-/// What giving back a lock we took found (`run` at its command's end, the action's post step).
-#[derive(Debug)]
-pub enum Handback {
-    Released(Box<LockView>),
-    /// Already gone: released by a later step, broken, or expired.
-    Absent,
-    /// Someone else holds it now: left alone.
-    HeldByOther(Box<LockView>),
-    /// The store did not answer: the lock expires after its ttl.
-    Failed(String),
 }
 
 /// Gives back the lock `me` took, and records the release; never fails.

@@ -1,39 +1,10 @@
 //! `renew`: extend our lock by another ttl.
 
-use super::{Context, Outcome, Target};
-use crate::config::Environment;
-use crate::exit::{ExitCode, Result};
+use super::context::{Context, Target};
+use super::outcome::{Outcome, RenewEnd as End, Renewal};
+use crate::exit::Result;
 use crate::lock::protocol::{Ownership, ownership};
-use crate::lock::{EventKind, LockEvent, LockView, Renewed};
-
-#[derive(Debug)]
-pub struct Renewal {
-    pub env: Environment,
-    pub end: End,
-}
-
-#[derive(Debug)]
-pub enum End {
-    Renewed(Box<LockView>),
-    /// Taken by this user on this host from another process, and we have no token: not ours.
-    NotOurs {
-        lock: Box<LockView>,
-        actor: String,
-        host: String,
-    },
-    Lost(Option<Box<LockView>>),
-}
-
-impl Renewal {
-    #[must_use]
-    pub fn exit_code(&self) -> ExitCode {
-        match self.end {
-            End::Renewed(_) => ExitCode::Ok,
-            End::NotOurs { .. } => ExitCode::Held,
-            End::Lost(_) => ExitCode::Lost,
-        }
-    }
-}
+use crate::lock::{EventKind, LockEvent, Renewed};
 
 pub fn renew(ctx: &Context<'_>, target: &Target) -> Result<Outcome> {
     let cfg = ctx.cfg;

@@ -4,9 +4,10 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::acquire::{self, Acquisition};
-use super::release::{Handback, hand_back};
-use super::{Context, Outcome, Progress, Target, open_store, parse_wait};
+use super::acquire;
+use super::context::{Context, Progress, Target, open_store, parse_wait};
+use super::outcome::{Acquisition, Handback, Outcome, Ran};
+use super::release::hand_back;
 use crate::cli::{OnLost, RunArgs};
 use crate::clock::Clock;
 use crate::config::{Config, Environment};
@@ -46,30 +47,6 @@ impl Request {
     }
 }
 
-/// How `run` ended.
-#[derive(Debug)]
-pub struct Ran {
-    pub env: Environment,
-    /// The command's exit code (128 + signal when a signal ended it).
-    pub code: i32,
-    pub lost: bool,
-    /// Nested in this outer holder's acquisition, which keeps the lock.
-    pub outer_holder: Option<String>,
-    /// What giving the lock back found, when it was ours to give back.
-    pub handback: Option<Handback>,
-}
-
-impl Ran {
-    #[must_use]
-    pub fn exit_code(&self) -> i32 {
-        if self.lost {
-            ExitCode::Lost.code()
-        } else {
-            self.code
-        }
-    }
-}
-
 pub fn run(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) -> Result<Outcome> {
     // The lock is kept alive by a heartbeat while the command runs: the ttl for that is decided
     // by the config.
@@ -100,7 +77,7 @@ fn supervised(
     let cfg = ctx.cfg;
     let env = &taken.env;
     let record = &taken.record;
-    let me = taken.holder(ctx);
+    let me = taken.holder(ctx.cfg);
     let program = &request.command[0];
     let mut command = Command::new(program);
     command

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::ci::Platform;
 use crate::cli::GlobalArgs;
+use crate::exit::ExitCode;
 use crate::lock::{EventKind, EventSink, LockEvent};
 use crate::store::memory::MemoryStore;
 
@@ -110,7 +111,7 @@ fn acquire_check_and_release_report_what_they_did() {
         .expect("release");
     assert!(matches!(
         &released,
-        Outcome::Released(r) if matches!(r.how, release::How::Released { .. })
+        Outcome::Released(r) if matches!(r.how, outcome::How::Released { .. })
     ));
     assert_eq!(
         events.kinds(),

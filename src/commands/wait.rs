@@ -2,35 +2,11 @@
 
 use std::time::Duration;
 
-use super::{Context, Outcome};
+use super::context::Context;
+use super::outcome::{Outcome, WaitEnd as End, Waited};
 use crate::config::Environment;
-use crate::exit::{ExitCode, Result};
-use crate::lock::{self, LockView};
-
-#[derive(Debug)]
-pub struct Waited {
-    pub env: Environment,
-    pub waited: Duration,
-    pub end: End,
-}
-
-#[derive(Debug)]
-pub enum End {
-    Free,
-    TimedOut(Box<LockView>),
-    Interrupted,
-}
-
-impl Waited {
-    #[must_use]
-    pub fn exit_code(&self) -> ExitCode {
-        match self.end {
-            End::Free => ExitCode::Ok,
-            End::TimedOut(_) => ExitCode::TimedOut,
-            End::Interrupted => ExitCode::Interrupted,
-        }
-    }
-}
+use crate::exit::Result;
+use crate::lock;
 
 pub fn wait(ctx: &Context<'_>, env: &Environment, timeout: Duration) -> Result<Outcome> {
     let (end, waited) = match ctx.locker().wait_free(env, timeout)? {

@@ -19,10 +19,11 @@ use crate::lock::record::{MAX_FIELD_CHARS, MAX_REASON_CHARS};
 
 use self::duration::minutes;
 pub use self::duration::{parse_duration, parse_minutes};
-pub use self::names::{Container, Environment, Pipeline, validate_environment, validate_pipeline};
-pub use self::secrets::{Secret, secrets_in_env};
+pub use self::names::{
+    Container, DEFAULT_CONTAINER, Environment, Pipeline, validate_environment, validate_pipeline,
+};
+pub use self::secrets::Secret;
 
-pub const DEFAULT_CONTAINER: &str = "deployment-locks";
 pub const DEFAULT_TTL_MINUTES: f64 = 30.0;
 pub use crate::lock::SEED_TIMEOUT_MINUTES;
 /// With a heartbeat renewing the lock every third of the ttl, a short ttl costs nothing while
@@ -169,6 +170,16 @@ impl Config {
         }
     }
 
+    /// Masks every form of the store's secrets (decoded SAS signatures, key parts) on CI; the raw
+    /// environment values were masked before parsing.
+    pub fn mask_store_secrets(&self) {
+        if let StoreChoice::Azure(settings) = &self.store {
+            for secret in crate::azure::secrets(settings) {
+                self.platform.mask(&secret);
+            }
+        }
+    }
+
     /// The store's description for messages.
     #[must_use]
     pub fn store_label(&self) -> String {
@@ -177,6 +188,31 @@ impl Config {
             StoreChoice::Azure(_) => "Azure Blob Storage".into(),
         }
     }
+}
+
+/// Every secret the environment or options carry, to mask on CI before anything is printed.
+#[must_use]
+pub fn secrets_in_env(args: &GlobalArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in [
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_TOKEN",
+        // What Entra ID sign-in uses to get tokens; the platforms mask some, not all, of them.
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "SYSTEM_ACCESSTOKEN",
+        "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
+        "IDENTITY_HEADER",
+    ] {
+        if let Some(v) = ci::var(name) {
+            out.extend(secrets::parts(&v));
+        }
+    }
+    if let Some(store) = &args.store {
+        out.extend(StoreUrl::secret_parts(store));
+    }
+    out
 }
 
 /// Azure credentials given as action or task inputs.
@@ -188,6 +224,28 @@ pub struct AzureInputs {
     pub sas_token: Option<Secret>,
     /// `client-id`, `tenant-id` and the Azure DevOps service connection (`serviceConnection`).
     pub auth: AuthInputs,
+}
+
+impl AzureInputs {
+    /// With the Entra ID sign-in inputs: `client-id`, `tenant-id`, and the Azure DevOps service
+    /// connection.
+    #[must_use]
+    pub fn signing_in_as(
+        self,
+        client_id: Option<String>,
+        tenant_id: Option<String>,
+        service_connection: Option<String>,
+    ) -> Self {
+        Self {
+            auth: AuthInputs {
+                method: None,
+                client_id,
+                tenant_id,
+                service_connection,
+            },
+            ..self
+        }
+    }
 }
 
 fn choose_store(

@@ -8,6 +8,9 @@ use std::ops::Deref;
 use crate::ci;
 use crate::exit::{Failure, Result};
 
+/// The container (or subdirectory) when none is given.
+pub const DEFAULT_CONTAINER: &str = "deployment-locks";
+
 /// A validated name: derefs to `str`, prints as itself.
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $check:ident) => {
@@ -82,7 +85,7 @@ impl Container {
     /// `deployment-locks`.
     #[must_use]
     pub fn default_name() -> Self {
-        Self(super::DEFAULT_CONTAINER.to_owned())
+        Self(DEFAULT_CONTAINER.to_owned())
     }
 }
 

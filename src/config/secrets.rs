@@ -4,8 +4,7 @@
 
 use std::fmt;
 
-use crate::ci::{self, Platform};
-use crate::cli::GlobalArgs;
+use crate::ci::Platform;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -33,31 +32,6 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("(redacted)")
     }
-}
-
-/// Every secret the environment or options carry, to mask on CI before anything is printed.
-#[must_use]
-pub fn secrets_in_env(args: &GlobalArgs) -> Vec<String> {
-    let mut out = Vec::new();
-    for name in [
-        "AZURE_STORAGE_KEY",
-        "AZURE_STORAGE_SAS_TOKEN",
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_STORAGE_TOKEN",
-        // What Entra ID sign-in uses to get tokens; the platforms mask some, not all, of them.
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-        "SYSTEM_ACCESSTOKEN",
-        "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
-        "IDENTITY_HEADER",
-    ] {
-        if let Some(v) = ci::var(name) {
-            out.extend(parts(&v));
-        }
-    }
-    if let Some(store) = &args.store {
-        out.extend(super::StoreUrl::secret_parts(store));
-    }
-    out
 }
 
 /// A secret and the parts of it that could be printed on their own: `AccountKey=…`,

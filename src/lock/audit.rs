@@ -10,7 +10,8 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Identity, LockRecord, LockView};
+use super::protocol::{Identity, LockView};
+use super::record::LockRecord;
 use crate::ci::RunInfo;
 use crate::log;
 use crate::store::Store;

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::locker::{Locker, MAX_UNANSWERED_WRITES};
-use super::{FENCE_PREFIX, LockRecord, LockView, key};
+use super::protocol::LockView;
+use super::record::{FENCE_PREFIX, LockRecord, key};
 use crate::store::StoreError;
 
 /// What the fencing step after an acquisition found.

@@ -9,7 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{EventKind, EventSink, Identity, LockEvent, LockView, Locker, Renewed};
+use super::audit::{EventKind, EventSink, LockEvent};
+use super::locker::{Locker, Renewed};
+use super::protocol::{Identity, LockView};
 use crate::ci::RunInfo;
 use crate::human::human_std;
 use crate::log;

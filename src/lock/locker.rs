@@ -12,7 +12,7 @@ use super::protocol::{
 };
 use super::queue::Queue;
 use super::record::{Holder, LockRecord, SCHEMA};
-use super::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
+use super::record::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
 use crate::ci::RunInfo;
 use crate::clock::{Clock, SYSTEM};
 use crate::log;

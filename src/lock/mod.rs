@@ -18,19 +18,7 @@ pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token
 pub use protocol::{Identity, LockView, Ownership};
 pub use record::{Holder, LockRecord};
 
-/// Blob names the seed script uses, so both can run side by side.
-pub const KEY_PREFIX: &str = "deployment-lock-";
-/// The per-environment fencing counter; outside `KEY_PREFIX`, so listings of locks skip it.
-pub const FENCE_PREFIX: &str = "deployment-fence-";
-
-/// The seed script's stale timeout (its `LOCK_TIMEOUT_MINUTES` default), for locks it wrote.
-pub const SEED_TIMEOUT_MINUTES: f64 = 30.0;
-
-/// The lock blob's name for an environment.
-#[must_use]
-pub fn key(environment: &str) -> String {
-    format!("{KEY_PREFIX}{environment}")
-}
+pub use record::{FENCE_PREFIX, KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,20 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Blob names the seed script uses, so both can run side by side.
+pub const KEY_PREFIX: &str = "deployment-lock-";
+/// The per-environment fencing counter; outside `KEY_PREFIX`, so listings of locks skip it.
+pub const FENCE_PREFIX: &str = "deployment-fence-";
+
+/// The seed script's stale timeout (its `LOCK_TIMEOUT_MINUTES` default), for locks it wrote.
+pub const SEED_TIMEOUT_MINUTES: f64 = 30.0;
+
+/// The lock blob's name for an environment.
+#[must_use]
+pub fn key(environment: &str) -> String {
+    format!("{KEY_PREFIX}{environment}")
+}
+
 /// The schema version written by this program.
 pub const SCHEMA: u32 = 1;
 

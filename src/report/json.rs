@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::ci::Platform;
-use crate::commands::release::How;
-use crate::commands::{Outcome, State, renew, wait};
+use crate::commands::outcome::{How, RenewEnd, WaitEnd};
+use crate::commands::{Outcome, State};
 use crate::lock::{Holder, LockView};
 
 /// Holder fields as JSON (without the token: it is the holder's to use).
@@ -106,9 +106,9 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
         }
         Outcome::Waited(w) => {
             let (state, lock) = match &w.end {
-                wait::End::Free => (State::Free, None),
-                wait::End::TimedOut(lock) => (State::TimedOut, Some(&**lock)),
-                wait::End::Interrupted => (State::Interrupted, None),
+                WaitEnd::Free => (State::Free, None),
+                WaitEnd::TimedOut(lock) => (State::TimedOut, Some(&**lock)),
+                WaitEnd::Interrupted => (State::Interrupted, None),
             };
             let mut v = lock_json(&w.env, state.as_str(), lock);
             v["waited_seconds"] = json!(w.waited.as_secs());
@@ -144,9 +144,9 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
                 .collect::<Vec<_>>()
         ),
         Outcome::Renewed(r) => match &r.end {
-            renew::End::Renewed(lock) => lock_json(&r.env, State::Renewed.as_str(), Some(lock)),
-            renew::End::NotOurs { lock, .. } => lock_json(&r.env, State::Held.as_str(), Some(lock)),
-            renew::End::Lost(lock) => lock_json(&r.env, State::Lost.as_str(), lock.as_deref()),
+            RenewEnd::Renewed(lock) => lock_json(&r.env, State::Renewed.as_str(), Some(lock)),
+            RenewEnd::NotOurs { lock, .. } => lock_json(&r.env, State::Held.as_str(), Some(lock)),
+            RenewEnd::Lost(lock) => lock_json(&r.env, State::Lost.as_str(), lock.as_deref()),
         },
         Outcome::History { events, .. } => json!(events),
     })

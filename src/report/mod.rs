@@ -5,12 +5,14 @@ pub mod json;
 pub mod summary;
 pub mod text;
 
+pub use text::print_error;
+
 use std::time::Duration;
 
 use crate::ci::Platform;
 use crate::cli::OutputFormat;
-use crate::commands::release::{Handback, How};
-use crate::commands::{Outcome, Progress, renew, wait};
+use crate::commands::outcome::{Handback, How, RenewEnd, WaitEnd};
+use crate::commands::{Outcome, Progress};
 use crate::config::Environment;
 use crate::exit::Result;
 use crate::human::{human, human_std};
@@ -207,7 +209,7 @@ impl Reporter {
                 self.print_json(outcome);
             }
             Outcome::Waited(w) => {
-                if let wait::End::TimedOut(lock) = &w.end {
+                if let WaitEnd::TimedOut(lock) = &w.end {
                     self.error(
                         "Timed out",
                         &text::blocked_message(&w.env, lock, true, w.waited),
@@ -215,7 +217,7 @@ impl Reporter {
                 }
                 p.set_outputs(&[("waited-seconds", w.waited.as_secs().to_string())])?;
                 self.print_json(outcome);
-                if self.text() && matches!(w.end, wait::End::Free) {
+                if self.text() && matches!(w.end, WaitEnd::Free) {
                     self.print(&format!(
                         "{} is free (waited {})",
                         w.env,
@@ -252,12 +254,12 @@ impl Reporter {
             Outcome::Renewed(r) => {
                 let env = &r.env;
                 match &r.end {
-                    renew::End::Renewed(lock) if self.text() => self.print(&format!(
+                    RenewEnd::Renewed(lock) if self.text() => self.print(&format!(
                         "Renewed the deployment lock on {env}: stale in {} unless renewed again.",
                         human(lock.ttl)
                     )),
-                    renew::End::Renewed(_) => {}
-                    renew::End::NotOurs { actor, host, .. } => self.error(
+                    RenewEnd::Renewed(_) => {}
+                    RenewEnd::NotOurs { actor, host, .. } => self.error(
                         "Not renewed",
                         &format!(
                             "the lock on {env} was taken by {actor} on {host} from another \
@@ -266,7 +268,7 @@ impl Reporter {
                              DEPLOY_LOCK_TOKEN)"
                         ),
                     ),
-                    renew::End::Lost(lock) => {
+                    RenewEnd::Lost(lock) => {
                         let msg = match lock {
                             Some(l) => format!(
                                 "the lock on {env} is no longer ours: it is held by {}",
@@ -371,13 +373,4 @@ impl Progress for Reporter {
             ),
         );
     }
-}
-
-/// Prints an error that ended a command, and returns the exit code it maps to.
-pub fn print_error(platform: Platform, failure: &crate::exit::Failure) -> i32 {
-    eprintln!(
-        "{}",
-        platform.error_line("deploy-lock", &failure.to_string())
-    );
-    failure.code.code()
 }

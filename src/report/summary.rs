@@ -50,7 +50,7 @@ pub fn finish(platform: Platform, post: bool, result: Result<i32>) -> i32 {
                 log::warn(&format!("release in the post step failed: {text}"));
                 (0, String::new())
             } else {
-                (super::print_error(platform, &failure), text)
+                (super::text::print_error(platform, &failure), text)
             }
         }
     };

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::ci::Platform;
-use crate::commands::status::Row;
+use crate::commands::outcome::Row;
+use crate::exit::Failure;
 use crate::human::{human, human_std};
 use crate::lock::{Holder, LockEvent, LockView};
 
@@ -171,4 +172,13 @@ pub fn history_line(e: &LockEvent) -> String {
     )
     .trim_end()
     .to_owned()
+}
+
+/// Prints an error that ended a command, and returns the exit code it maps to.
+pub fn print_error(platform: Platform, failure: &Failure) -> i32 {
+    eprintln!(
+        "{}",
+        platform.error_line("deploy-lock", &failure.to_string())
+    );
+    failure.code.code()
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{StepInputs, config_from_inputs};
+use super::inputs::StepInputs;
 use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
 use crate::clock::{Clock, SYSTEM};
@@ -256,7 +256,7 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
     let environment = config::validate_environment(&need("DEPLOY_LOCK_HEARTBEAT_ENVIRONMENT")?)?;
     let pipeline = config::validate_pipeline(&need("DEPLOY_LOCK_HEARTBEAT_PIPELINE")?)?;
     let token = need("DEPLOY_LOCK_HEARTBEAT_TOKEN")?;
-    let mut cfg = config_from_inputs(inputs, global, platform)?;
+    let mut cfg = inputs.config(global, platform)?;
     if let Some(ttl) = ci::var("DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS") {
         cfg.ttl = config::parse_duration(&ttl, 1.0, "DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS")?;
     }

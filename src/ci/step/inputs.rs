@@ -2,7 +2,9 @@
 //! GitHub keeps the hyphens of `storage-account` (`INPUT_STORAGE-ACCOUNT`); Azure DevOps
 //! upper-cases the camelCase name (`INPUT_STORAGEACCOUNT`).
 
-use crate::ci;
+use crate::ci::{self, Platform};
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::config::{AzureInputs, Config, Secret};
 use crate::exit::{Failure, Result};
 
 /// One input by its action name.
@@ -108,5 +110,39 @@ impl StepInputs {
         ]
         .into_iter()
         .filter_map(|v| v.as_deref())
+    }
+
+    /// The config the inputs describe; options not given as inputs keep their environment values.
+    pub fn config(&self, global: &GlobalArgs, platform: Platform) -> Result<Config> {
+        let inputs = self;
+        let mut args = global.clone();
+        let set = |slot: &mut Option<String>, value: &Option<String>| {
+            if let Some(v) = value {
+                *slot = Some(v.clone());
+            }
+        };
+        set(&mut args.store, &inputs.store);
+        set(&mut args.container, &inputs.container);
+        set(&mut args.ttl_minutes, &inputs.lock_timeout_minutes);
+        set(&mut args.poll_seconds, &inputs.poll_seconds);
+        set(&mut args.job, &inputs.job);
+        set(&mut args.auth, &inputs.auth);
+        args.debug |= inputs.debug.get(false)?;
+        args.output = Some(OutputFormat::Text);
+        let azure = AzureInputs {
+            connection_string: inputs.connection_string.clone().map(Secret::new),
+            account: inputs.storage_account.clone(),
+            account_key: inputs.account_key.clone().map(Secret::new),
+            sas_token: inputs.sas_token.clone().map(Secret::new),
+            ..AzureInputs::default()
+        }
+        .signing_in_as(
+            inputs.client_id.clone(),
+            inputs.tenant_id.clone(),
+            inputs.service_connection.clone(),
+        );
+        let cfg = Config::build(&args, platform, &azure)?;
+        cfg.mask_store_secrets();
+        Ok(cfg)
     }
 }

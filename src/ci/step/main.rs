@@ -1,7 +1,8 @@
 //! The main step: acquire (taking the lock and starting its heartbeat), check, wait, release or
 //! force-break, as the `mode` input says.
 
-use super::{StepInputs, config_from_inputs, heartbeat};
+use super::heartbeat;
+use super::inputs::StepInputs;
 use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
 use crate::commands::{self, Command, Outcome, Target, acquire, force_break};
@@ -14,7 +15,7 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
         Failure::usage("the `environment` input is required, e.g. `environment: sandbox`")
     })?;
     let env = config::validate_environment(environment)?;
-    let mut cfg = config_from_inputs(inputs, global, platform)?;
+    let mut cfg = inputs.config(global, platform)?;
     let heartbeat = inputs.heartbeat.get(true)?;
     if heartbeat {
         cfg = cfg.with_heartbeat();

@@ -8,53 +8,13 @@ pub mod inputs;
 pub mod main;
 pub mod post;
 
-use crate::azure::auth::AuthInputs;
 use crate::ci::Platform;
-use crate::cli::{GlobalArgs, OutputFormat, StepPhase};
-use crate::commands::mask_store_secrets;
-use crate::config::{self, AzureInputs, Config, Secret, StoreUrl};
-use crate::exit::Result;
+use crate::cli::{GlobalArgs, StepPhase};
+use crate::config::{self, StoreUrl};
 use crate::log;
 use crate::report;
 
-pub use inputs::StepInputs;
-
-/// The config the inputs describe; options not given as inputs keep their environment values.
-fn config_from_inputs(
-    inputs: &StepInputs,
-    global: &GlobalArgs,
-    platform: Platform,
-) -> Result<Config> {
-    let mut args = global.clone();
-    let set = |slot: &mut Option<String>, value: &Option<String>| {
-        if let Some(v) = value {
-            *slot = Some(v.clone());
-        }
-    };
-    set(&mut args.store, &inputs.store);
-    set(&mut args.container, &inputs.container);
-    set(&mut args.ttl_minutes, &inputs.lock_timeout_minutes);
-    set(&mut args.poll_seconds, &inputs.poll_seconds);
-    set(&mut args.job, &inputs.job);
-    set(&mut args.auth, &inputs.auth);
-    args.debug |= inputs.debug.get(false)?;
-    args.output = Some(OutputFormat::Text);
-    let azure = AzureInputs {
-        connection_string: inputs.connection_string.clone().map(Secret::new),
-        account: inputs.storage_account.clone(),
-        account_key: inputs.account_key.clone().map(Secret::new),
-        sas_token: inputs.sas_token.clone().map(Secret::new),
-        auth: AuthInputs {
-            method: None,
-            client_id: inputs.client_id.clone(),
-            tenant_id: inputs.tenant_id.clone(),
-            service_connection: inputs.service_connection.clone(),
-        },
-    };
-    let cfg = Config::build(&args, platform, &azure)?;
-    mask_store_secrets(&cfg);
-    Ok(cfg)
-}
+use inputs::StepInputs;
 
 /// Runs the action's or task's step and returns the process exit code.
 pub fn run(phase: StepPhase, global: &GlobalArgs, platform: Platform) -> i32 {

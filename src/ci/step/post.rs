@@ -2,10 +2,12 @@
 
 use std::path::Path;
 
-use super::{StepInputs, config_from_inputs, heartbeat};
+use super::heartbeat;
+use super::inputs::StepInputs;
 use crate::ci::Platform;
 use crate::cli::GlobalArgs;
-use crate::commands::release::{Handback, hand_back};
+use crate::commands::outcome::Handback;
+use crate::commands::release::hand_back;
 use crate::commands::{Context, open_store};
 use crate::config::{self, Pipeline};
 use crate::exit::Result;
@@ -33,7 +35,7 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
         return Ok(0);
     }
     let env = config::validate_environment(&environment)?;
-    let cfg = config_from_inputs(inputs, global, platform)?;
+    let cfg = inputs.config(global, platform)?;
     let pipeline = match platform.load_state("pipeline") {
         Some(p) => config::validate_pipeline(&p)?,
         None => Pipeline::of(platform),
