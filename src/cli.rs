@@ -227,8 +227,7 @@ pub struct HistoryArgs {
     /// Environment whose log to show.
     #[arg(value_name = "ENV")]
     pub environment: String,
-    /// Only events since then: a duration back from now (90m, 2h, 7d is not a unit: use 168h) or
-    /// an RFC 3339 time.
+    /// Only events since then: a duration back from now (90m, 2h, 7d) or an RFC 3339 time.
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
 }

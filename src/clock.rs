@@ -3,17 +3,13 @@
 //! deterministic simulation (tests/simulation.rs).
 //!
 //! Only the local clock is here. Whether a lock is stale is always decided by the store's clock
-//! (docs/design.md, "No clock comparisons across machines"); the local clock only measures how
+//! (docs/design.md, "Clocks"); the local clock only measures how
 //! long this process waited and paces its polling.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-
-/// Set by the signal handler; waits stop and a lock taken meanwhile is given back.
-pub static CANCELLED: AtomicBool = AtomicBool::new(false);
 
 /// The local clock, a source of jitter, and cancellation.
 pub trait Clock: Sync {
@@ -34,7 +30,7 @@ pub trait Clock: Sync {
     }
 }
 
-/// The operating system's clocks and random source, cancelled by `CANCELLED`.
+/// The operating system's clocks and random source, cancelled by a signal (`signals`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -67,7 +63,7 @@ impl Clock for SystemClock {
     }
 
     fn cancelled(&self) -> bool {
-        CANCELLED.load(Ordering::SeqCst)
+        crate::signals::received()
     }
 
     fn wall(&self) -> DateTime<Utc> {

@@ -1,30 +1,104 @@
 //! deploy-lock: one lock per environment, honoured by GitHub Actions, Azure DevOps and people at a
 //! terminal, kept in Azure Blob Storage or a local directory.
 //!
-//! The binary is a thin wrapper around [`run`]; every module is named for what it is:
-//! `cli` (arguments), `config` (the typed settings they become), `protocol` (the lock's pure
-//! decisions), `record` (what a lock blob holds), `lock` (the operations over a store), `store`
-//! (the store contract and its implementations), `ci` (GitHub Actions, Azure DevOps, local).
+//! [`main`] is the whole program: parse → `Config` → `Command::execute` → report → exit code.
+//! The layers, lowest first (a module imports only from its own layer or lower ones):
+//! `exit`, `clock`, `signals`, `human`; `ci` and `log`; `store` (with `config::secrets`);
+//! `lock`; `cli` and `config`; `commands`; `report`; `ci::step`; this file.
 #![forbid(unsafe_code)]
 
-pub mod app;
-pub mod audit;
 pub mod azure;
 pub mod ci;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
-pub mod error;
-pub mod heartbeat;
+pub mod exit;
+pub mod human;
 pub mod lock;
 pub mod log;
-pub mod protocol;
-pub mod queue;
-pub mod record;
-pub mod render;
-pub mod run;
-pub mod secret;
-pub mod step;
+pub mod report;
+pub mod signals;
 pub mod store;
 #[cfg(test)]
 mod testgen;
+
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::ci::Platform;
+use crate::cli::{Cli, EXIT_CODES};
+use crate::commands::Command;
+use crate::config::Config;
+use crate::exit::{ExitCode, Result};
+use crate::report::Reporter;
+
+/// The names the Azure code still uses for `exit` and `config::secrets`.
+pub use config::secrets as secret;
+pub use exit as error;
+
+/// Runs the program on these arguments and returns its exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> std::process::ExitCode {
+    let code = run(args);
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Parses the arguments, runs the command, reports its outcome and returns the exit code. The
+/// one place that prints errors.
+fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let command = Cli::command().after_help(format!(
+        "{EXIT_CODES}\n\nLocal store (the default outside CI): {}\nDocs: README.md, `deploy-lock <command> --help`",
+        config::default_local_dir().display()
+    ));
+    let platform = Platform::detect();
+    let cli = match command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A usage error quotes the arguments, which a workflow may have built from data.
+            if platform.is_ci() {
+                for line in e.render().to_string().lines() {
+                    if e.use_stderr() {
+                        platform.eprint_line(line);
+                    } else {
+                        platform.print_line(line);
+                    }
+                }
+            } else {
+                let _ = e.print();
+            }
+            return if e.use_stderr() {
+                ExitCode::Usage.code()
+            } else {
+                ExitCode::Ok.code()
+            };
+        }
+    };
+    log::init(platform, cli.global.debug);
+    // Masking comes before anything else is printed, so no later line can reveal a secret.
+    for secret in config::secrets_in_env(&cli.global) {
+        platform.mask(&secret);
+    }
+    signals::install();
+    if let cli::Command::Step(args) = &cli.command {
+        return ci::step::run(args.phase, &cli.global, platform);
+    }
+    match execute(&cli, platform) {
+        Ok(code) => code,
+        Err(failure) => report::print_error(platform, &failure),
+    }
+}
+
+fn execute(cli: &Cli, platform: Platform) -> Result<i32> {
+    let cfg = Config::from_args(&cli.global, platform)?;
+    cfg.mask_store_secrets();
+    let command = Command::from_cli(&cli.command, &cfg)?;
+    let reporter = Reporter::new(platform, cfg.output);
+    let outcome = command.execute(&cfg, &reporter)?;
+    // `run` reported its acquisition before its command started; the rest is reported here.
+    reporter.report(&outcome)?;
+    Ok(outcome.exit_code())
+}

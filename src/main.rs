@@ -1,3 +1,3 @@
-fn main() {
-    std::process::exit(deploy_lock::app::main_with_args(std::env::args_os()));
+fn main() -> std::process::ExitCode {
+    deploy_lock::main(std::env::args_os())
 }

@@ -303,7 +303,7 @@ fn stored(b: &Backend, env: &str) -> deploy_lock::store::Read {
 
 fn token_in(read: &deploy_lock::store::Read) -> Option<String> {
     let blob = read.blob.as_ref()?;
-    deploy_lock::record::Holder::parse(&blob.data)
+    deploy_lock::lock::record::Holder::parse(&blob.data)
         .record()
         .map(|r| r.token.clone())
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use deploy_lock::record::Holder;
+use deploy_lock::lock::record::Holder;
 use deploy_lock::store::Store as _;
 
 use crate::concurrency::{Contention, Report, contend_with, judge};

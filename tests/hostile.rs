@@ -16,7 +16,7 @@ fn no_panic(out: &Out, what: &str) {
 }
 
 #[track_caller]
-fn expect(out: &Out, code: i32, needle: &str, what: &str) {
+pub(crate) fn expect(out: &Out, code: i32, needle: &str, what: &str) {
     no_panic(out, what);
     assert_eq!(
         out.code, code,
@@ -51,12 +51,16 @@ fn bad_names_durations_and_urls_are_usage_errors() {
             "at least one second",
         ),
         (
-            vec!["acquire", "env", "--ttl-minutes", "5d"],
+            vec!["acquire", "env", "--ttl-minutes", "5w"],
+            "not a duration",
+        ),
+        (
+            vec!["acquire", "env", "--ttl-minutes", "8y"],
             "not a duration",
         ),
         (
             vec!["acquire", "env", "--ttl-minutes", "8d"],
-            "not a duration",
+            "longer than a week",
         ),
         (
             vec!["acquire", "env", "--poll-seconds", "0"],
@@ -770,85 +774,5 @@ fn huge_ci_variables_do_not_break_the_lock() {
         );
         let lock = b.locks();
         assert!(lock.is_empty(), "{}: {:?}", b.name(), lock.keys());
-    }
-}
-
-/// An account key or a SAS is never sent over plain http to another machine: refused before
-/// any request, with exit 2. The host would fail if it were contacted (`.invalid` never resolves).
-#[test]
-fn keys_and_sas_are_never_sent_over_plain_http_to_another_host() {
-    let sas = "sv=2025-01-05&sr=c&sp=racwdl&se=2099-01-01&sig=c2lnbmF0dXJl";
-    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
-        (
-            "store URL with a key",
-            vec![
-                (
-                    "DEPLOY_LOCK_STORE",
-                    "http://example.invalid/locks".to_owned(),
-                ),
-                ("AZURE_STORAGE_KEY", KEY.to_owned()),
-            ],
-        ),
-        (
-            "store URL with a SAS",
-            vec![(
-                "DEPLOY_LOCK_STORE",
-                format!("http://example.invalid/locks?{sas}"),
-            )],
-        ),
-        (
-            "SAS token variable",
-            vec![
-                (
-                    "DEPLOY_LOCK_STORE",
-                    "http://example.invalid/locks".to_owned(),
-                ),
-                ("AZURE_STORAGE_SAS_TOKEN", sas.to_owned()),
-            ],
-        ),
-        (
-            "connection string with http",
-            vec![(
-                "AZURE_STORAGE_CONNECTION_STRING",
-                format!("DefaultEndpointsProtocol=http;AccountName=myacct;AccountKey={KEY}"),
-            )],
-        ),
-        (
-            "connection string with a remote http endpoint",
-            vec![(
-                "AZURE_STORAGE_CONNECTION_STRING",
-                format!(
-                    "AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint=http://example.invalid"
-                ),
-            )],
-        ),
-        (
-            "connection string with a SAS and a remote http endpoint",
-            vec![(
-                "AZURE_STORAGE_CONNECTION_STRING",
-                format!("BlobEndpoint=http://example.invalid;SharedAccessSignature={sas}"),
-            )],
-        ),
-    ];
-    for (what, env) in &cases {
-        for args in [vec!["check", "env"], vec!["acquire", "env"], vec!["status"]] {
-            let mut cmd = crate::support::Cmd::new();
-            for (k, v) in env {
-                cmd = cmd.env(k, v);
-            }
-            let out = cmd.args(&args).run();
-            expect(
-                &out,
-                2,
-                "only sent over HTTPS",
-                &format!("{what}: {args:?}"),
-            );
-            assert!(
-                !out.all().contains("cannot access"),
-                "{what}: a request was made: {}",
-                out.all()
-            );
-            assert!(!out.all().contains(KEY) && !out.all().contains("c2lnbmF0dXJl"));
-        }
     }
 }

@@ -1,12 +1,14 @@
-//! What each operation costs in store requests, counted by the proxy on the way to Azurite.
+//! What each operation sends to the store: how many requests (counted by the proxy on the way
+//! to Azurite), and never a key or a SAS over plain http to another host.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::hostile::expect;
 use crate::support::Backend;
-use crate::support::azurite::azurite;
+use crate::support::azurite::{ACCOUNT, KEY, azurite};
 use crate::support::proxy::{Plan, Proxy};
 
 /// Runs one command through a counting proxy and returns how many requests it sent.
@@ -137,4 +139,84 @@ fn https_proxy_and_no_proxy_are_honoured() {
         .run()
         .code(0);
     assert_eq!(forwarded(), through, "NO_PROXY was not honoured");
+}
+
+/// An account key or a SAS is never sent over plain http to another machine: refused before
+/// any request, with exit 2. The host would fail if it were contacted (`.invalid` never resolves).
+#[test]
+fn keys_and_sas_are_never_sent_over_plain_http_to_another_host() {
+    let sas = "sv=2025-01-05&sr=c&sp=racwdl&se=2099-01-01&sig=c2lnbmF0dXJl";
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "store URL with a key",
+            vec![
+                (
+                    "DEPLOY_LOCK_STORE",
+                    "http://example.invalid/locks".to_owned(),
+                ),
+                ("AZURE_STORAGE_KEY", KEY.to_owned()),
+            ],
+        ),
+        (
+            "store URL with a SAS",
+            vec![(
+                "DEPLOY_LOCK_STORE",
+                format!("http://example.invalid/locks?{sas}"),
+            )],
+        ),
+        (
+            "SAS token variable",
+            vec![
+                (
+                    "DEPLOY_LOCK_STORE",
+                    "http://example.invalid/locks".to_owned(),
+                ),
+                ("AZURE_STORAGE_SAS_TOKEN", sas.to_owned()),
+            ],
+        ),
+        (
+            "connection string with http",
+            vec![(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!("DefaultEndpointsProtocol=http;AccountName=myacct;AccountKey={KEY}"),
+            )],
+        ),
+        (
+            "connection string with a remote http endpoint",
+            vec![(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!(
+                    "AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint=http://example.invalid"
+                ),
+            )],
+        ),
+        (
+            "connection string with a SAS and a remote http endpoint",
+            vec![(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!("BlobEndpoint=http://example.invalid;SharedAccessSignature={sas}"),
+            )],
+        ),
+    ];
+    for (what, env) in &cases {
+        for args in [vec!["check", "env"], vec!["acquire", "env"], vec!["status"]] {
+            let mut cmd = crate::support::Cmd::new();
+            for (k, v) in env {
+                cmd = cmd.env(k, v);
+            }
+            let out = cmd.args(&args).run();
+            expect(
+                &out,
+                2,
+                "only sent over HTTPS",
+                &format!("{what}: {args:?}"),
+            );
+            assert!(
+                !out.all().contains("cannot access"),
+                "{what}: a request was made: {}",
+                out.all()
+            );
+            assert!(!out.all().contains(KEY) && !out.all().contains("c2lnbmF0dXJl"));
+        }
+    }
 }

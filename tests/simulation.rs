@@ -24,9 +24,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deploy_lock::ci::RunInfo;
 use deploy_lock::clock::Clock;
-use deploy_lock::lock::{self, Acquired, Fenced, Holding, Locker, Released, Renewed};
-use deploy_lock::protocol::Identity;
-use deploy_lock::record::Holder;
+use deploy_lock::lock::record::Holder;
+use deploy_lock::lock::{self, Acquired, Fenced, Holding, Identity, Locker, Released, Renewed};
 use deploy_lock::store::memory::MemoryStore;
 use deploy_lock::store::{Listing, Read, Store, StoreError, StoreResult, Written};
 
@@ -635,7 +634,7 @@ fn hold(
     locker: &Locker<'_>,
     clock: &SimClock,
     me_id: &Identity,
-    record: &mut deploy_lock::record::LockRecord,
+    record: &mut deploy_lock::lock::record::LockRecord,
     etag: &str,
 ) -> Result<(), Stopped> {
     let ttl = sim.with(me, |w| w.params.ttl)?;

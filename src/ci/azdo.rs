@@ -1,6 +1,6 @@
 //! Azure DevOps: `##vso[...]` logging commands and the build's identity.
 
-use super::{RunInfo, var};
+use super::env::{RunInfo, var};
 
 pub(super) fn run_info(host: String) -> RunInfo {
     let build_id = var("DEPLOY_LOCK_BUILD_ID")
@@ -66,7 +66,7 @@ fn opens_vso(text: &str) -> bool {
 /// A message from the store or the environment as a command's data: on one line, neutralised,
 /// escaped.
 fn message(msg: &str) -> String {
-    escape_data(&neutralize(&super::escape_controls(msg)))
+    escape_data(&neutralize(&super::escape::escape_controls(msg)))
 }
 
 /// Escaping for a logging command's value (and message).

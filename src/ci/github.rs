@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 
-use super::{RunInfo, var};
+use super::env::{RunInfo, var};
 
 pub(super) fn run_info(host: String) -> RunInfo {
     let build_id = var("DEPLOY_LOCK_BUILD_ID")

@@ -2,9 +2,14 @@
 //! between steps, annotations, secret masking) without letting data become a command.
 
 pub mod azdo;
+pub mod env;
+pub mod escape;
 pub mod github;
+pub mod step;
 
-use std::env;
+pub use env::{RunInfo, var};
+pub use escape::escape_controls;
+use escape::needs_visible_escape;
 
 /// Where the binary runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,29 +17,6 @@ pub enum Platform {
     GitHub,
     AzureDevOps,
     Local,
-}
-
-/// Who is taking the lock, as the platform tells it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunInfo {
-    pub build_id: String,
-    pub job: String,
-    pub attempt: String,
-    pub run_url: String,
-    pub repository: String,
-    pub git_ref: String,
-    pub commit: String,
-    pub actor: String,
-    pub host: String,
-}
-
-/// A value read from the environment, trimmed, empty treated as absent.
-#[must_use]
-pub fn var(name: &str) -> Option<String> {
-    env::var(name)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
 }
 
 impl Platform {
@@ -297,55 +279,6 @@ fn host_name() -> String {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| "localhost".into())
-}
-
-/// Control characters (line breaks, escape sequences) and invisible ones (zero-width, bidi
-/// overrides) shown as `\n`, `\u{1b}`, `\u{200b}`, never emitted raw: what a person reads is what
-/// a runner parses.
-#[must_use]
-pub fn escape_controls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push(' '),
-            c if needs_visible_escape(c) => {
-                out.push_str(&format!("\\u{{{:x}}}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Controls, line and paragraph separators, and Unicode's default-ignorable code points: a
-/// culture-aware comparison (as .NET's `IndexOf`/`StartsWith` may use) skips the latter, so
-/// `#\u{200b}#[` could still match `##[`.
-fn needs_visible_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}'
-                | '\u{2029}'
-                | '\u{ad}'
-                | '\u{34f}'
-                | '\u{61c}'
-                | '\u{115f}'..='\u{1160}'
-                | '\u{17b4}'..='\u{17b5}'
-                | '\u{180b}'..='\u{180f}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{206f}'
-                | '\u{3164}'
-                | '\u{fe00}'..='\u{fe0f}'
-                | '\u{feff}'
-                | '\u{ffa0}'
-                | '\u{fff0}'..='\u{fffb}'
-                | '\u{1bca0}'..='\u{1bca3}'
-                | '\u{1d173}'..='\u{1d17a}'
-                | '\u{e0000}'..='\u{e0fff}'
-        )
 }
 
 /// `holder-url` → `holderUrl`.

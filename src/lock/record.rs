@@ -5,6 +5,20 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Blob names the seed script uses, so both can run side by side.
+pub const KEY_PREFIX: &str = "deployment-lock-";
+/// The per-environment fencing counter; outside `KEY_PREFIX`, so listings of locks skip it.
+pub const FENCE_PREFIX: &str = "deployment-fence-";
+
+/// The seed script's stale timeout (its `LOCK_TIMEOUT_MINUTES` default), for locks it wrote.
+pub const SEED_TIMEOUT_MINUTES: f64 = 30.0;
+
+/// The lock blob's name for an environment.
+#[must_use]
+pub fn key(environment: &str) -> String {
+    format!("{KEY_PREFIX}{environment}")
+}
+
 /// The schema version written by this program.
 pub const SCHEMA: u32 = 1;
 
@@ -66,7 +80,7 @@ pub enum Holder {
     /// Written by this program.
     Current(LockRecord),
     /// Written by the seed's `deployment-coordinator.sh`: `pipeline|timestamp|build_id`.
-    Legacy {
+    Seed {
         pipeline: String,
         timestamp: String,
         build_id: String,
@@ -115,7 +129,7 @@ impl Holder {
             && !pipeline.trim().is_empty()
             && !trimmed.contains('\n')
         {
-            return Self::Legacy {
+            return Self::Seed {
                 pipeline: pipeline.trim().to_owned(),
                 timestamp: timestamp.trim().to_owned(),
                 build_id: build_id.trim().to_owned(),
@@ -131,7 +145,7 @@ impl Holder {
     pub fn pipeline(&self) -> &str {
         match self {
             Self::Current(r) => &r.pipeline,
-            Self::Legacy { pipeline, .. } => pipeline,
+            Self::Seed { pipeline, .. } => pipeline,
             Self::Unknown { .. } => "unknown",
         }
     }
@@ -140,7 +154,7 @@ impl Holder {
     pub fn build_id(&self) -> &str {
         match self {
             Self::Current(r) => &r.build_id,
-            Self::Legacy { build_id, .. } => build_id,
+            Self::Seed { build_id, .. } => build_id,
             Self::Unknown { .. } => "",
         }
     }
@@ -167,7 +181,7 @@ impl Holder {
                 }
                 s
             }
-            Self::Legacy {
+            Self::Seed {
                 pipeline, build_id, ..
             } => format!("{pipeline} build {build_id} (written by deployment-coordinator.sh)"),
             Self::Unknown { .. } => "an unknown holder".into(),
@@ -249,11 +263,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn legacy_line_is_read() {
+    fn seed_line_is_read() {
         let h = Holder::parse(b"github|2025-09-27 17:30:00 UTC|1234567890\n");
         assert_eq!(
             h,
-            Holder::Legacy {
+            Holder::Seed {
                 pipeline: "github".into(),
                 timestamp: "2025-09-27 17:30:00 UTC".into(),
                 build_id: "1234567890".into()
@@ -524,7 +538,7 @@ mod tests {
                         );
                     }
                 }
-                Holder::Legacy {
+                Holder::Seed {
                     pipeline,
                     timestamp,
                     build_id,
@@ -730,7 +744,7 @@ mod tests {
                 if !p.is_empty() && !p.starts_with('{') {
                     assert_eq!(
                         holder,
-                        Holder::Legacy {
+                        Holder::Seed {
                             pipeline: p,
                             timestamp: t,
                             build_id: b

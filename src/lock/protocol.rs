@@ -2,7 +2,7 @@
 //! clock passed in. No I/O here, so every rule is unit-tested directly.
 //!
 //! - A lock is stale when the store's now is past the blob's `Last-Modified` + ttl. Both times are
-//!   the store's; no local clock takes part (DESIGN invariant 2).
+//!   the store's; no local clock takes part (docs/design.md, "Clocks").
 //! - The token decides ownership where we have one; otherwise pipeline + build id (+ job), but
 //!   only when the build id proves who we are: a CI run, or a build id given explicitly. Outside
 //!   CI the default build id `user@host` is shared by every process of that person on that
@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::record::Holder;
+use super::record::{Holder, LockRecord};
 use crate::store::Blob;
 
 /// Who we are, for ownership decisions.
@@ -148,7 +148,7 @@ pub fn ownership(holder: &Holder, me: &Identity) -> Ownership {
                 Ownership::Other
             }
         }
-        Holder::Legacy {
+        Holder::Seed {
             pipeline, build_id, ..
         } => {
             if !same_run(pipeline, build_id) {
@@ -188,7 +188,7 @@ pub fn from_another_attempt(holder: &Holder, me: &Identity) -> bool {
                 && me.token.as_deref() != Some(r.token.as_str())
                 && ownership(holder, me) == Ownership::Ours
         }
-        Holder::Legacy { .. } | Holder::Unknown { .. } => false,
+        Holder::Seed { .. } | Holder::Unknown { .. } => false,
     }
 }
 
@@ -212,6 +212,64 @@ pub fn acquire_step(lock: Option<&LockView>, me: &Identity) -> AcquireStep {
         },
         _ => AcquireStep::Blocked,
     }
+}
+
+/// How much of a wait of `wait` is left after `waited`: None without a wait, or once it ran out.
+#[must_use]
+pub fn time_left(
+    wait: Option<std::time::Duration>,
+    waited: std::time::Duration,
+) -> Option<std::time::Duration> {
+    wait.and_then(|w| w.checked_sub(waited))
+        .filter(|l| !l.is_zero())
+}
+
+/// What an acquire does next, once the lock, our place in the queue and the time left are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcquireMove {
+    /// Write: create, refresh or take over.
+    Write(AcquireStep),
+    /// Wait (at most `left`) and look again.
+    Wait { left: std::time::Duration },
+    /// Give up: held by someone else. `timed_out` when a wait ran out.
+    Blocked { timed_out: bool },
+}
+
+/// The queue's and the deadline's part of an acquire (docs/design.md, "Queue"): behind earlier
+/// waiters even a free or stale lock is theirs to take first, until our wait runs out; then we
+/// try once, whatever our place. `waiting` says whether the caller asked to wait at all.
+#[must_use]
+pub fn acquire_move(
+    step: AcquireStep,
+    our_turn: bool,
+    left: Option<std::time::Duration>,
+    waiting: bool,
+) -> AcquireMove {
+    let step = match step {
+        AcquireStep::Create | AcquireStep::Steal { .. } if !our_turn && left.is_some() => {
+            AcquireStep::Blocked
+        }
+        step => step,
+    };
+    match (step, left) {
+        (AcquireStep::Blocked, Some(left)) => AcquireMove::Wait { left },
+        (AcquireStep::Blocked, None) => AcquireMove::Blocked { timed_out: waiting },
+        (step, _) => AcquireMove::Write(step),
+    }
+}
+
+/// Whether our create or takeover landed although its answer was lost (docs/design.md, "Lost
+/// answers"): the lock carries our fresh token, or exactly the record we sent when the token was
+/// given to us (a given token may also be on a lock our own job took earlier).
+#[must_use]
+pub fn landed<'a>(
+    sent: &LockRecord,
+    lock: &'a LockView,
+    fresh_token: bool,
+) -> Option<&'a LockRecord> {
+    lock.holder
+        .record()
+        .filter(|r| r.token == sent.token && (fresh_token || *r == sent))
 }
 
 /// The next step of `release`.
@@ -275,8 +333,8 @@ pub fn renew_step(lock: Option<&LockView>, me: &Identity) -> RenewStep {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::LockRecord;
     use super::*;
-    use crate::record::LockRecord;
     use std::collections::BTreeMap;
 
     fn t(s: i64) -> DateTime<Utc> {
@@ -403,8 +461,8 @@ mod tests {
 
     #[test]
     fn record_without_ttl_uses_the_configured_one() {
-        let legacy = view(b"github|2025-09-27 17:30:00 UTC|1234567890", 0, 1800);
-        assert!(!legacy.is_stale());
+        let seed = view(b"github|2025-09-27 17:30:00 UTC|1234567890", 0, 1800);
+        assert!(!seed.is_stale());
         assert!(view(b"github|2025-09-27 17:30:00 UTC|1234567890", 0, 1801).is_stale());
         assert!(!view(b"\x00garbage", 0, 1799).is_stale());
     }
@@ -486,7 +544,7 @@ mod tests {
     }
 
     #[test]
-    fn legacy_holder_is_ours_by_pipeline_and_build() {
+    fn seed_holder_is_ours_by_pipeline_and_build() {
         let v = view(b"github|2025-09-27 17:30:00 UTC|1234567890", 0, 5);
         assert!(matches!(
             acquire_step(Some(&v), &me("github", "1234567890", "any", None)),
@@ -637,5 +695,85 @@ mod tests {
             renew_step(None, &me("github", "77", "deploy", None)),
             RenewStep::Lost
         );
+    }
+
+    #[test]
+    fn time_left_runs_out() {
+        let s = std::time::Duration::from_secs;
+        assert_eq!(time_left(None, s(0)), None);
+        assert_eq!(time_left(Some(s(10)), s(4)), Some(s(6)));
+        assert_eq!(time_left(Some(s(10)), s(10)), None);
+        assert_eq!(time_left(Some(s(10)), s(11)), None);
+    }
+
+    #[test]
+    fn behind_earlier_waiters_a_free_lock_is_theirs_until_the_wait_runs_out() {
+        let left = Some(std::time::Duration::from_secs(5));
+        let steal = AcquireStep::Steal { etag: "1".into() };
+        for step in [AcquireStep::Create, steal.clone()] {
+            assert_eq!(
+                acquire_move(step.clone(), false, left, true),
+                AcquireMove::Wait {
+                    left: std::time::Duration::from_secs(5)
+                }
+            );
+            assert_eq!(
+                acquire_move(step.clone(), true, left, true),
+                AcquireMove::Write(step.clone())
+            );
+            // Out of time: try once, whatever our place.
+            assert_eq!(
+                acquire_move(step.clone(), false, None, true),
+                AcquireMove::Write(step)
+            );
+        }
+        // Our own lock is refreshed even behind others.
+        let refresh = AcquireStep::Refresh { etag: "2".into() };
+        assert_eq!(
+            acquire_move(refresh.clone(), false, left, true),
+            AcquireMove::Write(refresh)
+        );
+    }
+
+    #[test]
+    fn a_held_lock_is_waited_for_then_reported() {
+        let left = Some(std::time::Duration::from_secs(5));
+        assert!(matches!(
+            acquire_move(AcquireStep::Blocked, true, left, true),
+            AcquireMove::Wait { .. }
+        ));
+        assert_eq!(
+            acquire_move(AcquireStep::Blocked, true, None, true),
+            AcquireMove::Blocked { timed_out: true }
+        );
+        assert_eq!(
+            acquire_move(AcquireStep::Blocked, true, None, false),
+            AcquireMove::Blocked { timed_out: false }
+        );
+    }
+
+    #[test]
+    fn a_lost_answer_is_recognised_by_our_token() {
+        let sent = LockRecord {
+            pipeline: "github".into(),
+            build_id: "1".into(),
+            token: "t1".into(),
+            reason: "ours".into(),
+            ..LockRecord::default()
+        };
+        let on_store = |r: &LockRecord| view(&serde_json::to_vec(r).expect("json"), 0, 1800);
+        let changed = LockRecord {
+            reason: "refreshed".into(),
+            ..sent.clone()
+        };
+        let other = LockRecord {
+            token: "t2".into(),
+            ..sent.clone()
+        };
+        assert!(landed(&sent, &on_store(&sent), false).is_some());
+        assert!(landed(&sent, &on_store(&changed), true).is_some());
+        // A given token may be on an earlier acquisition of ours: only the exact record counts.
+        assert!(landed(&sent, &on_store(&changed), false).is_none());
+        assert!(landed(&sent, &on_store(&other), true).is_none());
     }
 }

@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::audit::{self, Event};
+use super::audit::{EventKind, EventSink, LockEvent};
+use super::locker::{Locker, Renewed};
+use super::protocol::{Identity, LockView};
 use crate::ci::RunInfo;
-use crate::lock::{Locker, Renewed};
+use crate::human::human_std;
 use crate::log;
-use crate::protocol::{Identity, LockView};
-use crate::render::human_std;
 use crate::store::Store;
 
 /// Why the heartbeat ended.
@@ -51,7 +51,7 @@ pub fn keep_alive(
     ttl: Duration,
     environment: &str,
     me: &Identity,
-    audit_on: bool,
+    events: &dyn EventSink,
     stop: &dyn Fn() -> bool,
     report: &mut dyn FnMut(&Beat),
 ) -> End {
@@ -94,9 +94,18 @@ pub fn keep_alive(
                 report(&Beat::Renewed);
             }
             Ok(Renewed::Lost(lock)) => {
-                if audit_on {
-                    audit_lost(store, &locker, environment, me, lock.as_deref());
-                }
+                let mut event = LockEvent::of(
+                    EventKind::Lost,
+                    environment,
+                    me,
+                    &RunInfo::default(),
+                    locker.store_now(),
+                );
+                event.other = lock
+                    .as_ref()
+                    .map(|l| l.holder.describe())
+                    .unwrap_or_default();
+                events.record(&event);
                 return End::Lost(lock);
             }
             Err(e) => {
@@ -108,17 +117,15 @@ pub fn keep_alive(
                         "renewing the lock on {environment} failed, retrying every {}: {msg}",
                         human_std(retry_after(ttl))
                     ));
-                    if audit_on {
-                        let mut event = Event::of(
-                            "renew-failed",
-                            environment,
-                            me,
-                            &RunInfo::default(),
-                            locker.store_now(),
-                        );
-                        event.reason = msg;
-                        audit::append(store, &event);
-                    }
+                    let mut event = LockEvent::of(
+                        EventKind::RenewFailed,
+                        environment,
+                        me,
+                        &RunInfo::default(),
+                        locker.store_now(),
+                    );
+                    event.reason = msg;
+                    events.record(&event);
                 }
                 if !warned_past_ttl && last_renewed.elapsed() >= ttl {
                     warned_past_ttl = true;
@@ -133,22 +140,4 @@ pub fn keep_alive(
             }
         }
     }
-}
-
-fn audit_lost(
-    store: &dyn Store,
-    locker: &Locker<'_>,
-    environment: &str,
-    me: &Identity,
-    now_held_by: Option<&LockView>,
-) {
-    let mut event = Event::of(
-        "lost",
-        environment,
-        me,
-        &RunInfo::default(),
-        locker.store_now(),
-    );
-    event.other = now_held_by.map(|l| l.holder.describe()).unwrap_or_default();
-    audit::append(store, &event);
 }

@@ -1,5 +1,10 @@
-//! Typed settings: the command line, the environment and the CI platform, validated once.
-//! Everything here is user input, so every error is a usage error (exit 2) that says what to do.
+//! Typed settings: the command line, the environment and the CI platform, validated once into
+//! final values (the ttl, for one, is decided here and nowhere else). Everything here is user
+//! input, so every error is a usage error (exit 2) that says what to do.
+
+pub mod duration;
+pub mod names;
+pub mod secrets;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,22 +13,24 @@ use crate::azure::AzureSettings;
 use crate::azure::auth::{AuthInputs, AuthSettings};
 use crate::ci::{self, Platform, RunInfo};
 use crate::cli::{GlobalArgs, OutputFormat};
-use crate::error::{Failure, Result};
-use crate::protocol::Identity;
-use crate::record::{MAX_FIELD_CHARS, MAX_REASON_CHARS};
-use crate::secret::Secret;
+use crate::exit::{Failure, Result};
+use crate::lock::Identity;
+use crate::lock::record::{MAX_FIELD_CHARS, MAX_REASON_CHARS};
 
-pub const DEFAULT_CONTAINER: &str = "deployment-locks";
+use self::duration::minutes;
+pub use self::duration::{parse_duration, parse_minutes};
+pub use self::names::{
+    Container, DEFAULT_CONTAINER, Environment, Pipeline, validate_environment, validate_pipeline,
+};
+pub use self::secrets::Secret;
+
 pub const DEFAULT_TTL_MINUTES: f64 = 30.0;
-/// The seed script's stale timeout (its `LOCK_TIMEOUT_MINUTES` default), for locks it wrote.
-pub const SEED_TIMEOUT_MINUTES: f64 = 30.0;
+pub use crate::lock::SEED_TIMEOUT_MINUTES;
 /// With a heartbeat renewing the lock every third of the ttl, a short ttl costs nothing while
 /// the holder lives and frees the lock soon after it dies.
 pub const HEARTBEAT_TTL_MINUTES: f64 = 5.0;
 pub const DEFAULT_WAIT_MINUTES: f64 = 120.0;
 pub const DEFAULT_POLL_SECONDS: f64 = 30.0;
-/// Longest duration we accept anywhere: a week. Longer is a typo, and would overflow clocks.
-const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Where the locks live.
 #[derive(Debug, Clone)]
@@ -37,7 +44,7 @@ pub enum StoreChoice {
 pub struct Config {
     pub platform: Platform,
     pub store: StoreChoice,
-    pub container: String,
+    pub container: Container,
     pub ttl: Duration,
     /// How long a lock without a ttl of its own (the seed script's, an unreadable one) is held:
     /// `LOCK_TIMEOUT_MINUTES`, the seed's own setting, whatever `--ttl-minutes` says.
@@ -47,11 +54,11 @@ pub struct Config {
     pub debug: bool,
     pub run: RunInfo,
     /// Pipeline type when the command names none.
-    pub default_pipeline: String,
+    pub default_pipeline: Pipeline,
     pub token: Option<String>,
     /// The build id is the default outside CI, shared by every process of this user on this host.
     pub shared_build_id: bool,
-    /// Whether `ttl` was given (else the default applies, which `run` shortens).
+    /// Whether `ttl` was given (else the default applies, which a heartbeat shortens).
     pub ttl_given: bool,
     pub fence: bool,
     pub audit: bool,
@@ -67,8 +74,8 @@ impl Config {
     /// the environment's.
     pub fn build(args: &GlobalArgs, platform: Platform, inputs: &AzureInputs) -> Result<Self> {
         let container = match &args.container {
-            Some(c) => validate_container(c)?,
-            None => DEFAULT_CONTAINER.to_owned(),
+            Some(c) => Container::new(c)?,
+            None => Container::default_name(),
         };
         let ttl = match &args.ttl_minutes {
             Some(v) => parse_minutes(v, "--ttl-minutes / LOCK_TIMEOUT_MINUTES")?,
@@ -120,7 +127,7 @@ impl Config {
             output: args.output.unwrap_or_default(),
             debug: args.debug,
             run,
-            default_pipeline: platform.pipeline().to_owned(),
+            default_pipeline: Pipeline::of(platform),
             token,
             shared_build_id: platform.build_id_is_shared() && args.build_id.is_none(),
             ttl_given: args.ttl_minutes.is_some(),
@@ -131,15 +138,45 @@ impl Config {
 
     /// Our identity for ownership decisions, for a given pipeline type.
     #[must_use]
-    pub fn identity(&self, pipeline: &str) -> Identity {
+    pub fn identity(&self, pipeline: &Pipeline) -> Identity {
         Identity {
-            pipeline: pipeline.to_owned(),
+            pipeline: pipeline.to_string(),
             build_id: self.run.build_id.clone(),
             job: self.run.job.clone(),
             attempt: self.run.attempt.clone(),
             host: self.run.host.clone(),
             token: self.token.clone(),
             shared_build_id: self.shared_build_id,
+        }
+    }
+
+    /// The config of a lock that a heartbeat keeps alive (`run`, the action's and task's step):
+    /// without a ttl given, `HEARTBEAT_TTL_MINUTES`.
+    #[must_use]
+    pub fn with_heartbeat(&self) -> Self {
+        let mut cfg = self.clone();
+        if !cfg.ttl_given {
+            cfg.ttl = minutes(HEARTBEAT_TTL_MINUTES);
+        }
+        cfg
+    }
+
+    /// The identity of the acquisition `token` names, for a given pipeline type.
+    #[must_use]
+    pub fn holder(&self, pipeline: &Pipeline, token: &str) -> Identity {
+        Identity {
+            token: Some(token.to_owned()),
+            ..self.identity(pipeline)
+        }
+    }
+
+    /// Masks every form of the store's secrets (decoded SAS signatures, key parts) on CI; the raw
+    /// environment values were masked before parsing.
+    pub fn mask_store_secrets(&self) {
+        if let StoreChoice::Azure(settings) = &self.store {
+            for secret in crate::azure::secrets(settings) {
+                self.platform.mask(&secret);
+            }
         }
     }
 
@@ -169,34 +206,12 @@ pub fn secrets_in_env(args: &GlobalArgs) -> Vec<String> {
         "IDENTITY_HEADER",
     ] {
         if let Some(v) = ci::var(name) {
-            out.extend(secret_parts(&v));
+            out.extend(secrets::parts(&v));
         }
     }
-    if let Some(store) = &args.store
-        && let Some((_, query)) = store.split_once('?')
-    {
-        out.extend(secret_parts(query));
+    if let Some(store) = &args.store {
+        out.extend(StoreUrl::secret_parts(store));
     }
-    out
-}
-
-/// A secret and the parts of it that could be printed on their own: `AccountKey=…`,
-/// `SharedAccessSignature=…`, and a SAS's `sig=…`.
-#[must_use]
-pub fn secret_parts(value: &str) -> Vec<String> {
-    let mut out = vec![value.to_owned()];
-    for part in value.split([';', '&']) {
-        if let Some((name, v)) = part.split_once('=') {
-            let name = name.trim().to_ascii_lowercase();
-            if matches!(
-                name.as_str(),
-                "accountkey" | "sharedaccesssignature" | "sig"
-            ) {
-                out.push(v.trim().to_owned());
-            }
-        }
-    }
-    out.retain(|s| !s.is_empty());
     out
 }
 
@@ -211,15 +226,37 @@ pub struct AzureInputs {
     pub auth: AuthInputs,
 }
 
+impl AzureInputs {
+    /// With the Entra ID sign-in inputs: `client-id`, `tenant-id`, and the Azure DevOps service
+    /// connection.
+    #[must_use]
+    pub fn signing_in_as(
+        self,
+        client_id: Option<String>,
+        tenant_id: Option<String>,
+        service_connection: Option<String>,
+    ) -> Self {
+        Self {
+            auth: AuthInputs {
+                method: None,
+                client_id,
+                tenant_id,
+                service_connection,
+            },
+            ..self
+        }
+    }
+}
+
 fn choose_store(
     args: &GlobalArgs,
-    container: &str,
+    container: &Container,
     platform: Platform,
     inputs: &AzureInputs,
 ) -> Result<StoreChoice> {
     let azure = AzureSettings {
         store_url: None,
-        container: container.to_owned(),
+        container: container.to_string(),
         connection_string: inputs
             .connection_string
             .clone()
@@ -247,33 +284,17 @@ fn choose_store(
         )
         .map_err(Failure::usage)?,
     };
-    if let Some(url) = args
-        .store
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        if let Some(path) = url.strip_prefix("file:") {
-            let path = path.strip_prefix("//").unwrap_or(path);
-            if path.is_empty() {
-                return Err(Failure::usage(
-                    "--store file: needs a directory, e.g. --store file:/var/lib/deploy-lock",
-                ));
+    if let Some(url) = args.store.as_deref() {
+        match StoreUrl::parse(url, platform)? {
+            Some(StoreUrl::File(dir)) => return Ok(StoreChoice::File(dir)),
+            Some(StoreUrl::Azure(url)) => {
+                return Ok(StoreChoice::Azure(Box::new(AzureSettings {
+                    store_url: Some(url),
+                    ..azure
+                })));
             }
-            return Ok(StoreChoice::File(PathBuf::from(path)));
+            None => {}
         }
-        let lower = url.to_ascii_lowercase();
-        if lower.starts_with("https://") || lower.starts_with("http://") {
-            return Ok(StoreChoice::Azure(Box::new(AzureSettings {
-                store_url: Some(url.to_owned()),
-                ..azure
-            })));
-        }
-        return Err(Failure::usage(format!(
-            "--store `{}` is not a store URL: use file:PATH for a local directory or \
-             https://ACCOUNT.blob.core.windows.net/CONTAINER for Azure Blob Storage",
-            platform.escape(&redact_query(url))
-        )));
     }
     if azure.is_configured() {
         return Ok(StoreChoice::Azure(Box::new(azure)));
@@ -294,12 +315,59 @@ fn choose_store(
     Ok(StoreChoice::File(default_local_dir()))
 }
 
-/// A URL without its query, which may hold a SAS.
-#[must_use]
-pub fn redact_query(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?(redacted)"),
-        None => url.to_owned(),
+/// `--store`, parsed once: a local directory or an Azure container URL (which may carry a SAS
+/// in its query).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    File(PathBuf),
+    Azure(String),
+}
+
+impl StoreUrl {
+    /// None for an empty value (no store given).
+    pub fn parse(text: &str, platform: Platform) -> Result<Option<Self>> {
+        let url = text.trim();
+        if url.is_empty() {
+            return Ok(None);
+        }
+        if let Some(path) = url.strip_prefix("file:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(Failure::usage(
+                    "--store file: needs a directory, e.g. --store file:/var/lib/deploy-lock",
+                ));
+            }
+            return Ok(Some(Self::File(PathBuf::from(path))));
+        }
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("https://") || lower.starts_with("http://") {
+            return Ok(Some(Self::Azure(url.to_owned())));
+        }
+        Err(Failure::usage(format!(
+            "--store `{}` is not a store URL: use file:PATH for a local directory or \
+             https://ACCOUNT.blob.core.windows.net/CONTAINER for Azure Blob Storage",
+            platform.escape(&Self::redacted(url))
+        )))
+    }
+
+    /// The query of a URL as given (a SAS, for Azure), which is secret.
+    fn query(text: &str) -> Option<&str> {
+        text.split_once('?').map(|(_, query)| query)
+    }
+
+    /// The secret parts of a `--store` value as given, to mask before it is parsed.
+    #[must_use]
+    pub fn secret_parts(text: &str) -> Vec<String> {
+        Self::query(text).map(secrets::parts).unwrap_or_default()
+    }
+
+    /// A URL without its query, which may hold a SAS.
+    #[must_use]
+    pub fn redacted(text: &str) -> String {
+        match text.split_once('?') {
+            Some((base, _)) => format!("{base}?(redacted)"),
+            None => text.to_owned(),
+        }
     }
 }
 
@@ -324,113 +392,6 @@ pub fn default_local_dir() -> PathBuf {
             .or_else(|| home().map(|h| h.join(".local").join("state")))
     };
     base.unwrap_or_else(std::env::temp_dir).join("deploy-lock")
-}
-
-fn minutes(m: f64) -> Duration {
-    Duration::from_secs_f64(m * 60.0)
-}
-
-/// Minutes, as the seed's variables are: `30`, `0.5`; or with a unit: `90s`, `5m`, `2h`.
-pub fn parse_minutes(text: &str, what: &str) -> Result<Duration> {
-    parse_duration(text, 60.0, what)
-}
-
-/// A duration in `unit_seconds` units unless it carries its own unit (`s`, `m`, `h`).
-pub fn parse_duration(text: &str, unit_seconds: f64, what: &str) -> Result<Duration> {
-    let t = text.trim();
-    let (number, scale) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1.0),
-        Some((i, 'm')) => (&t[..i], 60.0),
-        Some((i, 'h')) => (&t[..i], 3600.0),
-        _ => (t, unit_seconds),
-    };
-    let bad = || {
-        Failure::usage(format!(
-            "{what}: `{}` is not a duration; give a number of {} (fractions allowed) or a value \
-             with a unit such as 90s, 5m or 2h",
-            ci::escape_controls(text),
-            if (unit_seconds - 60.0).abs() < f64::EPSILON {
-                "minutes"
-            } else {
-                "seconds"
-            }
-        ))
-    };
-    let value: f64 = number.trim().parse().map_err(|_| bad())?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(bad());
-    }
-    let secs = value * scale;
-    if secs > MAX_DURATION.as_secs_f64() {
-        return Err(Failure::usage(format!(
-            "{what}: `{}` is longer than a week; durations are at most 7 days",
-            ci::escape_controls(text)
-        )));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Environment names: 1–63 letters, digits, `-`, `_`, `.`; not `.` or `..`-only.
-pub fn validate_environment(name: &str) -> Result<String> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    let problem = if name.is_empty() {
-        Some("is empty")
-    } else if name.len() > 63 {
-        Some("is longer than 63 characters")
-    } else if !ok_chars {
-        Some("may contain only letters, digits, `-`, `_` and `.`")
-    } else if name.contains("..") || name.starts_with('.') || name.ends_with('.') {
-        Some("may not start or end with `.` or contain `..`")
-    } else {
-        None
-    };
-    match problem {
-        Some(p) => Err(Failure::usage(format!(
-            "environment name `{}` {p}; use a name like `sandbox`, `prod-westeurope` or `staging_2`",
-            ci::escape_controls(name)
-        ))),
-        None => Ok(name.to_owned()),
-    }
-}
-
-/// Pipeline types: short lower-case words like `github`, `azdevops`, `local`.
-pub fn validate_pipeline(name: &str) -> Result<String> {
-    let ok = !name.is_empty()
-        && name.len() <= 32
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(name.to_ascii_lowercase())
-    } else {
-        Err(Failure::usage(format!(
-            "pipeline type `{}` must be 1–32 letters, digits, `-`, `_` or `.` \
-             (github, azdevops, local, …)",
-            ci::escape_controls(name)
-        )))
-    }
-}
-
-fn validate_container(name: &str) -> Result<String> {
-    // Azure's container rule: 3–63 lower-case letters, digits and single hyphens.
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if ok {
-        Ok(name.to_owned())
-    } else {
-        Err(Failure::usage(format!(
-            "container name `{}` must be 3–63 lower-case letters, digits and single hyphens \
-             (Azure's rule), e.g. deployment-locks",
-            ci::escape_controls(name)
-        )))
-    }
 }
 
 fn validate_word(value: &str, what: &str, max: usize) -> Result<String> {
@@ -517,7 +478,8 @@ mod tests {
         assert_eq!(d("0.05"), Ok(Duration::from_secs(3)));
         assert_eq!(d("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(d("2h"), Ok(Duration::from_secs(7200)));
-        for bad in ["", "abc", "-1", "NaN", "inf", "1e400", "5d", "10081", "1 2"] {
+        assert_eq!(d("5d"), Ok(Duration::from_secs(5 * 86400)));
+        for bad in ["", "abc", "-1", "NaN", "inf", "1e400", "8d", "10081", "1 2"] {
             assert!(d(bad).is_err(), "{bad}");
         }
     }
@@ -544,22 +506,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn secrets_are_split_out() {
-        let parts = secret_parts(
-            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=S3cr3t==;EndpointSuffix=x",
-        );
-        assert!(parts.contains(&"S3cr3t==".to_owned()));
-        let sas = secret_parts("sv=2022-11-02&sp=r&sig=abc%2Bdef");
-        assert!(sas.contains(&"abc%2Bdef".to_owned()));
-    }
-
     mod properties {
         //! Property tests over durations and environment names: random and mutated text never
         //! panics, what is accepted is within bounds, and what is refused is said safely.
 
         use super::*;
-        use crate::error::ExitCode;
+        use crate::config::duration::MAX_DURATION;
+        use crate::exit::ExitCode;
         use crate::testgen::{Rng, cases};
 
         /// Whether a message can be printed as one line that no CI platform reads as a command.

@@ -5,9 +5,14 @@
 //! input, which is enough to turn it into a table test. `fuzz/` runs the same parsers under
 //! cargo-fuzz for open-ended searches.
 
-/// xorshift64*: reproducible from its seed, fast in debug builds.
+mod xorshift;
+
+use xorshift::XorShift;
+
+/// Seeded text and bytes on the one xorshift generator the tests share (`xorshift.rs`, which
+/// the integration tests include too).
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(XorShift);
 
 /// Characters that parsers of text tend to get wrong: separators of every format we read,
 /// quotes, escapes, controls, line and paragraph separators, multi-byte and wide characters.
@@ -61,27 +66,21 @@ const AWKWARD: &[char] = &[
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
-        // Zero is xorshift's one fixed point.
-        Self(seed.max(1))
+        Self(XorShift::new(seed))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
 
     /// Uniform enough in `0..n` (n > 0); the modulo bias does not matter here.
     pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % (n.max(1) as u64)) as usize
+        self.0.below(n as u64) as usize
     }
 
     /// True with probability `percent` / 100.
     pub(crate) fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
+        self.0.chance(percent as u64)
     }
 
     pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {

@@ -1,4 +1,5 @@
-//! Errors that end the program, each with the exit code it maps to.
+//! How the program ends: the exit codes, and `Failure`, the one error type, which carries the
+//! code it ends the program with.
 
 use std::fmt;
 
@@ -16,12 +17,20 @@ pub enum ExitCode {
     TimedOut = 4,
     /// The lock was stolen or broken while we held it.
     Lost = 5,
+    /// A signal (SIGINT, SIGTERM) ended the command: 128 + SIGINT, as shells report it.
+    Interrupted = 130,
 }
 
 impl ExitCode {
     #[must_use]
     pub fn code(self) -> i32 {
         self as i32
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        Self::from(code as u8)
     }
 }
 

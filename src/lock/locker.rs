@@ -1,4 +1,4 @@
-//! The lock operations over a store: acquire, release, check, wait, force-break, status.
+//! The lock operations over a store: acquire, release, check, wait, force-break, status, renew.
 //! Decisions come from `protocol`; this module does the requests and the waiting.
 
 use std::cell::Cell;
@@ -6,37 +6,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::ci::RunInfo;
-pub use crate::clock::CANCELLED;
-use crate::clock::{Clock, SYSTEM};
-use crate::config::SEED_TIMEOUT_MINUTES;
-use crate::log;
-use crate::protocol::{
-    self, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
+use super::protocol::{
+    self, AcquireMove, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_move,
+    acquire_step, landed, release_step, time_left,
 };
-use crate::queue::Queue;
-use crate::record::{Holder, LockRecord, SCHEMA};
-use crate::store::{Store, StoreError};
-
-/// Blob names the seed script uses, so both can run side by side.
-pub const KEY_PREFIX: &str = "deployment-lock-";
-/// The per-environment fencing counter; outside `KEY_PREFIX`, so listings of locks skip it.
-pub const FENCE_PREFIX: &str = "deployment-fence-";
+use super::queue::Queue;
+use super::record::{Holder, LockRecord, SCHEMA};
+use super::record::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
+use crate::ci::RunInfo;
+use crate::clock::{Clock, SYSTEM};
+use crate::log;
+use crate::store::{Store, StoreError, StoreResult, Written};
 
 /// Writes of one acquire that may end unanswered (each after the client's own retries) before
 /// it gives up with an error.
-const MAX_UNANSWERED_WRITES: u32 = 3;
-
-#[must_use]
-pub fn key(environment: &str) -> String {
-    format!("{KEY_PREFIX}{environment}")
-}
-
-/// Whether a signal asked this process to stop.
-#[must_use]
-pub fn cancelled() -> bool {
-    SYSTEM.cancelled()
-}
+pub(super) const MAX_UNANSWERED_WRITES: u32 = 3;
 
 /// What a new acquisition writes beside the identity: the run's details and why.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +38,7 @@ pub struct Locker<'a> {
     pub foreign_ttl: Duration,
     pub poll: Duration,
     /// The local clock: paces waits and measures how long we waited, never judges staleness.
-    clock: &'a dyn Clock,
+    pub(super) clock: &'a dyn Clock,
     /// The store's clock at its latest answer, for audit timestamps.
     last_now: Cell<Option<DateTime<Utc>>>,
 }
@@ -150,7 +134,7 @@ impl<'a> Locker<'a> {
         self
     }
 
-    fn saw(&self, now: DateTime<Utc>) {
+    pub(super) fn saw(&self, now: DateTime<Utc>) {
         self.last_now.set(Some(now));
     }
 
@@ -212,6 +196,7 @@ impl<'a> Locker<'a> {
         outcome
     }
 
+    /// The acquire loop: reads, writes and waits; `protocol` decides each move.
     fn acquire_queued(
         &self,
         environment: &str,
@@ -223,7 +208,6 @@ impl<'a> Locker<'a> {
     ) -> anyhow::Result<Acquired> {
         let started = self.clock.elapsed();
         let token = me.token.clone().unwrap_or_default();
-        let key = key(environment);
         // A newcomer behind earlier waiters takes its place in line instead of trying first.
         let mut our_turn = queue.as_deref().is_none_or(|q| !q.others_waiting());
         let mut lock: Option<Option<LockView>> = if our_turn {
@@ -242,14 +226,8 @@ impl<'a> Locker<'a> {
                     waited: self.since(started),
                 });
             }
-            // A create or takeover whose answer was lost (its retry met our own write, or
-            // nothing answered) shows as a lock with our fresh token, or exactly the record we
-            // sent when the token was given to us.
             if let (Some((record, stolen_from)), Some(Some(view))) = (&sent, &lock)
-                && let Some(landed) = view
-                    .holder
-                    .record()
-                    .filter(|r| r.token == token && (fresh_token || *r == record))
+                && let Some(landed) = landed(record, view, fresh_token)
             {
                 let mut record = landed.clone();
                 record.acquired_at = store_time(view.last_modified);
@@ -265,75 +243,42 @@ impl<'a> Locker<'a> {
                 None => AcquireStep::Create,
                 Some(current) => acquire_step(current.as_ref(), me),
             };
-            let left = wait
-                .and_then(|w| w.checked_sub(self.since(started)))
-                .filter(|l| !l.is_zero());
-            // Behind earlier waiters even a free lock is theirs to take first, until the wait
-            // runs out: then we try once, whatever our place.
-            let step = match step {
-                AcquireStep::Create | AcquireStep::Steal { .. } if !our_turn && left.is_some() => {
-                    AcquireStep::Blocked
+            let left = time_left(wait, self.since(started));
+            let step = match acquire_move(step, our_turn, left, wait.is_some()) {
+                AcquireMove::Write(step) => step,
+                AcquireMove::Wait { left } => {
+                    if let Some(q) = queue.as_deref_mut() {
+                        q.join(self.store_now());
+                    }
+                    if !self.pause(left) {
+                        return Ok(Acquired::Cancelled {
+                            waited: self.since(started),
+                        });
+                    }
+                    our_turn = queue.as_deref_mut().is_none_or(Queue::my_turn);
+                    if let Look::Seen(current) = self.read_while_waiting(environment)? {
+                        lock = Some(current);
+                    }
+                    continue;
                 }
-                step => step,
-            };
-            if step == AcquireStep::Blocked
-                && let Some(left) = left
-            {
-                if let Some(q) = queue.as_deref_mut() {
-                    q.join(self.store_now());
-                }
-                if !self.pause(left) {
-                    return Ok(Acquired::Cancelled {
-                        waited: self.since(started),
-                    });
-                }
-                our_turn = queue.as_deref_mut().is_none_or(Queue::my_turn);
-                if let Look::Seen(current) = self.read_while_waiting(environment)? {
-                    lock = Some(current);
-                }
-                continue;
-            }
-            let (result, reentrant, stolen_from, record) = match step {
-                AcquireStep::Create => {
-                    let record = self.new_record(environment, me, holding, &token);
-                    sent = Some((record.clone(), None));
-                    let r = self
-                        .store
-                        .create(&key, &record.to_bytes(), &record.metadata());
-                    (r, false, None, record)
-                }
-                AcquireStep::Refresh { etag } => {
-                    let current = lock.as_ref().and_then(Option::as_ref);
-                    let record = self.refreshed_record(environment, me, holding, current);
-                    let r = self
-                        .store
-                        .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
-                    (r, true, None, record)
-                }
-                AcquireStep::Steal { etag } => {
-                    let previous = lock
-                        .as_ref()
-                        .and_then(Option::as_ref)
-                        .map(|l| l.holder.clone());
-                    let record = self.new_record(environment, me, holding, &token);
-                    sent = Some((record.clone(), previous.clone()));
-                    let r = self
-                        .store
-                        .replace(&key, &record.to_bytes(), &record.metadata(), &etag);
-                    (r, false, previous, record)
-                }
-                AcquireStep::Blocked => {
-                    let current = lock.and_then(|l| l).map(Box::new);
-                    let Some(current) = current else {
+                AcquireMove::Blocked { timed_out } => {
+                    let Some(current) = lock.and_then(|l| l).map(Box::new) else {
                         return Err(anyhow::anyhow!("internal error: blocked without a lock"));
                     };
                     return Ok(Acquired::Blocked {
                         lock: current,
                         waited: self.since(started),
-                        timed_out: wait.is_some(),
+                        timed_out,
                     });
                 }
             };
+            let current = lock.as_ref().and_then(Option::as_ref);
+            let (record, result, stolen_from) =
+                self.write_step(environment, me, holding, &token, &step, current);
+            let reentrant = matches!(step, AcquireStep::Refresh { .. });
+            if !reentrant {
+                sent = Some((record.clone(), stolen_from.clone()));
+            }
             match result {
                 Ok(written) => {
                     self.saw(written.now);
@@ -378,6 +323,43 @@ impl<'a> Locker<'a> {
                     lock = Some(current);
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// One write of an acquire: the record written, the store's answer, and the holder a
+    /// takeover replaced.
+    fn write_step(
+        &self,
+        environment: &str,
+        me: &Identity,
+        holding: &Holding<'_>,
+        token: &str,
+        step: &AcquireStep,
+        current: Option<&LockView>,
+    ) -> (LockRecord, StoreResult<Written>, Option<Holder>) {
+        let key = key(environment);
+        match step {
+            AcquireStep::Refresh { etag } => {
+                let record = self.refreshed_record(environment, me, holding, current);
+                let r = self
+                    .store
+                    .replace(&key, &record.to_bytes(), &record.metadata(), etag);
+                (record, r, None)
+            }
+            AcquireStep::Steal { etag } => {
+                let record = self.new_record(environment, me, holding, token);
+                let r = self
+                    .store
+                    .replace(&key, &record.to_bytes(), &record.metadata(), etag);
+                (record, r, current.map(|l| l.holder.clone()))
+            }
+            AcquireStep::Create | AcquireStep::Blocked => {
+                let record = self.new_record(environment, me, holding, token);
+                let r = self
+                    .store
+                    .create(&key, &record.to_bytes(), &record.metadata());
+                (record, r, None)
             }
         }
     }
@@ -677,132 +659,12 @@ impl<'a> Locker<'a> {
     }
 }
 
-/// What the fencing step after an acquisition found.
-#[derive(Debug)]
-pub enum Fenced {
-    /// The lock now carries this number, and is still ours.
-    Fenced { fence: u64, etag: String },
-    /// The lock was taken from us before the number could be recorded.
-    Lost(Option<Box<LockView>>),
-}
-
-impl Locker<'_> {
-    /// Gives a fresh acquisition its fencing number.
-    ///
-    /// The counter is incremented *after* the lock was taken, and the number only counts once it
-    /// is written into the lock conditional on the version our acquisition created. So a holder
-    /// that stalls between taking the lock and recording its number, and meanwhile loses the
-    /// lock, finds out here instead of using a number that a later holder's could be below.
-    pub fn fence(
-        &self,
-        environment: &str,
-        record: &mut LockRecord,
-        etag: &str,
-    ) -> anyhow::Result<Fenced> {
-        let number = self.next_fence(environment)?;
-        record.fence = Some(number);
-        let key = key(environment);
-        let mut etag = etag.to_owned();
-        for _ in 0..5 {
-            match self
-                .store
-                .replace(&key, &record.to_bytes(), &record.metadata(), &etag)
-            {
-                Ok(w) => {
-                    self.saw(w.now);
-                    return Ok(Fenced::Fenced {
-                        fence: number,
-                        etag: w.etag,
-                    });
-                }
-                Err(StoreError::Conflict | StoreError::NotFound(_) | StoreError::Transient(_)) => {
-                    // A retried write may have landed; the token tells whether it is still ours.
-                    let lock = self.read(environment)?;
-                    match lock
-                        .as_ref()
-                        .and_then(|l| l.holder.record().map(|r| (l, r)))
-                    {
-                        Some((l, r)) if r.token == record.token => {
-                            if r.fence == Some(number) {
-                                return Ok(Fenced::Fenced {
-                                    fence: number,
-                                    etag: l.etag.clone(),
-                                });
-                            }
-                            etag.clone_from(&l.etag);
-                        }
-                        _ => return Ok(Fenced::Lost(lock.map(Box::new))),
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(anyhow::anyhow!(
-            "the lock on {environment} kept changing while its fencing number was recorded"
-        ))
-    }
-
-    /// Increments the environment's counter by compare-and-swap and returns the new value.
-    fn next_fence(&self, environment: &str) -> anyhow::Result<u64> {
-        let key = format!("{FENCE_PREFIX}{environment}");
-        let no_metadata = std::collections::BTreeMap::new();
-        let mut unanswered = 0;
-        for _ in 0..50 {
-            let read = self.store.get(&key)?;
-            self.saw(read.now);
-            let attempt = match read.blob {
-                None => self.store.create(&key, b"1", &no_metadata).map(|_| 1),
-                Some(blob) => {
-                    let current = std::str::from_utf8(&blob.data)
-                        .ok()
-                        .and_then(|t| t.trim().parse::<u64>().ok())
-                        .ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "the fencing counter {key} does not hold a number; it must only \
-                                 ever be written by deploy-lock"
-                            )
-                        })?;
-                    let next = current
-                        .checked_add(1)
-                        .ok_or_else(|| anyhow::anyhow!("the fencing counter {key} is exhausted"))?;
-                    self.store
-                        .replace(&key, next.to_string().as_bytes(), &no_metadata, &blob.etag)
-                        .map(|_| next)
-                }
-            };
-            match attempt {
-                Ok(n) => return Ok(n),
-                // Someone else incremented first, or our answer was lost: read and try again.
-                // A number whose answer we lost is skipped, never handed out twice.
-                Err(StoreError::Conflict) => {
-                    self.clock
-                        .sleep(self.clock.jitter(Duration::from_millis(5)));
-                }
-                // Each already used the client's retries: a store that never answers writes
-                // ends this soon, as it ends an acquire.
-                Err(StoreError::Transient(msg)) => {
-                    unanswered += 1;
-                    if unanswered >= MAX_UNANSWERED_WRITES {
-                        return Err(anyhow::anyhow!(
-                            "{msg}; the fencing counter {key} could not be written"
-                        ));
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(anyhow::anyhow!(
-            "the fencing counter of {environment} is too contended; try again"
-        ))
-    }
-}
-
 /// A ttl as a record carries it: whole seconds, rounded up (see `Locker::ttl_seconds`).
-fn ttl_seconds(ttl: Duration) -> u64 {
+pub(super) fn ttl_seconds(ttl: Duration) -> u64 {
     (ttl.as_secs_f64().ceil() as u64).max(1)
 }
 
 /// A time of the store's clock as a record holds it.
-fn store_time(t: DateTime<Utc>) -> String {
+pub(super) fn store_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

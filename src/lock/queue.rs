@@ -1,4 +1,4 @@
-//! The waiters' queue (DESIGN invariant 6): each waiter keeps a ticket blob, and only the oldest
+//! The waiters' queue (docs/design.md, "Queue"): each waiter keeps a ticket blob, and only the oldest
 //! live ticket tries to take the lock, so waiters are served first come, first served instead of
 //! whoever polls at the right moment.
 //!

@@ -1,0 +1,148 @@
+//! The step's inputs, read once. The runner or agent passes each as an environment variable:
+//! GitHub keeps the hyphens of `storage-account` (`INPUT_STORAGE-ACCOUNT`); Azure DevOps
+//! upper-cases the camelCase name (`INPUT_STORAGEACCOUNT`).
+
+use crate::ci::{self, Platform};
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::config::{AzureInputs, Config, Secret};
+use crate::exit::{Failure, Result};
+
+/// One input by its action name.
+fn input(name: &str) -> Option<String> {
+    let github = format!("INPUT_{}", name.replace(' ', "_").to_ascii_uppercase());
+    let azdo = format!("INPUT_{}", ci::camel_case(name).to_ascii_uppercase());
+    ci::var(&github).or_else(|| ci::var(&azdo))
+}
+
+/// A true/false input, checked where it is used (a bad value is a usage error then).
+#[derive(Debug, Clone)]
+pub struct Flag {
+    name: &'static str,
+    value: Option<String>,
+}
+
+impl Flag {
+    fn load(name: &'static str) -> Self {
+        Self {
+            name,
+            value: input(name),
+        }
+    }
+
+    pub fn get(&self, default: bool) -> Result<bool> {
+        match self.value.as_deref().map(str::to_ascii_lowercase) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "true" | "yes" | "1" | "on") => Ok(true),
+            Some(v) if matches!(v.as_str(), "false" | "no" | "0" | "off") => Ok(false),
+            Some(v) => Err(Failure::usage(format!(
+                "input `{}` must be true or false, not `{}`",
+                self.name,
+                ci::escape_controls(&v)
+            ))),
+        }
+    }
+}
+
+/// Every input of the action and the task.
+#[derive(Debug, Clone)]
+pub struct StepInputs {
+    pub environment: Option<String>,
+    pub pipeline: Option<String>,
+    pub mode: Option<String>,
+    pub wait_minutes: Option<String>,
+    pub reason: Option<String>,
+    pub heartbeat: Flag,
+    pub release: Flag,
+    pub debug: Flag,
+    pub store: Option<String>,
+    pub container: Option<String>,
+    pub lock_timeout_minutes: Option<String>,
+    pub poll_seconds: Option<String>,
+    pub job: Option<String>,
+    pub auth: Option<String>,
+    pub connection_string: Option<String>,
+    pub storage_account: Option<String>,
+    pub account_key: Option<String>,
+    pub sas_token: Option<String>,
+    pub github_token: Option<String>,
+    pub client_id: Option<String>,
+    pub tenant_id: Option<String>,
+    /// The task's `connectedService:AzureRM` input: the service connection's id.
+    pub service_connection: Option<String>,
+}
+
+impl StepInputs {
+    #[must_use]
+    pub fn load() -> Self {
+        Self {
+            environment: input("environment"),
+            pipeline: input("pipeline"),
+            mode: input("mode"),
+            wait_minutes: input("wait-minutes"),
+            reason: input("reason"),
+            heartbeat: Flag::load("heartbeat"),
+            release: Flag::load("release"),
+            debug: Flag::load("debug"),
+            store: input("store"),
+            container: input("container"),
+            lock_timeout_minutes: input("lock-timeout-minutes"),
+            poll_seconds: input("poll-seconds"),
+            job: input("job"),
+            auth: input("auth"),
+            connection_string: input("connection-string"),
+            storage_account: input("storage-account"),
+            account_key: input("account-key"),
+            sas_token: input("sas-token"),
+            github_token: input("github-token"),
+            client_id: input("client-id"),
+            tenant_id: input("tenant-id"),
+            service_connection: input("service-connection"),
+        }
+    }
+
+    /// The secret inputs, to mask before anything else is printed.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.account_key,
+            &self.sas_token,
+            &self.connection_string,
+            &self.github_token,
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_deref())
+    }
+
+    /// The config the inputs describe; options not given as inputs keep their environment values.
+    pub fn config(&self, global: &GlobalArgs, platform: Platform) -> Result<Config> {
+        let inputs = self;
+        let mut args = global.clone();
+        let set = |slot: &mut Option<String>, value: &Option<String>| {
+            if let Some(v) = value {
+                *slot = Some(v.clone());
+            }
+        };
+        set(&mut args.store, &inputs.store);
+        set(&mut args.container, &inputs.container);
+        set(&mut args.ttl_minutes, &inputs.lock_timeout_minutes);
+        set(&mut args.poll_seconds, &inputs.poll_seconds);
+        set(&mut args.job, &inputs.job);
+        set(&mut args.auth, &inputs.auth);
+        args.debug |= inputs.debug.get(false)?;
+        args.output = Some(OutputFormat::Text);
+        let azure = AzureInputs {
+            connection_string: inputs.connection_string.clone().map(Secret::new),
+            account: inputs.storage_account.clone(),
+            account_key: inputs.account_key.clone().map(Secret::new),
+            sas_token: inputs.sas_token.clone().map(Secret::new),
+            ..AzureInputs::default()
+        }
+        .signing_in_as(
+            inputs.client_id.clone(),
+            inputs.tenant_id.clone(),
+            inputs.service_connection.clone(),
+        );
+        let cfg = Config::build(&args, platform, &azure)?;
+        cfg.mask_store_secrets();
+        Ok(cfg)
+    }
+}

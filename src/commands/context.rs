@@ -1,0 +1,106 @@
+//! What every command works with, and the small parsers they share.
+
+use std::time::Duration;
+
+use super::outcome::Outcome;
+use crate::clock::{Clock, SYSTEM};
+use crate::config::{self, Config, Environment, Pipeline, StoreChoice};
+use crate::exit::{Failure, Result};
+use crate::lock::{EventSink, Locker};
+use crate::store::Store;
+use crate::store::file::FileStore;
+
+/// `[PIPELINE] ENV`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub pipeline: Pipeline,
+    pub env: Environment,
+}
+
+impl Target {
+    /// `[PIPELINE] ENV` → the target, validated; the pipeline defaults to the platform's.
+    pub fn parse(words: &[String], cfg: &Config) -> Result<Self> {
+        match words {
+            [env] => Ok(Self {
+                pipeline: cfg.default_pipeline.clone(),
+                env: config::validate_environment(env)?,
+            }),
+            [pipeline, env] => Ok(Self {
+                pipeline: config::validate_pipeline(pipeline)?,
+                env: config::validate_environment(env)?,
+            }),
+            _ => Err(Failure::usage("give [PIPELINE] ENV, e.g. `github sandbox`")),
+        }
+    }
+}
+
+/// What long-running commands say while they run: `run` tells the user it holds the lock before
+/// its command starts, and that the lock was lost while it runs.
+pub trait Progress: Sync {
+    /// An acquire is about to wait up to `timeout`.
+    fn waiting(&self, env: &Environment, timeout: Duration);
+    /// The lock is held now (or an acquire ended); the command's own work starts.
+    fn acquired(&self, outcome: &Outcome) -> Result<()>;
+    /// The lock was lost while `run`'s command runs.
+    fn lost(&self, env: &Environment, now_held_by: &str, kill: bool);
+}
+
+/// What every command works with: the settings, the store, where events go, and the clock.
+pub struct Context<'a> {
+    pub cfg: &'a Config,
+    pub store: &'a dyn Store,
+    pub events: &'a dyn EventSink,
+    pub clock: &'a dyn Clock,
+}
+
+impl<'a> Context<'a> {
+    #[must_use]
+    pub fn new(cfg: &'a Config, store: &'a dyn Store, events: &'a dyn EventSink) -> Self {
+        Self {
+            cfg,
+            store,
+            events,
+            clock: &SYSTEM,
+        }
+    }
+
+    /// The locker with the configured ttls, poll interval and clock.
+    #[must_use]
+    pub fn locker(&self) -> Locker<'a> {
+        Locker::new(self.store, self.cfg.ttl, self.cfg.poll)
+            .with_foreign_ttl(self.cfg.foreign_ttl)
+            .with_clock(self.clock)
+    }
+}
+
+/// Opens the configured store. The one place that opens the Azure store.
+pub fn open_store(cfg: &Config) -> Result<Box<dyn Store>> {
+    match &cfg.store {
+        StoreChoice::File(dir) => Ok(Box::new(FileStore::new(dir, &cfg.container))),
+        StoreChoice::Azure(settings) => Ok(Box::new(crate::azure::open(settings)?)),
+    }
+}
+
+/// `DEPLOYMENT_TIMEOUT_MINUTES`, or 120.
+pub fn default_wait() -> Result<Duration> {
+    match crate::ci::var("DEPLOYMENT_TIMEOUT_MINUTES") {
+        Some(v) => config::parse_minutes(&v, "DEPLOYMENT_TIMEOUT_MINUTES"),
+        None => Ok(Duration::from_secs_f64(config::DEFAULT_WAIT_MINUTES * 60.0)),
+    }
+}
+
+/// `--wait [MINUTES]`: absent, the default wait (`--wait` alone), or a time, with a friendly
+/// error for a word that is not one (usually the environment written after `--wait`).
+pub fn parse_wait(wait: Option<&str>) -> Result<Option<Duration>> {
+    match wait.map(str::trim) {
+        None => Ok(None),
+        Some("") => default_wait().map(Some),
+        Some(v) => config::parse_minutes(v, "--wait").map(Some).map_err(|_| {
+            Failure::usage(format!(
+                "--wait `{}` is not a number of minutes: write `--wait` after the environment \
+                 (`acquire github sandbox --wait`), or give the time as `--wait=30`",
+                crate::ci::escape_controls(v)
+            ))
+        }),
+    }
+}

@@ -1,0 +1,61 @@
+//! `release`: give our lock back. The flow "release + audit" lives here once; `run` and the
+//! action's post step use it too.
+
+use super::context::{Context, Target};
+use super::outcome::{Handback, How, Outcome, Released};
+use crate::config::Environment;
+use crate::exit::Result;
+use crate::lock::protocol::{Ownership, ownership};
+use crate::lock::{self, Identity, LockEvent};
+
+/// Releases the lock `me` holds and records the release.
+pub fn release_as(
+    ctx: &Context<'_>,
+    env: &Environment,
+    me: &Identity,
+) -> anyhow::Result<lock::Released> {
+    let locker = ctx.locker();
+    let released = locker.release(env, me)?;
+    if let lock::Released::Released(lock) = &released {
+        ctx.events
+            .record(&LockEvent::released(env, lock, locker.store_now()));
+    }
+    Ok(released)
+}
+
+/// Gives back the lock `me` took, and records the release; never fails.
+pub fn hand_back(ctx: &Context<'_>, env: &Environment, me: &Identity) -> Handback {
+    match release_as(ctx, env, me) {
+        Ok(lock::Released::Released(lock)) => Handback::Released(lock),
+        Ok(lock::Released::Absent) => Handback::Absent,
+        Ok(lock::Released::Refused(lock)) => Handback::HeldByOther(lock),
+        Err(e) => Handback::Failed(format!("{e:#}")),
+    }
+}
+
+pub fn release(ctx: &Context<'_>, target: &Target) -> Result<Outcome> {
+    let me = ctx.cfg.identity(&target.pipeline);
+    let how = match release_as(ctx, &target.env, &me)? {
+        lock::Released::Released(lock) => How::Released {
+            by: (ownership(&lock.holder, &me) == Ownership::SameUserAndHost)
+                .then(|| (ctx.cfg.run.actor.clone(), ctx.cfg.run.host.clone())),
+            lock,
+        },
+        lock::Released::Absent => {
+            crate::log::warn(&format!(
+                "there is no lock on {} to release; nothing to do",
+                target.env
+            ));
+            How::Absent
+        }
+        lock::Released::Refused(lock) => How::Refused {
+            lock,
+            pipeline: target.pipeline.clone(),
+            build_id: me.build_id,
+        },
+    };
+    Ok(Outcome::Released(Released {
+        env: target.env.clone(),
+        how,
+    }))
+}

@@ -1,0 +1,364 @@
+//! What happened to a lock, as one event type, and where events go.
+//!
+//! A `LockEvent` is written through an `EventSink`. The audit trail (`AuditLog`: one JSON line
+//! per event in a per-environment log, an append blob on Azure) is the first sink; statistics,
+//! dashboards and notifications are more sinks of the same event. Sinks are best effort: a sink
+//! that fails warns and never blocks or fails a deployment.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::protocol::{Identity, LockView};
+use super::record::LockRecord;
+use crate::ci::RunInfo;
+use crate::log;
+use crate::store::Store;
+
+/// Outside the lock prefix, so listings of locks skip it.
+pub const AUDIT_PREFIX: &str = "deployment-audit-";
+
+#[must_use]
+pub fn key(environment: &str) -> String {
+    format!("{AUDIT_PREFIX}{environment}")
+}
+
+/// What happened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EventKind {
+    /// A free lock was taken.
+    #[default]
+    Acquire,
+    /// A stale lock was taken over.
+    Steal,
+    Release,
+    /// A renewal failed (the store did not answer, or the lock was no longer ours).
+    RenewFailed,
+    /// The heartbeat found the lock gone or someone else's.
+    Lost,
+    ForceBreak,
+    /// An acquire without a wait found the lock held.
+    Blocked,
+    /// An acquire's wait ran out.
+    TimedOut,
+    /// A kind this version does not know (written by a newer one), kept as written.
+    Other(String),
+}
+
+impl EventKind {
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Acquire => "acquire",
+            Self::Steal => "steal",
+            Self::Release => "release",
+            Self::RenewFailed => "renew-failed",
+            Self::Lost => "lost",
+            Self::ForceBreak => "force-break",
+            Self::Blocked => "blocked",
+            Self::TimedOut => "timed-out",
+            Self::Other(s) => s,
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        [
+            Self::Acquire,
+            Self::Steal,
+            Self::Release,
+            Self::RenewFailed,
+            Self::Lost,
+            Self::ForceBreak,
+            Self::Blocked,
+            Self::TimedOut,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .unwrap_or_else(|| Self::Other(s.to_owned()))
+    }
+
+    /// How the event's other party relates to it, for `history`.
+    #[must_use]
+    pub fn other_party(&self) -> &'static str {
+        match self {
+            Self::Steal => "took over from",
+            Self::ForceBreak => "broke the lock of",
+            Self::Blocked | Self::TimedOut => "blocked by",
+            Self::Lost | Self::RenewFailed => "now held by",
+            _ => "other",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| Self::parse(&s))
+    }
+}
+
+/// One event: what happened to which environment's lock, by whom, when by the store's clock,
+/// how long was waited or held, and who the other party was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LockEvent {
+    /// By the store's clock.
+    pub at: String,
+    #[serde(rename = "event")]
+    pub kind: EventKind,
+    pub environment: String,
+    pub pipeline: String,
+    pub build_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub job: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub actor: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub run_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fence: Option<u64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_seconds: Option<i64>,
+    /// The other party: who blocked us, whose stale lock we took, whose lock was broken.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub other: String,
+}
+
+fn store_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl LockEvent {
+    /// An event by the holder described in `record`.
+    #[must_use]
+    pub fn by(kind: EventKind, record: &LockRecord, at: DateTime<Utc>) -> Self {
+        Self {
+            at: store_time(at),
+            kind,
+            environment: record.environment.clone(),
+            pipeline: record.pipeline.clone(),
+            build_id: record.build_id.clone(),
+            job: record.job.clone(),
+            actor: record.actor.clone(),
+            run_url: record.run_url.clone(),
+            fence: record.fence,
+            reason: record.reason.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// An event by a run that holds nothing (blocked, renewal failed, force-break).
+    #[must_use]
+    pub fn of(
+        kind: EventKind,
+        environment: &str,
+        me: &Identity,
+        run: &RunInfo,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            at: store_time(at),
+            kind,
+            environment: environment.to_owned(),
+            pipeline: me.pipeline.clone(),
+            build_id: me.build_id.clone(),
+            job: me.job.clone(),
+            actor: run.actor.clone(),
+            run_url: run.run_url.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// The release of `lock`, with how long it was held by the store's clock.
+    #[must_use]
+    pub fn released(environment: &str, lock: &LockView, at: DateTime<Utc>) -> Self {
+        let record = lock.holder.record().cloned().unwrap_or_else(|| LockRecord {
+            environment: environment.to_owned(),
+            pipeline: lock.holder.pipeline().to_owned(),
+            build_id: lock.holder.build_id().to_owned(),
+            ..LockRecord::default()
+        });
+        let mut event = Self::by(EventKind::Release, &record, at);
+        event.held_seconds = Some(lock.age.num_seconds());
+        event
+    }
+
+    /// `github build 42 (job deploy)`.
+    #[must_use]
+    pub fn who(&self) -> String {
+        let mut s = format!("{} build {}", self.pipeline, self.build_id);
+        if !self.job.is_empty() {
+            s.push_str(&format!(" (job {})", self.job));
+        }
+        s
+    }
+
+    /// The event's time, for `--since` filters.
+    #[must_use]
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// Where events go. Recording never fails the operation that reports the event.
+pub trait EventSink {
+    fn record(&self, event: &LockEvent);
+}
+
+/// Events dropped (`--no-audit`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Discard;
+
+impl EventSink for Discard {
+    fn record(&self, _event: &LockEvent) {}
+}
+
+/// The audit log of `store`, or nothing when the audit is off.
+#[must_use]
+pub fn audit_sink<'a>(store: &'a dyn Store, on: bool) -> Box<dyn EventSink + 'a> {
+    if on {
+        Box::new(AuditLog::new(store))
+    } else {
+        Box::new(Discard)
+    }
+}
+
+/// The environment's audit log in the store.
+pub struct AuditLog<'a> {
+    store: &'a dyn Store,
+}
+
+impl<'a> AuditLog<'a> {
+    #[must_use]
+    pub fn new(store: &'a dyn Store) -> Self {
+        Self { store }
+    }
+
+    /// Reads the log, oldest first, with the store's time. Lines that are not events are
+    /// skipped with a note.
+    pub fn read(&self, environment: &str) -> anyhow::Result<(Vec<LockEvent>, DateTime<Utc>)> {
+        let read = self.store.get(&key(environment))?;
+        let Some(blob) = read.blob else {
+            return Ok((Vec::new(), read.now));
+        };
+        let mut events = Vec::new();
+        let mut skipped = 0usize;
+        for line in blob.data.split(|b| *b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<LockEvent>(line) {
+                Ok(e) => events.push(e),
+                Err(_) => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            log::note(&format!(
+                "skipped {skipped} line(s) of the audit log of {environment} that are not events"
+            ));
+        }
+        Ok((events, read.now))
+    }
+}
+
+impl EventSink for AuditLog<'_> {
+    /// Appends the event as one line; on failure warns and carries on.
+    fn record(&self, event: &LockEvent) {
+        let mut line = match serde_json::to_vec(event) {
+            Ok(l) => l,
+            Err(e) => {
+                log::warn(&format!("could not write the audit event: {e}"));
+                return;
+            }
+        };
+        line.push(b'\n');
+        if let Err(e) = self.store.append(&key(&event.environment), &line) {
+            log::warn(&format!(
+                "could not append to the audit log of {} (the deployment is not affected): {e}",
+                event.environment
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[test]
+    fn events_round_trip_as_one_line() {
+        let record = LockRecord {
+            environment: "prod".into(),
+            pipeline: "github".into(),
+            build_id: "42".into(),
+            reason: "line\nbreak".into(),
+            fence: Some(3),
+            ..LockRecord::default()
+        };
+        let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        let e = LockEvent::by(EventKind::Acquire, &record, at);
+        let line = serde_json::to_string(&e).expect("json");
+        assert!(!line.contains('\n'));
+        assert!(line.contains(r#""event":"acquire""#), "{line}");
+        let back: LockEvent = serde_json::from_str(&line).expect("parse");
+        assert_eq!(back, e);
+        assert_eq!(back.time(), Some(at));
+        assert_eq!(back.who(), "github build 42");
+    }
+
+    #[test]
+    fn unknown_kinds_are_kept_as_written() {
+        let e: LockEvent =
+            serde_json::from_str(r#"{"event":"renamed","environment":"x"}"#).expect("parse");
+        assert_eq!(e.kind, EventKind::Other("renamed".into()));
+        assert_eq!(EventKind::parse("renew-failed"), EventKind::RenewFailed);
+    }
+
+    #[test]
+    fn the_audit_log_reads_back_what_it_recorded() {
+        let store = MemoryStore::new();
+        let log = AuditLog::new(&store);
+        let me = Identity {
+            pipeline: "github".into(),
+            build_id: "7".into(),
+            ..Identity::default()
+        };
+        let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        log.record(&LockEvent::of(
+            EventKind::Blocked,
+            "prod",
+            &me,
+            &RunInfo::default(),
+            at,
+        ));
+        log.record(&LockEvent::of(
+            EventKind::TimedOut,
+            "prod",
+            &me,
+            &RunInfo::default(),
+            at,
+        ));
+        let (events, _) = log.read("prod").expect("read");
+        let kinds: Vec<_> = events.iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(kinds, [EventKind::Blocked, EventKind::TimedOut]);
+    }
+}

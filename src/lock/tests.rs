@@ -1,0 +1,281 @@
+//! The lock operations against the in-memory store, with its clock moved by the tests: acquire,
+//! re-entrant refresh, takeover of a stale lock, release, renew, fencing, and the waiters' queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::queue::Queue;
+use super::*;
+use crate::ci::RunInfo;
+use crate::clock::Clock;
+use crate::store::memory::MemoryStore;
+
+const ENV: &str = "sandbox";
+const TTL: Duration = Duration::from_secs(60);
+
+/// A memory store whose clock the test moves.
+fn store() -> (MemoryStore, Arc<AtomicI64>) {
+    let offset = Arc::new(AtomicI64::new(0));
+    let start = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+    let moved = Arc::clone(&offset);
+    let store = MemoryStore::with_clock(Box::new(move || {
+        start + chrono::Duration::seconds(moved.load(Ordering::SeqCst))
+    }));
+    (store, offset)
+}
+
+fn advance(offset: &AtomicI64, seconds: i64) {
+    offset.fetch_add(seconds, Ordering::SeqCst);
+}
+
+fn who(build: &str) -> Identity {
+    Identity {
+        pipeline: "github".into(),
+        build_id: build.into(),
+        job: "deploy".into(),
+        ..Identity::default()
+    }
+}
+
+fn acquire(locker: &Locker<'_>, me: &Identity, wait: Option<Duration>) -> Acquired {
+    let run = RunInfo::default();
+    let holding = Holding {
+        run: &run,
+        reason: "test",
+    };
+    locker.acquire(ENV, me, &holding, wait).expect("acquire")
+}
+
+fn taken(acquired: Acquired) -> (LockRecord, String, bool, Option<Holder>) {
+    match acquired {
+        Acquired::Taken {
+            record,
+            etag,
+            reentrant,
+            stolen_from,
+            ..
+        } => (record, etag, reentrant, stolen_from),
+        other => panic!("not taken: {other:?}"),
+    }
+}
+
+fn with_token(me: &Identity, record: &LockRecord) -> Identity {
+    Identity {
+        token: Some(record.token.clone()),
+        ..me.clone()
+    }
+}
+
+#[test]
+fn a_free_lock_is_taken_and_released() {
+    let (store, _) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10));
+    let me = who("1");
+    let (record, _, reentrant, stolen) = taken(acquire(&locker, &me, None));
+    assert!(!reentrant && stolen.is_none());
+    assert_eq!(record.ttl_seconds, 60);
+    let held = locker.read(ENV).expect("read").expect("held");
+    assert_eq!(held.holder.record().map(|r| &r.token), Some(&record.token));
+    match locker
+        .release(ENV, &with_token(&me, &record))
+        .expect("release")
+    {
+        Released::Released(lock) => assert_eq!(lock.holder.build_id(), "1"),
+        other => panic!("{other:?}"),
+    }
+    assert!(locker.read(ENV).expect("read").is_none());
+    assert!(matches!(
+        locker.release(ENV, &me).expect("release"),
+        Released::Absent
+    ));
+}
+
+#[test]
+fn our_own_run_refreshes_in_place_and_others_are_blocked() {
+    let (store, _) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10));
+    let (first, ..) = taken(acquire(&locker, &who("1"), None));
+    let (again, _, reentrant, _) = taken(acquire(&locker, &who("1"), None));
+    assert!(reentrant);
+    assert_eq!(again.token, first.token);
+    match acquire(&locker, &who("2"), None) {
+        Acquired::Blocked {
+            lock, timed_out, ..
+        } => {
+            assert!(!timed_out);
+            assert_eq!(lock.holder.build_id(), "1");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        locker.release(ENV, &who("2")).expect("release"),
+        Released::Refused(_)
+    ));
+}
+
+#[test]
+fn a_stale_lock_is_taken_over_by_the_stores_clock() {
+    let (store, offset) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10));
+    taken(acquire(&locker, &who("1"), None));
+    advance(&offset, 30);
+    assert!(matches!(
+        acquire(&locker, &who("2"), None),
+        Acquired::Blocked { .. }
+    ));
+    advance(&offset, 31);
+    let (record, _, reentrant, stolen) = taken(acquire(&locker, &who("2"), None));
+    assert!(!reentrant);
+    assert_eq!(record.build_id, "2");
+    assert_eq!(stolen.map(|h| h.build_id().to_owned()), Some("1".into()));
+}
+
+#[test]
+fn renewing_moves_staleness_and_fails_once_the_lock_is_someone_elses() {
+    let (store, offset) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10));
+    let me = who("1");
+    let (record, ..) = taken(acquire(&locker, &me, None));
+    let mine = with_token(&me, &record);
+    advance(&offset, 50);
+    match locker.renew(ENV, &mine, None).expect("renew") {
+        Renewed::Renewed(lock) => assert_eq!(lock.ttl, chrono::Duration::seconds(60)),
+        other @ Renewed::Lost(_) => panic!("{other:?}"),
+    }
+    advance(&offset, 50);
+    assert!(!locker.read(ENV).expect("read").expect("held").is_stale());
+    assert!(matches!(
+        acquire(&locker, &who("2"), None),
+        Acquired::Blocked { .. }
+    ));
+    advance(&offset, 61);
+    taken(acquire(&locker, &who("2"), None));
+    assert!(matches!(
+        locker.renew(ENV, &mine, None).expect("renew"),
+        Renewed::Lost(Some(_))
+    ));
+}
+
+#[test]
+fn fencing_numbers_grow_with_every_acquisition() {
+    let (store, _) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10));
+    let mut numbers = Vec::new();
+    for build in ["1", "2", "3"] {
+        let me = who(build);
+        let (mut record, etag, ..) = taken(acquire(&locker, &me, None));
+        match locker.fence(ENV, &mut record, &etag).expect("fence") {
+            Fenced::Fenced { fence, .. } => numbers.push(fence),
+            Fenced::Lost(_) => panic!("lost"),
+        }
+        let held = locker.read(ENV).expect("read").expect("held");
+        assert_eq!(
+            held.holder.record().and_then(|r| r.fence),
+            numbers.last().copied()
+        );
+        locker
+            .release(ENV, &with_token(&me, &record))
+            .expect("release");
+    }
+    assert_eq!(numbers, [1, 2, 3]);
+}
+
+#[test]
+fn a_fence_after_the_lock_was_taken_over_reports_the_loss() {
+    let (store, offset) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10));
+    let (mut record, etag, ..) = taken(acquire(&locker, &who("1"), None));
+    advance(&offset, 61);
+    taken(acquire(&locker, &who("2"), None));
+    match locker.fence(ENV, &mut record, &etag).expect("fence") {
+        Fenced::Lost(Some(now)) => assert_eq!(now.holder.build_id(), "2"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn force_break_deletes_whoever_holds_it() {
+    let (store, _) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10));
+    taken(acquire(&locker, &who("1"), None));
+    let broken = locker.force_break(ENV).expect("break").expect("was held");
+    assert_eq!(broken.holder.build_id(), "1");
+    assert!(locker.force_break(ENV).expect("break").is_none());
+}
+
+#[test]
+fn waiters_are_served_in_the_order_they_joined() {
+    let (store, offset) = store();
+    let poll = Duration::from_secs(10);
+    let mut first = Queue::new(&store, ENV, &"a".repeat(32), poll);
+    let mut second = Queue::new(&store, ENV, &"b".repeat(32), poll);
+    let mut third = Queue::new(&store, ENV, &"c".repeat(32), poll);
+    assert!(!second.others_waiting());
+    let now = |o: &AtomicI64| {
+        DateTime::from_timestamp(1_700_000_000 + o.load(Ordering::SeqCst), 0).expect("time")
+    };
+    // Joined in the order third, first, second: the store's time decides, not the token.
+    third.join(now(&offset));
+    advance(&offset, 1);
+    first.join(now(&offset));
+    advance(&offset, 1);
+    second.join(now(&offset));
+    assert!(first.others_waiting());
+    assert!(third.my_turn());
+    assert!(!first.my_turn());
+    assert!(!second.my_turn());
+    third.leave();
+    assert!(first.my_turn());
+    assert!(!second.my_turn());
+    first.leave();
+    assert!(second.my_turn());
+}
+
+#[test]
+fn a_waiter_whose_ticket_is_not_refreshed_is_skipped() {
+    let (store, offset) = store();
+    let poll = Duration::from_secs(1);
+    let mut dead = Queue::new(&store, ENV, &"a".repeat(32), poll);
+    let mut live = Queue::new(&store, ENV, &"b".repeat(32), poll);
+    let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+    dead.join(at);
+    live.join(at + chrono::Duration::seconds(1));
+    assert!(!live.my_turn());
+    advance(&offset, 5);
+    assert!(live.my_turn());
+}
+
+/// A clock that says a signal came.
+struct Interrupted;
+
+impl Clock for Interrupted {
+    fn elapsed(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn sleep(&self, _d: Duration) -> bool {
+        false
+    }
+    fn cancelled(&self) -> bool {
+        true
+    }
+    fn wall(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).expect("time")
+    }
+    fn random(&self) -> f64 {
+        0.5
+    }
+}
+
+#[test]
+fn cancellation_reaches_the_lock_through_the_clock() {
+    let (store, _) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10)).with_clock(&Interrupted);
+    assert!(matches!(
+        acquire(&locker, &who("1"), Some(Duration::from_secs(60))),
+        Acquired::Cancelled { .. }
+    ));
+    assert!(locker.read(ENV).expect("read").is_none());
+}
