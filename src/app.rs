@@ -84,7 +84,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 /// environment values were masked before parsing.
 pub fn mask_store_secrets(cfg: &Config) {
     if let StoreChoice::Azure(settings) = &cfg.store {
-        for secret in crate::azure::secrets(settings) {
+        for secret in crate::store::azure::secrets(settings) {
             cfg.platform.mask(&secret);
         }
     }
@@ -94,7 +94,7 @@ pub fn mask_store_secrets(cfg: &Config) {
 pub fn open_store(cfg: &Config) -> Result<Box<dyn Store>> {
     match &cfg.store {
         StoreChoice::File(dir) => Ok(Box::new(FileStore::new(dir, &cfg.container))),
-        StoreChoice::Azure(settings) => Ok(Box::new(crate::azure::open(settings)?)),
+        StoreChoice::Azure(settings) => Ok(Box::new(crate::store::azure::open(settings)?)),
     }
 }
 

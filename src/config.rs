@@ -4,14 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::azure::AzureSettings;
-use crate::azure::auth::{AuthInputs, AuthSettings};
 use crate::ci::{self, Platform, RunInfo};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::{Failure, Result};
 use crate::protocol::Identity;
 use crate::record::{MAX_FIELD_CHARS, MAX_REASON_CHARS};
 use crate::secret::Secret;
+use crate::store::azure::{AuthInputs, AuthSettings, AzureSettings};
 
 pub const DEFAULT_CONTAINER: &str = "deployment-locks";
 pub const DEFAULT_TTL_MINUTES: f64 = 30.0;

@@ -9,7 +9,6 @@
 
 pub mod app;
 pub mod audit;
-pub mod azure;
 pub mod ci;
 pub mod cli;
 pub mod clock;

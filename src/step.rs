@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::app::{self, INTERRUPTED};
-use crate::azure::auth::AuthInputs;
 use crate::ci::{self, Platform, azdo};
 use crate::cli::{GlobalArgs, OutputFormat, StepPhase};
 use crate::config::{self, AzureInputs, Config};
@@ -19,6 +18,7 @@ use crate::log;
 use crate::protocol::Identity;
 use crate::render::human_std;
 use crate::secret::Secret;
+use crate::store::azure::AuthInputs;
 
 /// An input as the runner or agent passes it: GitHub keeps the hyphens of `storage-account`
 /// (`INPUT_STORAGE-ACCOUNT`); Azure DevOps upper-cases the camelCase name (`INPUT_STORAGEACCOUNT`).

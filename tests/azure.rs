@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::Utc;
-use deploy_lock::azure::client::{Client, RetryPolicy};
-use deploy_lock::azure::conn::{Credential, Endpoint};
-use deploy_lock::azure::signer::{ServiceSas, service_sas};
-use deploy_lock::azure::{AzureSettings, open};
 use deploy_lock::secret::Secret;
 use deploy_lock::store::azure::AzureStore;
+use deploy_lock::store::azure::client::{Client, RetryPolicy};
+use deploy_lock::store::azure::location::{Credential, Endpoint};
+use deploy_lock::store::azure::signer::{ServiceSas, service_sas};
+use deploy_lock::store::azure::{AzureSettings, open};
 use deploy_lock::store::{Store, StoreError};
 
 use crate::support::azurite::{ACCOUNT, KEY, azurite};

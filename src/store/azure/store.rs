@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{Blob, Entry, Listing, Read, Store, StoreError, StoreResult, Written};
-use crate::azure::client::{Client, Request, Response, TransportError, xml_text, xml_unescape};
-use crate::azure::token::TokenSource;
+use super::client::{Client, Request, Response, TransportError, xml_text, xml_unescape};
+use super::entra::TokenSource;
+use crate::store::{Blob, Entry, Listing, Read, Store, StoreError, StoreResult, Written};
 
 /// Most pages a listing follows (5,000 blobs a page): a bound, not an expected size.
 const MAX_PAGES: usize = 1000;
@@ -129,13 +129,11 @@ impl AzureStore {
                 Op::Container => format!("container `{container}` ({detail})"),
             }),
             409 | 412 => StoreError::Conflict,
-            status if crate::azure::client::retryable_status(status) => {
-                StoreError::Transient(format!(
-                    "Azure Blob Storage did not complete the request after {} attempts ({detail}); \
+            status if super::client::retryable_status(status) => StoreError::Transient(format!(
+                "Azure Blob Storage did not complete the request after {} attempts ({detail}); \
                      the service is busy or unavailable, try again later",
-                    resp.attempts
-                ))
-            }
+                resp.attempts
+            )),
             400 if message.contains("x-ms-version") || code == "InvalidHeaderValue" => {
                 StoreError::BadRequest(format!(
                     "the storage service rejected the request ({detail}); an Azurite older than \

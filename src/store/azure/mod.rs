@@ -1,16 +1,17 @@
-//! Azure Blob Storage: settings, request signing and the REST client behind `store::azure`.
+//! Azure Blob Storage: settings, request signing, the REST client and the store.
 
-pub mod auth;
 pub mod client;
-pub mod conn;
+pub mod entra;
+pub mod location;
 pub mod signer;
-pub mod token;
+pub mod store;
 
 use std::path::PathBuf;
 
 use crate::error::Failure;
 use crate::secret::Secret;
-use crate::store::azure::AzureStore;
+pub use entra::settings::{AuthInputs, AuthMethod, AuthSettings};
+pub use store::AzureStore;
 
 /// Everything the Azure store may be configured with, from options, action/task inputs or the
 /// Azure CLI-style environment variables. Secrets stay `Secret` so they can never be printed.
@@ -33,7 +34,7 @@ pub struct AzureSettings {
     /// (`core.chinacloudapi.cn`); `core.windows.net` when absent.
     pub endpoint_suffix: Option<String>,
     /// How to sign in (`--auth`), and what the token methods need.
-    pub auth: auth::AuthSettings,
+    pub auth: AuthSettings,
 }
 
 impl AzureSettings {
@@ -51,7 +52,7 @@ impl AzureSettings {
 /// Opens the Azure store the settings describe. Nothing is sent: a bad URL, connection string,
 /// key or CA file is a usage error that says what to change.
 pub fn open(settings: &AzureSettings) -> Result<AzureStore, Failure> {
-    let target = conn::resolve(settings).map_err(Failure::usage)?;
+    let target = location::resolve(settings).map_err(Failure::usage)?;
     let client = client::Client::new(
         target.endpoint,
         target.credential,
@@ -66,7 +67,7 @@ pub fn open(settings: &AzureSettings) -> Result<AzureStore, Failure> {
 /// CI platform to mask before anything else is printed.
 #[must_use]
 pub fn secrets(settings: &AzureSettings) -> Vec<String> {
-    let mut out = conn::secrets(settings);
+    let mut out = location::secrets(settings);
     out.extend(settings.auth.secrets());
     out
 }

@@ -2,7 +2,7 @@
 //! and the order in which `auto` tries them.
 //!
 //! Everything here is pure: the environment is read once through a lookup function that callers
-//! (and tests) pass in, and nothing is sent. Tokens are fetched later, by [`super::token`].
+//! (and tests) pass in, and nothing is sent. Tokens are fetched later, by [`super`].
 //!
 //! `auto` tries, in this order (documented in docs/entra-id.md):
 //! 1. a secret that is configured: a SAS in the `--store` URL, `AZURE_STORAGE_CONNECTION_STRING`,

@@ -17,7 +17,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use super::auth::{EXCHANGE_AUDIENCE, STORAGE_RESOURCE, STORAGE_SCOPE};
+pub mod settings;
+
+use self::settings::{EXCHANGE_AUDIENCE, STORAGE_RESOURCE, STORAGE_SCOPE};
 use super::client::{RetryPolicy, retry_delay, retryable_status};
 use super::signer::encode_query;
 use crate::log;

@@ -20,9 +20,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
-use super::conn::{Credential, Endpoint};
+use super::entra::TokenSource;
+use super::location::{Credential, Endpoint};
 use super::signer::{self, Signable};
-use super::token::TokenSource;
 use crate::log;
 
 /// Pinned service version: accepted by Azure and by Azurite 3.37 without `--skipApiVersionCheck`.

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::AzureSettings;
-use super::auth::{AuthMethod, AuthSettings};
-use super::token::{Assertion, Provider, TokenSource};
+use super::entra::settings::{AuthMethod, AuthSettings};
+use super::entra::{Assertion, Provider, TokenSource};
 use crate::secret::Secret;
 
 /// The container used when none is configured (the seed script's).
@@ -1142,7 +1142,7 @@ mod tests {
         AuthSettings {
             method,
             authority_host: "https://login.example".into(),
-            managed: super::super::auth::ManagedEnv {
+            managed: super::super::entra::settings::ManagedEnv {
                 imds_endpoint: "http://127.0.0.1:9".into(),
                 ..Default::default()
             },
