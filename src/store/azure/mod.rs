@@ -1,10 +1,13 @@
 //! Azure Blob Storage: settings, request signing, the REST client and the store.
 
+pub mod advice;
 pub mod client;
 pub mod entra;
+pub mod http;
 pub mod location;
 pub mod signer;
 pub mod store;
+pub mod xml;
 
 use std::path::PathBuf;
 
@@ -57,7 +60,7 @@ pub fn open(settings: &AzureSettings) -> Result<AzureStore, Failure> {
         target.endpoint,
         target.credential,
         settings.ca_file.as_deref(),
-        client::RetryPolicy::default(),
+        http::RetryPolicy::default(),
     )
     .map_err(Failure::usage)?;
     Ok(AzureStore::new(client, target.container))

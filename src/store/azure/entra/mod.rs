@@ -20,7 +20,7 @@ use serde_json::Value;
 pub mod settings;
 
 use self::settings::{EXCHANGE_AUDIENCE, STORAGE_RESOURCE, STORAGE_SCOPE};
-use super::client::{RetryPolicy, retry_delay, retryable_status};
+use super::http::{RetryPolicy, retry_delay, retryable_status};
 use super::signer::encode_query;
 use crate::log;
 use crate::secret::Secret;
@@ -611,7 +611,7 @@ fn build_agent(ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, String>
         // A redirect could carry a bearer token or an assertion elsewhere.
         .max_redirects(0)
         .user_agent(concat!("deploy-lock/", env!("CARGO_PKG_VERSION")))
-        .tls_config(super::client::tls_config(ca_file)?)
+        .tls_config(super::http::tls_config(ca_file)?)
         .build();
     Ok(config.new_agent())
 }
