@@ -4,14 +4,16 @@
 //! expired). Sending and retrying is [`super::http`]'s.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::advice::{Signed, clock_refused, service_time, skew_warning, token_refused};
+use super::credential::Credential;
 use super::entra::TokenSource;
 use super::http::{Attempt, Http, Response, RetryPolicy, TransportError, retry};
-use super::location::{Credential, Endpoint};
+use super::location::Endpoint;
 use super::signer::{self, Signable};
 use crate::log;
 
@@ -74,6 +76,8 @@ pub struct Client {
     http: Http,
     endpoint: Endpoint,
     credential: Credential,
+    /// The access tokens of an Entra ID credential.
+    tokens: Option<Arc<TokenSource>>,
     policy: RetryPolicy,
     /// The service's clock minus ours, in milliseconds, once a refusal taught us; added to the
     /// signing time of every later request.
@@ -97,10 +101,19 @@ impl Client {
         ca_file: Option<&Path>,
         policy: RetryPolicy,
     ) -> Result<Self, String> {
+        let tokens = match &credential {
+            Credential::Entra { provider, auto } => Some(TokenSource::shared(
+                provider.clone(),
+                *auto,
+                ca_file.map(Path::to_path_buf),
+            )),
+            Credential::SharedKey(_) | Credential::Sas(_) => None,
+        };
         Ok(Self {
             http: Http::new(ca_file)?,
             endpoint,
             credential,
+            tokens,
             policy,
             clock_offset_ms: AtomicI64::new(0),
         })
@@ -140,10 +153,7 @@ impl Client {
     /// The Entra ID token source, when requests carry a bearer token.
     #[must_use]
     pub fn bearer(&self) -> Option<&TokenSource> {
-        match &self.credential {
-            Credential::Bearer(source) => Some(source),
-            _ => None,
-        }
+        self.tokens.as_deref()
     }
 
     /// How requests are signed, for explaining a refusal.
@@ -266,7 +276,7 @@ impl Client {
             signed_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
         ));
         headers.push(("x-ms-client-request-id".to_owned(), client_id.to_owned()));
-        if let Credential::Bearer(source) = &self.credential {
+        if let Some(source) = &self.tokens {
             let token = source.token().map_err(|message| TransportError {
                 message,
                 unreachable: false,

@@ -1,18 +1,30 @@
-//! Azure Blob Storage: settings, request signing, the REST client and the store.
+//! Azure Blob Storage: the settings, and the one way in the rest of the crate uses: [`open`] a
+//! store, and the [`secrets`] to mask first.
+//!
+//! Inside, lowest first (a module imports only modules above it in this list): `xml` and `signer`
+//! (pure), `location` (where the container is), `http` (the one agent, TLS and retry policy),
+//! `advice` (refusals explained), `entra` (Entra ID access tokens), `credential` (who signs in),
+//! `client` (signed requests), `store` (the `Store` implementation), then this file.
 
 pub mod advice;
 pub mod client;
+pub mod credential;
 pub mod entra;
 pub mod http;
 pub mod location;
 pub mod signer;
 pub mod store;
+#[cfg(test)]
+mod tests;
 pub mod xml;
 
 use std::path::PathBuf;
 
 use crate::error::Failure;
 use crate::secret::Secret;
+use credential::{Credential, Given};
+use location::{Endpoint, Wanted};
+
 pub use entra::settings::{AuthInputs, AuthMethod, AuthSettings};
 pub use store::AzureStore;
 
@@ -52,10 +64,52 @@ impl AzureSettings {
     }
 }
 
+/// Everything needed to talk to the container.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub endpoint: Endpoint,
+    pub container: String,
+    pub credential: Credential,
+}
+
+/// Resolves the settings into a target. Nothing is sent; an error says what to change.
+pub fn resolve(settings: &AzureSettings) -> Result<Target, String> {
+    let connection = settings
+        .connection_string
+        .as_ref()
+        .map(|s| location::parse_connection_string(s.expose()))
+        .transpose()?;
+    let place = location::locate(&Wanted {
+        store_url: settings.store_url.as_deref(),
+        container: &settings.container,
+        connection: connection.as_ref(),
+        account: settings.account.as_deref(),
+        endpoint_suffix: settings.endpoint_suffix.as_deref(),
+        loose_secret: settings.sas_token.is_some() || settings.account_key.is_some(),
+    })?;
+    let credential = credential::choose(
+        &Given {
+            store_url: settings.store_url.is_some(),
+            url_sas: place.url_sas,
+            account_key: settings.account_key.as_ref(),
+            sas_token: settings.sas_token.as_ref(),
+            connection: connection.as_ref(),
+            auth: &settings.auth,
+        },
+        &place.endpoint,
+    )?;
+    credential::require_https(&place.endpoint, &credential)?;
+    Ok(Target {
+        endpoint: place.endpoint,
+        container: place.container,
+        credential,
+    })
+}
+
 /// Opens the Azure store the settings describe. Nothing is sent: a bad URL, connection string,
 /// key or CA file is a usage error that says what to change.
 pub fn open(settings: &AzureSettings) -> Result<AzureStore, Failure> {
-    let target = location::resolve(settings).map_err(Failure::usage)?;
+    let target = resolve(settings).map_err(Failure::usage)?;
     let client = client::Client::new(
         target.endpoint,
         target.credential,
@@ -70,7 +124,12 @@ pub fn open(settings: &AzureSettings) -> Result<AzureStore, Failure> {
 /// CI platform to mask before anything else is printed.
 #[must_use]
 pub fn secrets(settings: &AzureSettings) -> Vec<String> {
-    let mut out = location::secrets(settings);
+    let mut out = credential::secret_values(
+        settings.account_key.as_ref(),
+        settings.sas_token.as_ref(),
+        settings.connection_string.as_ref(),
+        settings.store_url.as_deref(),
+    );
     out.extend(settings.auth.secrets());
     out
 }

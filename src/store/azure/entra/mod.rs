@@ -19,7 +19,9 @@ use serde_json::Value;
 
 pub mod settings;
 
-use self::settings::{EXCHANGE_AUDIENCE, STORAGE_RESOURCE, STORAGE_SCOPE};
+use self::settings::{
+    AuthMethod, AuthSettings, EXCHANGE_AUDIENCE, STORAGE_RESOURCE, STORAGE_SCOPE,
+};
 use super::http::{RetryPolicy, retry_delay, retryable_status};
 use super::signer::encode_query;
 use crate::log;
@@ -165,6 +167,124 @@ impl Provider {
             Self::AzureCli { tenant_id } => format!("az:{tenant_id:?}"),
             Self::Chain(list) => list.iter().map(Self::key).collect::<Vec<_>>().join(";"),
         }
+    }
+}
+
+/// The token provider for a method, or what is missing for it.
+pub fn provider(method: AuthMethod, auth: &AuthSettings) -> Result<Provider, String> {
+    let need_ids = |what: &str| -> Result<(String, String), String> {
+        match (&auth.client_id, &auth.tenant_id) {
+            (Some(c), Some(t)) => Ok((c.clone(), t.clone())),
+            _ => Err(format!(
+                "{what} needs the app registration's client id and tenant id: set the client-id \
+                 and tenant-id inputs (or AZURE_CLIENT_ID and AZURE_TENANT_ID)"
+            )),
+        }
+    };
+    match method {
+        AuthMethod::Token => {
+            auth.token.clone().map(Provider::Static).ok_or_else(|| {
+                "--auth token needs the bearer token in AZURE_STORAGE_TOKEN".to_owned()
+            })
+        }
+        AuthMethod::GithubOidc => {
+            let (client_id, tenant_id) = need_ids("GitHub OIDC")?;
+            let Some(github) = &auth.github else {
+                return Err(
+                    "GitHub OIDC needs the job's ID token, and this job cannot request \
+                            one (ACTIONS_ID_TOKEN_REQUEST_URL is not set): give the workflow \
+                            or job `permissions: id-token: write` (and `contents: read`). \
+                            Pull requests from forks never get one."
+                        .to_owned(),
+                );
+            };
+            Ok(Provider::Federated {
+                assertion: Assertion::GitHub {
+                    request_url: github.request_url.clone(),
+                    request_token: github.request_token.clone(),
+                },
+                client_id,
+                tenant_id,
+                authority: auth.authority_host.clone(),
+            })
+        }
+        AuthMethod::AzureDevopsOidc => {
+            let azdo = &auth.azdo;
+            let Some(id) = azdo.id.clone() else {
+                return Err(
+                    "Azure DevOps OIDC needs the service connection: set the task's \
+                            serviceConnection input (an Azure Resource Manager connection \
+                            using workload identity federation), or \
+                            AZURESUBSCRIPTION_SERVICE_CONNECTION_ID outside the task"
+                        .to_owned(),
+                );
+            };
+            if let Some(scheme) = &azdo.scheme
+                && !scheme.eq_ignore_ascii_case("WorkloadIdentityFederation")
+            {
+                return Err(format!(
+                    "service connection {id} uses the `{scheme}` scheme; deploy-lock signs in \
+                     with workload identity federation: convert the connection (Project \
+                     settings → Service connections → the connection → Convert)"
+                ));
+            }
+            let Some(request_uri) = azdo.oidc_request_uri.clone() else {
+                return Err(
+                    "Azure DevOps OIDC needs SYSTEM_OIDCREQUESTURI, which the agent \
+                            sets for pipeline jobs (agent 3.227 or later)"
+                        .to_owned(),
+                );
+            };
+            let Some(access_token) = azdo.access_token.clone() else {
+                return Err(
+                    "Azure DevOps OIDC needs System.AccessToken: map it into the step \
+                            (`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`)"
+                        .to_owned(),
+                );
+            };
+            let client_id = azdo.client_id.clone().or_else(|| auth.client_id.clone());
+            let tenant_id = azdo.tenant_id.clone().or_else(|| auth.tenant_id.clone());
+            let (Some(client_id), Some(tenant_id)) = (client_id, tenant_id) else {
+                return Err(format!(
+                    "the agent did not pass service connection {id}'s client and tenant id \
+                     (ENDPOINT_AUTH_PARAMETER_{}_SERVICEPRINCIPALID / _TENANTID): use the \
+                     connection through the task's serviceConnection input, or set client-id \
+                     and tenant-id",
+                    id.to_ascii_uppercase()
+                ));
+            };
+            Ok(Provider::Federated {
+                assertion: Assertion::AzureDevOps {
+                    request_uri,
+                    access_token,
+                    connection_id: id,
+                },
+                client_id,
+                tenant_id,
+                authority: auth.authority_host.clone(),
+            })
+        }
+        AuthMethod::ManagedIdentity => Ok(
+            match (
+                &auth.managed.identity_endpoint,
+                &auth.managed.identity_header,
+            ) {
+                (Some(endpoint), Some(header)) => Provider::AppService {
+                    endpoint: endpoint.clone(),
+                    header: header.clone(),
+                    client_id: auth.client_id.clone(),
+                },
+                _ => Provider::Imds {
+                    endpoint: auth.managed.imds_endpoint.clone(),
+                    client_id: auth.client_id.clone(),
+                    probe: false,
+                },
+            },
+        ),
+        AuthMethod::AzureCli => Ok(Provider::AzureCli {
+            tenant_id: auth.tenant_id.clone(),
+        }),
+        other => Err(format!("`{}` is not a token method", other.name())),
     }
 }
 
