@@ -187,6 +187,7 @@ fn unreachable_endpoint_says_cannot_access_coordination_storage() {
         max_delay: Duration::from_millis(50),
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
+        ..RetryPolicy::default()
     };
     let client = Client::new(
         endpoint,

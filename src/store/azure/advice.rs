@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::entra::TokenSource;
+use super::entra::AccessTokenSource;
 use super::http::Response;
 use super::xml::xml_text;
 
@@ -84,7 +84,7 @@ pub struct Signed<'a> {
     pub sas: bool,
     pub sas_expiry: Option<DateTime<Utc>>,
     /// An Entra ID access token signed it.
-    pub bearer: Option<&'a TokenSource>,
+    pub bearer: Option<&'a AccessTokenSource>,
 }
 
 /// A 401 or 403, explained by its cause with the fix: an expired SAS, a clock that is off, a
@@ -184,7 +184,7 @@ pub fn refusal(resp: &Response, detail: &str, signed: &Signed<'_>) -> String {
 /// `InvalidAuthenticationInfo`, Azurite with 403 `AuthenticationFailed`; both explain in
 /// `AuthenticationErrorDetail`.
 fn bearer_refusal(
-    source: &TokenSource,
+    source: &AccessTokenSource,
     code: &str,
     text: &str,
     detail: &str,

@@ -11,8 +11,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::advice::{Signed, clock_refused, service_time, skew_warning, token_refused};
 use super::credential::Credential;
-use super::entra::TokenSource;
-use super::http::{Attempt, Http, Response, RetryPolicy, TransportError, retry};
+use super::entra::AccessTokenSource;
+use super::http::{Attempt, Http, Outgoing, Response, RetryPolicy, TransportError, retry};
 use super::location::Endpoint;
 use super::signer::{self, Signable};
 use crate::log;
@@ -77,7 +77,7 @@ pub struct Client {
     endpoint: Endpoint,
     credential: Credential,
     /// The access tokens of an Entra ID credential.
-    tokens: Option<Arc<TokenSource>>,
+    tokens: Option<Arc<AccessTokenSource>>,
     policy: RetryPolicy,
     /// The service's clock minus ours, in milliseconds, once a refusal taught us; added to the
     /// signing time of every later request.
@@ -101,16 +101,19 @@ impl Client {
         ca_file: Option<&Path>,
         policy: RetryPolicy,
     ) -> Result<Self, String> {
+        let http = Http::new(ca_file)?;
+        // The access tokens are fetched through the same agent, TLS and retry policy.
         let tokens = match &credential {
-            Credential::Entra { provider, auto } => Some(TokenSource::shared(
+            Credential::Entra { provider, auto } => Some(AccessTokenSource::shared(
                 provider.clone(),
                 *auto,
-                ca_file.map(Path::to_path_buf),
+                ca_file,
+                &http,
             )),
             Credential::SharedKey(_) | Credential::Sas(_) => None,
         };
         Ok(Self {
-            http: Http::new(ca_file)?,
+            http,
             endpoint,
             credential,
             tokens,
@@ -152,7 +155,7 @@ impl Client {
 
     /// The Entra ID token source, when requests carry a bearer token.
     #[must_use]
-    pub fn bearer(&self) -> Option<&TokenSource> {
+    pub fn bearer(&self) -> Option<&AccessTokenSource> {
         self.tokens.as_deref()
     }
 
@@ -277,7 +280,7 @@ impl Client {
         ));
         headers.push(("x-ms-client-request-id".to_owned(), client_id.to_owned()));
         if let Some(source) = &self.tokens {
-            let token = source.token().map_err(|message| TransportError {
+            let access_token = source.access_token().map_err(|message| TransportError {
                 message,
                 unreachable: false,
                 retryable: false,
@@ -285,7 +288,7 @@ impl Client {
             })?;
             headers.push((
                 "authorization".to_owned(),
-                format!("Bearer {}", token.expose()),
+                format!("Bearer {}", access_token.expose()),
             ));
         }
         if let Credential::SharedKey(key) = &self.credential {
@@ -310,12 +313,14 @@ impl Client {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         self.http.exchange(
-            request.method,
-            url,
-            &headers,
-            request.body,
+            &Outgoing {
+                method: request.method,
+                url,
+                headers: &headers,
+                body: request.body,
+                max_body: MAX_BODY,
+            },
             &self.policy,
-            MAX_BODY,
         )
     }
 }

@@ -32,6 +32,9 @@ pub struct RetryPolicy {
     pub connect_timeout: Duration,
     /// Whole-request timeout (connect, send, receive) of one attempt.
     pub request_timeout: Duration,
+    /// Whether a 410 is worth another attempt: the instance metadata service answers 410 while
+    /// it is being updated.
+    pub retry_gone: bool,
 }
 
 impl Default for RetryPolicy {
@@ -42,7 +45,16 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(8),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            retry_gone: false,
         }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether an answer with this status is worth another attempt.
+    #[must_use]
+    pub fn retries(&self, status: u16) -> bool {
+        retryable_status(status) || (self.retry_gone && status == 410)
     }
 }
 
@@ -215,7 +227,7 @@ fn system_roots() -> Vec<Certificate<'static>> {
 }
 
 /// The TLS settings for the store and the token endpoints: the usual roots, plus `ca_file`.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig, String> {
+fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig, String> {
     let mut tls = TlsConfig::builder();
     if let Some(path) = ca_file {
         let mut roots = read_pem_certs(path)?;
@@ -229,6 +241,17 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<TlsConfig, String> {
         tls = tls.root_certs(RootCerts::new_with_certs(&roots));
     }
     Ok(tls.build())
+}
+
+/// One HTTP request as it is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    /// The most of the answer's body that is read.
+    pub max_body: u64,
 }
 
 /// The agent every request of one store goes through. Cloning shares the agent (and its
@@ -269,22 +292,19 @@ impl Http {
         })
     }
 
-    /// One exchange, not retried, within the policy's timeouts; the answer's body is read up to
-    /// `max_body` bytes.
+    /// One exchange, not retried, within the policy's timeouts.
     pub fn exchange(
         &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
+        outgoing: &Outgoing<'_>,
         policy: &RetryPolicy,
-        max_body: u64,
     ) -> Result<Response, TransportError> {
-        let mut builder = ureq::http::Request::builder().method(method).uri(url);
-        for (name, value) in headers {
+        let mut builder = ureq::http::Request::builder()
+            .method(outgoing.method)
+            .uri(outgoing.url);
+        for (name, value) in outgoing.headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder.body(body).map_err(|e| TransportError {
+        let request = builder.body(outgoing.body).map_err(|e| TransportError {
             message: format!("cannot build the request: {e}"),
             unreachable: false,
             retryable: false,
@@ -318,7 +338,7 @@ impl Http {
         let body = response
             .body_mut()
             .with_config()
-            .limit(max_body)
+            .limit(outgoing.max_body)
             .read_to_vec()
             .map_err(|e| transport(&e))?;
         Ok(Response {
@@ -326,6 +346,31 @@ impl Http {
             headers,
             body,
             attempts: 1,
+        })
+    }
+
+    /// A plain request (Entra ID and the other token endpoints), retried as `policy` says; every
+    /// attempt carries the operation's `x-ms-client-request-id`. Only the method, scheme, host and
+    /// path are logged.
+    pub fn send(
+        &self,
+        outgoing: &Outgoing<'_>,
+        policy: &RetryPolicy,
+    ) -> Result<Response, TransportError> {
+        let url = outgoing.url;
+        let label = format!(
+            "{} {}",
+            outgoing.method,
+            url.split('?').next().unwrap_or(url)
+        );
+        retry(policy, &label, |client_id| {
+            let mut headers = outgoing.headers.to_vec();
+            headers.push(("x-ms-client-request-id", client_id));
+            let attempt = Outgoing {
+                headers: &headers,
+                ..*outgoing
+            };
+            Attempt::Done(self.exchange(&attempt, policy))
         })
     }
 }
@@ -352,7 +397,7 @@ pub fn retry(
                     resp.status
                 ));
                 (
-                    retryable_status(resp.status),
+                    policy.retries(resp.status),
                     resp.header("retry-after").map(str::to_owned),
                 )
             }
@@ -432,6 +477,17 @@ mod tests {
         for attempt in 1..40 {
             assert!(retry_delay(&p, attempt, None, u32::MAX) <= p.max_delay);
         }
+    }
+
+    #[test]
+    fn gone_is_retried_only_where_the_policy_says() {
+        let store = RetryPolicy::default();
+        assert!(!store.retries(410) && store.retries(503));
+        let imds = RetryPolicy {
+            retry_gone: true,
+            ..RetryPolicy::default()
+        };
+        assert!(imds.retries(410) && imds.retries(503) && !imds.retries(404));
     }
 
     #[test]

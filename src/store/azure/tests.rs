@@ -292,7 +292,7 @@ fn explicit_methods_name_what_is_missing() {
             AuthMethod::ConnectionString,
             "AZURE_STORAGE_CONNECTION_STRING",
         ),
-        (AuthMethod::Token, "AZURE_STORAGE_TOKEN"),
+        (AuthMethod::AccessToken, "AZURE_STORAGE_TOKEN"),
         (AuthMethod::GithubOidc, "client-id"),
         (AuthMethod::AzureDevopsOidc, "serviceConnection"),
     ] {
@@ -315,7 +315,7 @@ fn a_key_still_wins_in_auto_and_key_mode_ignores_tokens() {
         auth: auth(AuthMethod::Auto),
         ..settings()
     };
-    s.auth.token = Some(Secret::new("a.b.c"));
+    s.auth.access_token = Some(Secret::new("a.b.c"));
     assert!(matches!(
         resolve(&s).unwrap().credential,
         Credential::SharedKey(_)
@@ -329,8 +329,8 @@ fn a_key_still_wins_in_auto_and_key_mode_ignores_tokens() {
 
 #[test]
 fn tokens_need_https_except_on_this_machine() {
-    let mut a = auth(AuthMethod::Token);
-    a.token = Some(Secret::new("a.b.c"));
+    let mut a = auth(AuthMethod::AccessToken);
+    a.access_token = Some(Secret::new("a.b.c"));
     let over = |url: &str| {
         resolve(&AzureSettings {
             store_url: Some(url.into()),

@@ -1,61 +1,38 @@
 //! Entra ID access tokens for Azure Storage: fetched on first use, kept until shortly before they
 //! expire, refreshed (with a new ID token where one is needed), masked on CI and never printed.
 //!
-//! One [`TokenSource`] serves every store the process opens for the same identity, so the heartbeat
-//! thread of `run` and the main thread share one token instead of fetching two.
+//! One [`AccessTokenSource`] serves every store the process opens for the same identity, so the
+//! heartbeat thread of `run` and the main thread share one access token instead of fetching two.
+//!
+//! Inside: `settings` (the `auth` setting and what each method reads from the environment),
+//! `fetch` (the token endpoints, through the store's one HTTP layer), `azure_cli`, then this file.
 
 use std::fmt;
-use std::io::Read as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
 
+pub mod azure_cli;
+pub mod fetch;
 pub mod settings;
 
-use self::settings::{
-    AuthMethod, AuthSettings, EXCHANGE_AUDIENCE, STORAGE_RESOURCE, STORAGE_SCOPE,
-};
-use super::http::{RetryPolicy, retry_delay, retryable_status};
-use super::signer::encode_query;
+use self::fetch::{Assertion, Fetched, jwt_lifetime};
+use self::settings::{AuthMethod, AuthSettings};
 use crate::log;
 use crate::secret::Secret;
+use crate::store::azure::http::Http;
 
-/// Refresh this long before expiry, or at half-life for tokens shorter than twice this.
+/// Refresh this long before expiry, or at half-life for access tokens shorter than twice this.
 const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// Largest token-endpoint answer read.
-const MAX_BODY: u64 = 1024 * 1024;
-/// The Azure CLI can hang (a broken proxy, a keyring prompt); it gets this long.
-const AZ_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long `auto` waits for the instance metadata service before deciding there is none.
-const IMDS_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A federated identity token (the assertion) and where it comes from.
-#[derive(Debug, Clone)]
-pub enum Assertion {
-    /// `ACTIONS_ID_TOKEN_REQUEST_URL` with `ACTIONS_ID_TOKEN_REQUEST_TOKEN`.
-    GitHub {
-        request_url: String,
-        request_token: Secret,
-    },
-    /// `SYSTEM_OIDCREQUESTURI` with `System.AccessToken`, for one service connection.
-    AzureDevOps {
-        request_uri: String,
-        access_token: Secret,
-        connection_id: String,
-    },
-}
 
 /// Where access tokens come from.
 #[derive(Debug, Clone)]
 pub enum Provider {
-    /// A token given as is (`AZURE_STORAGE_TOKEN`): used until the service refuses it.
+    /// An access token given as is (`AZURE_STORAGE_TOKEN`): used until the service refuses it.
     Static(Secret),
     /// An ID token exchanged at Entra ID for the app registration `client_id`.
     Federated {
@@ -170,7 +147,7 @@ impl Provider {
     }
 }
 
-/// The token provider for a method, or what is missing for it.
+/// The access token provider for a method, or what is missing for it.
 pub fn provider(method: AuthMethod, auth: &AuthSettings) -> Result<Provider, String> {
     let need_ids = |what: &str| -> Result<(String, String), String> {
         match (&auth.client_id, &auth.tenant_id) {
@@ -182,11 +159,11 @@ pub fn provider(method: AuthMethod, auth: &AuthSettings) -> Result<Provider, Str
         }
     };
     match method {
-        AuthMethod::Token => {
-            auth.token.clone().map(Provider::Static).ok_or_else(|| {
-                "--auth token needs the bearer token in AZURE_STORAGE_TOKEN".to_owned()
-            })
-        }
+        AuthMethod::AccessToken => auth
+            .access_token
+            .clone()
+            .map(Provider::Static)
+            .ok_or_else(|| "--auth token needs the bearer token in AZURE_STORAGE_TOKEN".to_owned()),
         AuthMethod::GithubOidc => {
             let (client_id, tenant_id) = need_ids("GitHub OIDC")?;
             let Some(github) = &auth.github else {
@@ -235,7 +212,7 @@ pub fn provider(method: AuthMethod, auth: &AuthSettings) -> Result<Provider, Str
                         .to_owned(),
                 );
             };
-            let Some(access_token) = azdo.access_token.clone() else {
+            let Some(system_access_token) = azdo.system_access_token.clone() else {
                 return Err(
                     "Azure DevOps OIDC needs System.AccessToken: map it into the step \
                             (`env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`)"
@@ -256,7 +233,7 @@ pub fn provider(method: AuthMethod, auth: &AuthSettings) -> Result<Provider, Str
             Ok(Provider::Federated {
                 assertion: Assertion::AzureDevOps {
                     request_uri,
-                    access_token,
+                    system_access_token,
                     connection_id: id,
                 },
                 client_id,
@@ -288,44 +265,49 @@ pub fn provider(method: AuthMethod, auth: &AuthSettings) -> Result<Provider, Str
     }
 }
 
-/// A token and when to replace it.
+/// An access token and when to replace it.
 struct Cached {
-    value: Secret,
+    access_token: Secret,
     refresh_at: Instant,
     expires_at: Instant,
 }
 
-/// The shared, refreshing source of one identity's tokens.
-pub struct TokenSource {
+/// The shared, refreshing source of one identity's access tokens.
+pub struct AccessTokenSource {
     provider: Provider,
     /// `auto` picked this method: say so once.
     auto: bool,
-    ca_file: Option<PathBuf>,
-    agent: OnceLock<Result<ureq::Agent, String>>,
+    /// The HTTP layer of the store that created the source.
+    http: Http,
     cache: Mutex<Option<Cached>>,
     /// For a chain: the member that worked.
     chosen: Mutex<Option<usize>>,
-    fetches: std::sync::atomic::AtomicU32,
+    fetches: AtomicU32,
 }
 
-impl fmt::Debug for TokenSource {
+impl fmt::Debug for AccessTokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TokenSource({})", self.provider.describe())
+        write!(f, "AccessTokenSource({})", self.provider.describe())
     }
 }
 
-/// The process's token sources, by identity.
-type Registry = Vec<(String, Arc<TokenSource>)>;
+/// The process's access token sources, by identity.
+type Registry = Vec<(String, Arc<AccessTokenSource>)>;
 
 /// One announcement per process of how `auto` signed in.
 static ANNOUNCED: AtomicBool = AtomicBool::new(false);
 
-impl TokenSource {
-    /// The process's source for this identity, created on first use.
+impl AccessTokenSource {
+    /// The process's source for this identity (and CA file), created on first use with `http`.
     #[must_use]
-    pub fn shared(provider: Provider, auto: bool, ca_file: Option<PathBuf>) -> Arc<Self> {
+    pub fn shared(
+        provider: Provider,
+        auto: bool,
+        ca_file: Option<&Path>,
+        http: &Http,
+    ) -> Arc<Self> {
         static SOURCES: OnceLock<Mutex<Registry>> = OnceLock::new();
-        let key = format!("{}|{ca_file:?}", provider.key());
+        let key = format!("{}|{:?}", provider.key(), ca_file.map(PathBuf::from));
         let mut sources = SOURCES
             .get_or_init(|| Mutex::new(Vec::new()))
             .lock()
@@ -336,11 +318,10 @@ impl TokenSource {
         let source = Arc::new(Self {
             provider,
             auto,
-            ca_file,
-            agent: OnceLock::new(),
+            http: http.clone(),
             cache: Mutex::new(None),
             chosen: Mutex::new(None),
-            fetches: std::sync::atomic::AtomicU32::new(0),
+            fetches: AtomicU32::new(0),
         });
         sources.push((key, Arc::clone(&source)));
         source
@@ -369,7 +350,7 @@ impl TokenSource {
         }
     }
 
-    /// Whether asking again can give a different token.
+    /// Whether asking again can give a different access token.
     #[must_use]
     pub fn refreshable(&self) -> bool {
         !matches!(self.provider, Provider::Static(_))
@@ -379,26 +360,26 @@ impl TokenSource {
         *self.chosen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Drops the cached token, so the next request fetches a new one (after a 401).
+    /// Drops the cached access token, so the next request fetches a new one (after a 401).
     pub fn invalidate(&self) {
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// A valid token: the cached one until its refresh time, else a new one. When refreshing
-    /// fails while the old token is still valid, the old one is used and the failure is logged.
-    pub fn token(&self) -> Result<Secret, String> {
+    /// A valid access token: the cached one until its refresh time, else a new one. When
+    /// refreshing fails while the old one is still valid, it is used and the failure is logged.
+    pub fn access_token(&self) -> Result<Secret, String> {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if let Some(c) = cache.as_ref()
             && now < c.refresh_at
         {
-            return Ok(c.value.clone());
+            return Ok(c.access_token.clone());
         }
         match self.fetch() {
             Ok(fresh) => {
-                let value = fresh.value.clone();
+                let access_token = fresh.access_token.clone();
                 *cache = Some(fresh);
-                Ok(value)
+                Ok(access_token)
             }
             Err(e) => match cache.as_ref() {
                 Some(c) if now + Duration::from_secs(30) < c.expires_at => {
@@ -406,30 +387,23 @@ impl TokenSource {
                         "could not refresh the Azure Storage token yet ({e}); the current one is \
                          still valid, trying again at the next request"
                     ));
-                    Ok(c.value.clone())
+                    Ok(c.access_token.clone())
                 }
                 _ => Err(e),
             },
         }
     }
 
-    fn agent(&self) -> Result<&ureq::Agent, String> {
-        self.agent
-            .get_or_init(|| build_agent(self.ca_file.as_deref()))
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-
     fn fetch(&self) -> Result<Cached, String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let (token, index) = match &self.provider {
+        let (fetched, index) = match &self.provider {
             Provider::Chain(list) => self.fetch_chain(list)?,
             p => (self.fetch_one(p)?, None),
         };
         let started = Instant::now();
-        // A token is masked before anything else could print it.
-        log::platform().mask(token.value.expose());
-        let lifetime = token.lifetime.unwrap_or(Duration::from_secs(3600));
+        // An access token is masked before anything else could print it.
+        log::platform().mask(fetched.access_token.expose());
+        let lifetime = fetched.lifetime.unwrap_or(Duration::from_secs(3600));
         let refresh_after = lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 2));
         let used = match index {
             Some(i) => match &self.provider {
@@ -449,7 +423,7 @@ impl TokenSource {
             refresh_after.as_secs()
         ));
         Ok(Cached {
-            value: token.value,
+            access_token: fetched.access_token,
             refresh_at: started + refresh_after,
             expires_at: started + lifetime,
         })
@@ -485,9 +459,9 @@ impl TokenSource {
 
     fn fetch_one(&self, provider: &Provider) -> Result<Fetched, String> {
         match provider {
-            Provider::Static(token) => Ok(Fetched {
-                value: token.clone(),
-                lifetime: jwt_lifetime(token.expose()),
+            Provider::Static(access_token) => Ok(Fetched {
+                access_token: access_token.clone(),
+                lifetime: jwt_lifetime(access_token.expose()),
             }),
             Provider::Federated {
                 assertion,
@@ -496,654 +470,31 @@ impl TokenSource {
                 authority,
             } => {
                 // A new ID token for every exchange: they live minutes, access tokens an hour.
-                let id_token = self.assertion(assertion)?;
+                let id_token = fetch::id_token(&self.http, assertion)?;
                 log::platform().mask(id_token.expose());
-                self.exchange(&id_token, assertion, client_id, tenant_id, authority)
+                fetch::exchange(
+                    &self.http, &id_token, assertion, client_id, tenant_id, authority,
+                )
             }
             Provider::AppService {
                 endpoint,
                 header,
                 client_id,
-            } => {
-                let mut url = format!(
-                    "{endpoint}{}api-version=2019-08-01&resource={}",
-                    if endpoint.contains('?') { '&' } else { '?' },
-                    encode_query(STORAGE_RESOURCE)
-                );
-                if let Some(id) = client_id {
-                    url.push_str(&format!("&client_id={}", encode_query(id)));
-                }
-                let resp = self.http(
-                    "GET",
-                    &url,
-                    &[("X-IDENTITY-HEADER", header.expose())],
-                    None,
-                    &RetryPolicy::default(),
-                )?;
-                managed_answer(&resp, "the managed identity endpoint (IDENTITY_ENDPOINT)")
-            }
+            } => fetch::app_service(&self.http, endpoint, header, client_id.as_deref()),
             Provider::Imds {
                 endpoint,
                 client_id,
                 probe,
-            } => {
-                let mut url = format!(
-                    "{endpoint}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={}",
-                    encode_query(STORAGE_RESOURCE)
-                );
-                if let Some(id) = client_id {
-                    url.push_str(&format!("&client_id={}", encode_query(id)));
-                }
-                let policy = if *probe {
-                    RetryPolicy {
-                        attempts: 1,
-                        connect_timeout: IMDS_PROBE_TIMEOUT,
-                        request_timeout: IMDS_PROBE_TIMEOUT * 3,
-                        ..RetryPolicy::default()
-                    }
-                } else {
-                    RetryPolicy::default()
-                };
-                let resp = self
-                    .http("GET", &url, &[("Metadata", "true")], None, &policy)
-                    .map_err(|e| {
-                        format!(
-                            "the VM's instance metadata service did not answer ({e}); managed \
-                             identity works only on an Azure VM or scale set (for App Service, \
-                             IDENTITY_ENDPOINT is set)"
-                        )
-                    })?;
-                managed_answer(&resp, "the instance metadata service")
-            }
-            Provider::AzureCli { tenant_id } => azure_cli(tenant_id.as_deref()),
+            } => fetch::imds(&self.http, endpoint, client_id.as_deref(), *probe),
+            Provider::AzureCli { tenant_id } => azure_cli::azure_cli(tenant_id.as_deref()),
             Provider::Chain(_) => Err("a chain cannot contain a chain".to_owned()),
         }
     }
-
-    /// The federated ID token from the CI platform.
-    fn assertion(&self, assertion: &Assertion) -> Result<Secret, String> {
-        match assertion {
-            Assertion::GitHub {
-                request_url,
-                request_token,
-            } => {
-                let url = format!(
-                    "{request_url}{}audience={}",
-                    if request_url.contains('?') { '&' } else { '?' },
-                    encode_query(EXCHANGE_AUDIENCE)
-                );
-                let bearer = format!("Bearer {}", request_token.expose());
-                let resp = self.http(
-                    "GET",
-                    &url,
-                    &[
-                        ("Authorization", &bearer),
-                        ("Accept", "application/json; api-version=2.0"),
-                    ],
-                    None,
-                    &RetryPolicy::default(),
-                )?;
-                if resp.status != 200 {
-                    return Err(format!(
-                        "GitHub refused the ID token request ({}); the job's \
-                         ACTIONS_ID_TOKEN_REQUEST_TOKEN is not valid: run deploy-lock in the same \
-                         job, with `permissions: id-token: write`",
-                        resp.status_line()
-                    ));
-                }
-                json_string(&resp, "value")
-                    .map(Secret::new)
-                    .ok_or_else(|| "GitHub's ID token answer has no `value`".to_owned())
-            }
-            Assertion::AzureDevOps {
-                request_uri,
-                access_token,
-                connection_id,
-            } => {
-                let url = format!(
-                    "{request_uri}{}api-version=7.1&serviceConnectionId={}",
-                    if request_uri.contains('?') { '&' } else { '?' },
-                    encode_query(connection_id)
-                );
-                let bearer = format!("Bearer {}", access_token.expose());
-                let resp = self.http(
-                    "POST",
-                    &url,
-                    &[
-                        ("Authorization", &bearer),
-                        ("Content-Type", "application/json"),
-                        // Without it a bad token is redirected to a sign-in page.
-                        ("X-TFS-FedAuthRedirect", "Suppress"),
-                    ],
-                    Some(b"{}"),
-                    &RetryPolicy::default(),
-                )?;
-                match resp.status {
-                    200 => json_string(&resp, "oidcToken")
-                        .map(Secret::new)
-                        .ok_or_else(|| {
-                            "Azure DevOps answered the OIDC token request without `oidcToken`"
-                                .to_owned()
-                        }),
-                    401 | 403 => Err(format!(
-                        "Azure DevOps refused the OIDC token request ({}); System.AccessToken is \
-                         not valid for this pipeline, or the pipeline may not use service \
-                         connection {connection_id}: authorize the pipeline to use it",
-                        resp.status_line()
-                    )),
-                    _ => Err(format!(
-                        "Azure DevOps could not issue an OIDC token for service connection \
-                         {connection_id} ({}: {}); check that the connection exists and uses \
-                         workload identity federation",
-                        resp.status_line(),
-                        resp.message()
-                    )),
-                }
-            }
-        }
-    }
-
-    /// The client-credentials exchange of an ID token for a storage token.
-    fn exchange(
-        &self,
-        id_token: &Secret,
-        assertion: &Assertion,
-        client_id: &str,
-        tenant_id: &str,
-        authority: &str,
-    ) -> Result<Fetched, String> {
-        let url = format!("{authority}/{}/oauth2/v2.0/token", encode_query(tenant_id));
-        let form = [
-            ("client_id", client_id),
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", id_token.expose()),
-            ("scope", STORAGE_SCOPE),
-        ]
-        .iter()
-        .map(|(n, v)| format!("{n}={}", encode_query(v)))
-        .collect::<Vec<_>>()
-        .join("&");
-        let resp = self.http(
-            "POST",
-            &url,
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            Some(form.as_bytes()),
-            &RetryPolicy::default(),
-        )?;
-        if resp.status == 200
-            && let Some(token) = json_string(&resp, "access_token")
-        {
-            return Ok(Fetched {
-                lifetime: json_seconds(&resp, "expires_in").or_else(|| jwt_lifetime(&token)),
-                value: Secret::new(token),
-            });
-        }
-        Err(exchange_error(
-            &resp, id_token, assertion, client_id, tenant_id,
-        ))
-    }
-
-    /// One HTTP exchange with a token endpoint, retried on transport errors, 429 and 5xx.
-    fn http(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-        policy: &RetryPolicy,
-    ) -> Result<HttpAnswer, String> {
-        let agent = self.agent()?;
-        // Only scheme, host and path are logged: the query may name a client id, never a secret,
-        // but keeping logs short matters more here.
-        let shown = url.split('?').next().unwrap_or(url);
-        let mut attempt = 1;
-        loop {
-            let result = send_once(agent, method, url, headers, body, policy);
-            let retry = match &result {
-                Ok(a) => {
-                    log::debug(&format!(
-                        "{method} {shown} -> {} (attempt {attempt})",
-                        a.status
-                    ));
-                    retryable_status(a.status) || a.status == 410
-                }
-                Err(e) => {
-                    log::debug(&format!("{method} {shown} -> {e} (attempt {attempt})"));
-                    true
-                }
-            };
-            if !retry || attempt >= policy.attempts {
-                return result;
-            }
-            thread::sleep(retry_delay(policy, attempt, None, 0));
-            attempt += 1;
-        }
-    }
-}
-
-fn build_agent(ca_file: Option<&std::path::Path>) -> Result<ureq::Agent, String> {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        // A redirect could carry a bearer token or an assertion elsewhere.
-        .max_redirects(0)
-        .user_agent(concat!("deploy-lock/", env!("CARGO_PKG_VERSION")))
-        .tls_config(super::http::tls_config(ca_file)?)
-        .build();
-    Ok(config.new_agent())
-}
-
-fn send_once(
-    agent: &ureq::Agent,
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&[u8]>,
-    policy: &RetryPolicy,
-) -> Result<HttpAnswer, String> {
-    let mut builder = ureq::http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder
-        .body(body.unwrap_or_default())
-        .map_err(|e| format!("cannot build the request: {e}"))?;
-    let request = agent
-        .configure_request(request)
-        .timeout_connect(Some(policy.connect_timeout))
-        .timeout_global(Some(policy.request_timeout))
-        .build();
-    let mut response = agent.run(request).map_err(|e| match e {
-        ureq::Error::HostNotFound => "the host name was not found (DNS)".to_owned(),
-        ureq::Error::Timeout(_) => "no answer in time".to_owned(),
-        other => other.to_string(),
-    })?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_BODY)
-        .read_to_vec()
-        .map_err(|e| e.to_string())?;
-    Ok(HttpAnswer { status, body })
-}
-
-/// A token endpoint's answer.
-struct HttpAnswer {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl HttpAnswer {
-    fn json(&self) -> Option<Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
-
-    fn status_line(&self) -> String {
-        format!("HTTP {}", self.status)
-    }
-
-    /// The endpoint's own words, first line, from the usual error fields. Token endpoints put no
-    /// secret in their errors.
-    fn message(&self) -> String {
-        let json = self.json().unwrap_or(Value::Null);
-        let text = ["error_description", "message", "Message", "error"]
-            .iter()
-            .find_map(|k| match &json[*k] {
-                Value::String(s) if !s.is_empty() => Some(s.clone()),
-                Value::Object(o) => o.get("message").and_then(Value::as_str).map(str::to_owned),
-                _ => None,
-            })
-            .unwrap_or_default();
-        crate::ci::escape_controls(text.lines().next().unwrap_or_default().trim())
-    }
-}
-
-/// A token as fetched.
-struct Fetched {
-    value: Secret,
-    lifetime: Option<Duration>,
-}
-
-fn json_string(resp: &HttpAnswer, key: &str) -> Option<String> {
-    resp.json()?
-        .get(key)?
-        .as_str()
-        .map(str::to_owned)
-        .filter(|s| !s.is_empty())
-}
-
-/// A number of seconds sent as a number or a string (managed identity endpoints send strings).
-fn json_seconds(resp: &HttpAnswer, key: &str) -> Option<Duration> {
-    let json = resp.json()?;
-    let value = json.get(key)?;
-    let secs = value
-        .as_u64()
-        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))?;
-    Some(Duration::from_secs(secs))
-}
-
-/// Seconds from now until a unix time.
-fn until_unix(secs: u64) -> Option<Duration> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    Duration::from_secs(secs).checked_sub(now)
-}
-
-fn managed_answer(resp: &HttpAnswer, what: &str) -> Result<Fetched, String> {
-    if resp.status == 200
-        && let Some(token) = json_string(resp, "access_token")
-    {
-        let lifetime = json_seconds(resp, "expires_in")
-            .or_else(|| json_seconds(resp, "expires_on").and_then(|d| until_unix(d.as_secs())))
-            .or_else(|| jwt_lifetime(&token));
-        return Ok(Fetched {
-            value: Secret::new(token),
-            lifetime,
-        });
-    }
-    let message = resp.message();
-    let hint = if message.to_ascii_lowercase().contains("identity not found") || resp.status == 400
-    {
-        "; assign a managed identity to this machine (a user-assigned one needs its client id: \
-         client-id input or AZURE_CLIENT_ID) and give it the Storage Blob Data Contributor role"
-    } else {
-        ""
-    };
-    Err(format!(
-        "{what} gave no token ({}: {message}){hint}",
-        resp.status_line()
-    ))
-}
-
-/// Explains a failed exchange, naming the fix. AADSTS codes: 700213/70021 no federated
-/// credential matches the subject, 700211 the issuer, 700212 the audience, 700016 unknown app,
-/// 90002/900023 unknown tenant, 700024 the ID token expired.
-fn exchange_error(
-    resp: &HttpAnswer,
-    id_token: &Secret,
-    assertion: &Assertion,
-    client_id: &str,
-    tenant_id: &str,
-) -> String {
-    let json = resp.json().unwrap_or(Value::Null);
-    let mut codes: Vec<u64> = json["error_codes"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default();
-    let description = resp.message();
-    if codes.is_empty() {
-        codes.extend(
-            description
-                .split("AADSTS")
-                .nth(1)
-                .and_then(|r| r.split(':').next())
-                .and_then(|c| c.trim().parse::<u64>().ok()),
-        );
-    }
-    let claims = jwt_claims(id_token.expose()).unwrap_or(Value::Null);
-    let claim = |k: &str| claims[k].as_str().unwrap_or("(unknown)").to_owned();
-    let setup = match assertion {
-        Assertion::GitHub { .. } => {
-            "App registrations → the app → Certificates & secrets → Federated credentials \
-             (see docs/entra-id.md)"
-        }
-        Assertion::AzureDevOps { .. } => {
-            "the service connection's app → Federated credentials (Azure DevOps shows the \
-             expected subject on the service connection's page)"
-        }
-    };
-    let head = format!("Entra ID refused the sign-in of app {client_id} in tenant {tenant_id}");
-    let has = |c: u64| codes.contains(&c);
-    if has(700_213) || has(70_021) || has(70_025) {
-        format!(
-            "{head}: no federated credential matches the token's subject `{}` (issuer `{}`, \
-             audience `{}`). Add a federated credential with exactly this subject in Entra ID: \
-             {setup}. ({description})",
-            claim("sub"),
-            claim("iss"),
-            claims["aud"]
-                .as_str()
-                .map_or_else(|| claims["aud"].to_string(), str::to_owned)
-        )
-    } else if has(700_211) {
-        format!(
-            "{head}: no federated credential has the token's issuer `{}`; set the federated \
-             credential's issuer to exactly this. ({description})",
-            claim("iss")
-        )
-    } else if has(700_212) {
-        format!(
-            "{head}: the federated credential's audience must be `{EXCHANGE_AUDIENCE}`. \
-             ({description})"
-        )
-    } else if has(700_016) {
-        format!(
-            "{head}: no app with client id {client_id} exists in tenant {tenant_id}; check the \
-             client-id and tenant-id inputs (AZURE_CLIENT_ID, AZURE_TENANT_ID). ({description})"
-        )
-    } else if has(90_002) || has(900_023) || has(90_013) {
-        format!(
-            "{head}: tenant {tenant_id} was not found; check the tenant-id input (AZURE_TENANT_ID) \
-             and AZURE_AUTHORITY_HOST for sovereign clouds. ({description})"
-        )
-    } else if has(700_024) {
-        format!(
-            "{head}: the ID token had expired or was not yet valid; this machine's clock may be \
-             off. ({description})"
-        )
-    } else {
-        format!("{head} ({}: {description})", resp.status_line())
-    }
-}
-
-/// The claims of a JWT, unverified: only to explain errors and read lifetimes.
-#[must_use]
-pub fn jwt_claims(token: &str) -> Option<Value> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// Time left until a JWT's `exp`, by this machine's clock.
-fn jwt_lifetime(token: &str) -> Option<Duration> {
-    until_unix(jwt_claims(token)?["exp"].as_u64()?)
-}
-
-/// `az account get-access-token`, bounded in time.
-fn azure_cli(tenant_id: Option<&str>) -> Result<Fetched, String> {
-    let program = if cfg!(windows) { "az.cmd" } else { "az" };
-    let mut command = Command::new(program);
-    command.args([
-        "account",
-        "get-access-token",
-        "--resource",
-        STORAGE_RESOURCE,
-        "--output",
-        "json",
-    ]);
-    if let Some(t) = tenant_id {
-        command.args(["--tenant", t]);
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            "the Azure CLI (`az`) is not installed or not on PATH".to_owned()
-        } else {
-            format!("cannot run the Azure CLI (`az`): {e}")
-        }
-    })?;
-    // Both pipes are drained on threads so a chatty `az` can never block on a full pipe.
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.by_ref().take(MAX_BODY).read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    );
-    let deadline = Instant::now() + AZ_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "the Azure CLI did not answer within {} s (`az account get-access-token`)",
-                    AZ_TIMEOUT.as_secs()
-                ));
-            }
-            Err(e) => return Err(format!("cannot wait for the Azure CLI: {e}")),
-        }
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
-    if !status.success() {
-        let first = stderr
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("no message");
-        let lower = stderr.to_ascii_lowercase();
-        let hint = if lower.contains("az login") || lower.contains("aadsts70043") {
-            "the Azure CLI is not signed in: run `az login` (in GitHub Actions: the azure/login \
-             action; in Azure DevOps: the AzureCLI@2 task)"
-        } else {
-            "`az account get-access-token --resource https://storage.azure.com/` failed"
-        };
-        return Err(format!("{hint} ({})", crate::ci::escape_controls(first)));
-    }
-    let json: Value = serde_json::from_slice(&stdout).map_err(|_| {
-        "the Azure CLI's answer is not JSON (`az account get-access-token`)".to_owned()
-    })?;
-    let token = json["accessToken"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .ok_or("the Azure CLI's answer has no accessToken")?
-        .to_owned();
-    let lifetime = json["expires_on"]
-        .as_u64()
-        .or_else(|| json["expires_on"].as_str().and_then(|s| s.parse().ok()))
-        .and_then(until_unix)
-        .or_else(|| {
-            // Older CLIs give only `expiresOn`, in local time without a zone.
-            let text = json["expiresOn"].as_str()?;
-            let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()?;
-            let local = naive.and_local_timezone(chrono::Local).earliest()?;
-            until_unix(u64::try_from(local.timestamp()).ok()?)
-        })
-        .or_else(|| jwt_lifetime(&token));
-    Ok(Fetched {
-        value: Secret::new(token),
-        lifetime,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn jwt(claims: &Value) -> String {
-        format!(
-            "{}.{}.c2ln",
-            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        )
-    }
-
-    fn answer(status: u16, body: &Value) -> HttpAnswer {
-        HttpAnswer {
-            status,
-            body: body.to_string().into_bytes(),
-        }
-    }
-
-    #[test]
-    fn claims_and_lifetimes() {
-        let exp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 600;
-        let token = jwt(&serde_json::json!({"sub": "repo:o/r:ref:refs/heads/main", "exp": exp}));
-        assert_eq!(
-            jwt_claims(&token).unwrap()["sub"],
-            "repo:o/r:ref:refs/heads/main"
-        );
-        let left = jwt_lifetime(&token).unwrap();
-        assert!(left > Duration::from_secs(590) && left <= Duration::from_secs(600));
-        assert!(jwt_claims("not a jwt").is_none());
-        assert!(jwt_lifetime(&jwt(&serde_json::json!({"exp": 5}))).is_none());
-    }
-
-    #[test]
-    fn subject_mismatch_quotes_the_subject() {
-        let id = Secret::new(jwt(&serde_json::json!({
-            "sub": "repo:org/app:environment:prod",
-            "iss": "https://token.actions.githubusercontent.com",
-            "aud": "api://AzureADTokenExchange"
-        })));
-        let resp = answer(
-            400,
-            &serde_json::json!({
-                "error": "invalid_client",
-                "error_description": "AADSTS700213: No matching federated identity record found for presented assertion subject 'repo:org/app:environment:prod'.\r\nTrace ID: x",
-                "error_codes": [700_213]
-            }),
-        );
-        let gh = Assertion::GitHub {
-            request_url: "u".into(),
-            request_token: Secret::new("t"),
-        };
-        let msg = exchange_error(&resp, &id, &gh, "client", "tenant");
-        assert!(
-            msg.contains("`repo:org/app:environment:prod`")
-                && msg.contains("Federated credentials"),
-            "{msg}"
-        );
-        assert!(!msg.contains("Trace ID"), "{msg}");
-        let resp = answer(
-            400,
-            &serde_json::json!({"error_description": "AADSTS700016: Application not found"}),
-        );
-        assert!(exchange_error(&resp, &id, &gh, "c", "t").contains("no app with client id c"));
-    }
-
-    #[test]
-    fn managed_identity_answers() {
-        let ok = answer(
-            200,
-            &serde_json::json!({"access_token": "tok", "expires_in": "3599", "expires_on": "1"}),
-        );
-        let t = managed_answer(&ok, "imds").unwrap();
-        assert_eq!(t.lifetime, Some(Duration::from_secs(3599)));
-        let missing = answer(
-            400,
-            &serde_json::json!({"error": "invalid_request", "error_description": "Identity not found"}),
-        );
-        let e = managed_answer(&missing, "imds").err().unwrap();
-        assert!(e.contains("assign a managed identity"), "{e}");
-    }
 
     #[test]
     fn descriptions_never_hold_secrets() {
