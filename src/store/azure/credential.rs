@@ -60,13 +60,13 @@ fn decode_key(key: &Secret, source: &str) -> Result<Credential, String> {
 }
 
 fn sas_credential(sas: &Secret, source: &str) -> Result<Credential, String> {
-    let token = sas.expose().trim().trim_start_matches('?');
-    let signed = token.split('&').any(|p| {
+    let query = sas.expose().trim().trim_start_matches('?');
+    let signed = query.split('&').any(|p| {
         p.split_once('=')
             .is_some_and(|(n, v)| n == "sig" && !v.is_empty())
     });
     if signed {
-        Ok(Credential::Sas(Secret::new(token)))
+        Ok(Credential::Sas(Secret::new(query)))
     } else {
         Err(format!(
             "the SAS token in {source} has no `sig=` signature; generate one with \

@@ -3,7 +3,7 @@
 //!
 //! Inside, lowest first (a module imports only modules above it in this list): `xml` and `signer`
 //! (pure), `location` (where the container is), `http` (the one agent, TLS and retry policy),
-//! `advice` (refusals explained), `entra` (Entra ID access tokens), `credential` (who signs in),
+//! `entra` (Entra ID access tokens), `advice` (refusals explained), `credential` (who signs in),
 //! `client` (signed requests), `store` (the `Store` implementation), then this file.
 
 pub mod advice;

@@ -488,12 +488,12 @@ mod tests {
             .unwrap()
             .as_secs()
             + 600;
-        let token = jwt(&serde_json::json!({"sub": "repo:o/r:ref:refs/heads/main", "exp": exp}));
+        let id_token = jwt(&serde_json::json!({"sub": "repo:o/r:ref:refs/heads/main", "exp": exp}));
         assert_eq!(
-            jwt_claims(&token).unwrap()["sub"],
+            jwt_claims(&id_token).unwrap()["sub"],
             "repo:o/r:ref:refs/heads/main"
         );
-        let left = jwt_lifetime(&token).unwrap();
+        let left = jwt_lifetime(&id_token).unwrap();
         assert!(left > Duration::from_secs(590) && left <= Duration::from_secs(600));
         assert!(jwt_claims("not a jwt").is_none());
         assert!(jwt_lifetime(&jwt(&serde_json::json!({"exp": 5}))).is_none());

@@ -189,9 +189,9 @@ impl AuthSettings {
             var("ACTIONS_ID_TOKEN_REQUEST_URL"),
             var("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
         ) {
-            (Some(request_url), Some(token)) => Some(GithubOidc {
+            (Some(request_url), Some(request_token)) => Some(GithubOidc {
                 request_url,
-                request_token: Secret::new(token),
+                request_token: Secret::new(request_token),
             }),
             _ => None,
         };
