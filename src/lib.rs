@@ -7,7 +7,6 @@
 //! `lock`; `cli` and `config`; `commands`; `report`; `ci::step`; this file.
 #![forbid(unsafe_code)]
 
-pub mod azure;
 pub mod ci;
 pub mod cli;
 pub mod clock;
@@ -33,10 +32,6 @@ use crate::commands::Command;
 use crate::config::Config;
 use crate::exit::{ExitCode, Result};
 use crate::report::Reporter;
-
-/// The names the Azure code still uses for `exit` and `config::secrets`.
-pub use config::secrets as secret;
-pub use exit as error;
 
 /// Runs the program on these arguments and returns its exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> std::process::ExitCode {

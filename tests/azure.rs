@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::Utc;
-use deploy_lock::azure::client::{Client, RetryPolicy};
-use deploy_lock::azure::conn::{Credential, Endpoint};
-use deploy_lock::azure::signer::{ServiceSas, service_sas};
-use deploy_lock::azure::{AzureSettings, open};
-use deploy_lock::secret::Secret;
+use deploy_lock::config::secrets::Secret;
 use deploy_lock::store::azure::AzureStore;
+use deploy_lock::store::azure::client::Client;
+use deploy_lock::store::azure::credential::Credential;
+use deploy_lock::store::azure::http::RetryPolicy;
+use deploy_lock::store::azure::location::Endpoint;
+use deploy_lock::store::azure::signer::{ServiceSas, service_sas};
+use deploy_lock::store::azure::{AzureSettings, open};
 use deploy_lock::store::{Store, StoreError};
 
 use crate::support::azurite::{ACCOUNT, KEY, azurite};
@@ -185,6 +187,7 @@ fn unreachable_endpoint_says_cannot_access_coordination_storage() {
         max_delay: Duration::from_millis(50),
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
+        ..RetryPolicy::default()
     };
     let client = Client::new(
         endpoint,
@@ -211,7 +214,7 @@ fn bad_settings_are_usage_errors_before_anything_is_sent() {
         ..AzureSettings::default()
     })
     .unwrap_err();
-    assert_eq!(failure.code, deploy_lock::error::ExitCode::Usage);
+    assert_eq!(failure.code, deploy_lock::exit::ExitCode::Usage);
     let text = failure.to_string();
     assert!(
         text.contains("base64") && !text.contains("notbase64"),

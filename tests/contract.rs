@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{Duration, Utc};
-use deploy_lock::azure::AzureSettings;
-use deploy_lock::secret::Secret;
+use deploy_lock::config::secrets::Secret;
+use deploy_lock::store::azure::AzureSettings;
 use deploy_lock::store::file::FileStore;
 use deploy_lock::store::memory::MemoryStore;
 use deploy_lock::store::{Store, StoreError};
@@ -58,7 +58,7 @@ fn subject(kind: Kind, hint: &str) -> Subject {
                 container: az.unique_container(hint),
                 ..AzureSettings::default()
             };
-            let store = deploy_lock::azure::open(&settings).expect("open the Azurite store");
+            let store = deploy_lock::store::azure::open(&settings).expect("open the Azurite store");
             Subject {
                 store: Box::new(store),
                 dir: None,

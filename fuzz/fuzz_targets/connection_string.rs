@@ -3,9 +3,9 @@
 
 #![no_main]
 
-use deploy_lock::azure::AzureSettings;
-use deploy_lock::azure::conn::{parse_connection_string, resolve};
-use deploy_lock::secret::Secret;
+use deploy_lock::config::secrets::Secret;
+use deploy_lock::store::azure::location::parse_connection_string;
+use deploy_lock::store::azure::{AzureSettings, resolve};
 use libfuzzer_sys::fuzz_target;
 
 /// Values that are secrets by their name, as a reader splitting on `;`, `&` and `?` finds them.

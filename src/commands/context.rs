@@ -77,7 +77,7 @@ impl<'a> Context<'a> {
 pub fn open_store(cfg: &Config) -> Result<Box<dyn Store>> {
     match &cfg.store {
         StoreChoice::File(dir) => Ok(Box::new(FileStore::new(dir, &cfg.container))),
-        StoreChoice::Azure(settings) => Ok(Box::new(crate::azure::open(settings)?)),
+        StoreChoice::Azure(settings) => Ok(Box::new(crate::store::azure::open(settings)?)),
     }
 }
 

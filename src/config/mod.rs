@@ -9,8 +9,6 @@ pub mod secrets;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::azure::AzureSettings;
-use crate::azure::auth::{AuthInputs, AuthSettings};
 use crate::ci::{self, Platform, RunInfo};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::exit::{Failure, Result};
@@ -23,6 +21,7 @@ pub use self::names::{
     Container, DEFAULT_CONTAINER, Environment, Pipeline, validate_environment, validate_pipeline,
 };
 pub use self::secrets::Secret;
+use crate::store::azure::{AuthInputs, AuthSettings, AzureSettings};
 
 pub const DEFAULT_TTL_MINUTES: f64 = 30.0;
 pub use crate::lock::SEED_TIMEOUT_MINUTES;
@@ -174,7 +173,7 @@ impl Config {
     /// environment values were masked before parsing.
     pub fn mask_store_secrets(&self) {
         if let StoreChoice::Azure(settings) = &self.store {
-            for secret in crate::azure::secrets(settings) {
+            for secret in crate::store::azure::secrets(settings) {
                 self.platform.mask(&secret);
             }
         }

@@ -163,12 +163,14 @@ impl Backend {
         else {
             panic!("not an Azurite backend");
         };
-        let settings = deploy_lock::azure::AzureSettings {
-            connection_string: Some(deploy_lock::secret::Secret::new(connection_string.clone())),
+        let settings = deploy_lock::store::azure::AzureSettings {
+            connection_string: Some(deploy_lock::config::secrets::Secret::new(
+                connection_string.clone(),
+            )),
             container: container.clone(),
-            ..deploy_lock::azure::AzureSettings::default()
+            ..deploy_lock::store::azure::AzureSettings::default()
         };
-        deploy_lock::azure::open(&settings).expect("open the Azurite store")
+        deploy_lock::store::azure::open(&settings).expect("open the Azurite store")
     }
 
     pub fn azurite(hint: &str) -> Self {

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{Blob, Entry, Listing, Read, Store, StoreError, StoreResult, Written};
-use crate::azure::client::{Client, Request, Response, TransportError, xml_text, xml_unescape};
-use crate::azure::token::TokenSource;
+use super::advice;
+use super::client::{Client, Request};
+use super::http::{Response, TransportError, retryable_status};
+use super::xml::{parse_metadata, xml_text};
+use crate::store::{Blob, Entry, Listing, Read, Store, StoreError, StoreResult, Written};
 
 /// Most pages a listing follows (5,000 blobs a page): a bound, not an expected size.
 const MAX_PAGES: usize = 1000;
@@ -114,7 +116,11 @@ impl AzureStore {
             format!("{} {code}: {message}", resp.status)
         };
         match resp.status {
-            401 | 403 => StoreError::Auth(self.auth_message(resp, &detail)),
+            401 | 403 => StoreError::Auth(advice::refusal(
+                resp,
+                &detail,
+                &self.client.signed(&self.container),
+            )),
             404 if code == "ContainerNotFound" => StoreError::NotFound(format!(
                 "container `{container}` in storage account `{account}` ({detail})"
             )),
@@ -129,13 +135,11 @@ impl AzureStore {
                 Op::Container => format!("container `{container}` ({detail})"),
             }),
             409 | 412 => StoreError::Conflict,
-            status if crate::azure::client::retryable_status(status) => {
-                StoreError::Transient(format!(
-                    "Azure Blob Storage did not complete the request after {} attempts ({detail}); \
+            status if retryable_status(status) => StoreError::Transient(format!(
+                "Azure Blob Storage did not complete the request after {} attempts ({detail}); \
                      the service is busy or unavailable, try again later",
-                    resp.attempts
-                ))
-            }
+                resp.attempts
+            )),
             400 if message.contains("x-ms-version") || code == "InvalidHeaderValue" => {
                 StoreError::BadRequest(format!(
                     "the storage service rejected the request ({detail}); an Azurite older than \
@@ -145,164 +149,6 @@ impl AzureStore {
             _ => StoreError::BadRequest(format!(
                 "the storage service rejected the request ({detail})"
             )),
-        }
-    }
-
-    fn auth_message(&self, resp: &Response, detail: &str) -> String {
-        let account = &self.client.endpoint().account;
-        let code = resp.error_code();
-        // Azure explains authentication failures in AuthenticationErrorDetail.
-        let text = format!(
-            "{} {}",
-            resp.error_message(),
-            xml_text(
-                &String::from_utf8_lossy(&resp.body),
-                "AuthenticationErrorDetail"
-            )
-            .unwrap_or_default()
-        )
-        .to_ascii_lowercase();
-        let sas = self.client.uses_sas();
-        let expired = match (self.client.sas_expiry(), server_now(resp)) {
-            (Some(expiry), Ok(now)) => expiry <= now,
-            _ => false,
-        };
-        let authentication = code == "AuthenticationFailed"
-            || (code == "AuthorizationFailure" && text.contains("authenticate"));
-        if let Some(source) = self.client.bearer() {
-            return self.bearer_message(source, &code, &text, detail);
-        }
-        if code == "KeyBasedAuthenticationNotPermitted" {
-            return format!(
-                "this storage account does not allow account keys or SAS ({detail}); sign in \
-                 with Entra ID instead: --auth github-oidc, azure-devops-oidc, \
-                 managed-identity or azure-cli (see docs/entra-id.md)"
-            );
-        }
-        if expired
-            || text.contains("signature not valid in the specified time frame")
-            || text.contains("signed expiry time")
-        {
-            format!(
-                "the SAS token has expired ({detail}); generate a new one with \
-                 `az storage container generate-sas` and update the secret"
-            )
-        } else if text.contains("request date header too old")
-            || text.contains("request time")
-            || text.contains("clock")
-        {
-            format!(
-                "Azure rejected the request time ({detail}); this machine's clock is off: \
-                 synchronise it (NTP) and try again"
-            )
-        } else if matches!(
-            code.as_str(),
-            "AuthorizationPermissionMismatch"
-                | "AuthorizationResourceTypeMismatch"
-                | "AuthorizationServiceMismatch"
-                | "AuthorizationProtocolMismatch"
-        ) {
-            if sas {
-                format!(
-                    "the SAS token does not allow this ({detail}); it needs permissions `racwdl` \
-                     on the container (service SAS) or on containers and objects (account SAS)"
-                )
-            } else {
-                format!(
-                    "the credentials may not do this ({detail}); give the identity the \
-                     `Storage Blob Data Contributor` role on the container or account"
-                )
-            }
-        } else if code == "AuthorizationSourceIPMismatch"
-            || (code == "AuthorizationFailure" && !authentication)
-        {
-            format!(
-                "Azure did not authorize the request ({detail}); the storage account's firewall \
-                 or network rules may not admit this machine, or the SAS is limited to other IP \
-                 addresses"
-            )
-        } else if authentication && sas {
-            format!(
-                "Azure refused the SAS token ({detail}); check that it was generated for account \
-                 `{account}` and container `{}` with a key that is still valid, and has not \
-                 expired",
-                self.container
-            )
-        } else if authentication {
-            format!(
-                "Azure refused the signature ({detail}): the account key is wrong for account \
-                 `{account}`; copy it again from `az storage account keys list`"
-            )
-        } else {
-            format!("Azure refused the credentials ({detail}); check the key or SAS token")
-        }
-    }
-
-    /// A refusal of an Entra ID token, with the fix. Azure answers a bad token with 401
-    /// `InvalidAuthenticationInfo`, Azurite with 403 `AuthenticationFailed`; both explain in
-    /// `AuthenticationErrorDetail`.
-    fn bearer_message(&self, source: &TokenSource, code: &str, text: &str, detail: &str) -> String {
-        let who = source.describe();
-        let is_static = !source.refreshable();
-        if text.contains("not allowed with http") || code == "AuthorizationProtocolMismatch" {
-            format!(
-                "Azure Storage accepts Entra ID tokens only over HTTPS ({detail}); use an \
-                 https:// store URL (Azurite: start it with --oauth basic --cert … --key …)"
-            )
-        } else if text.contains("expired") || text.contains("lifetime") {
-            if is_static {
-                format!(
-                    "the token in AZURE_STORAGE_TOKEN has expired ({detail}); get a new one with \
-                     `az account get-access-token --resource https://storage.azure.com/`, or let \
-                     deploy-lock fetch and refresh tokens itself (--auth azure-cli, \
-                     managed-identity, github-oidc, azure-devops-oidc)"
-                )
-            } else {
-                format!(
-                    "Azure Storage refused the token from {who} as expired or not yet valid, even \
-                     after fetching a new one ({detail}); check this machine's clock (NTP)"
-                )
-            }
-        } else if text.contains("audience") {
-            format!(
-                "the token from {who} is not meant for Azure Storage (wrong audience; {detail}); \
-                 request it for the resource https://storage.azure.com/ (scope \
-                 https://storage.azure.com/.default)"
-            )
-        } else if text.contains("issuer") {
-            format!(
-                "Azure Storage does not accept the issuer of the token from {who} ({detail}); the \
-                 token must come from the storage account's Entra ID tenant (tenant-id, \
-                 AZURE_AUTHORITY_HOST)"
-            )
-        } else if matches!(
-            code,
-            "AuthorizationPermissionMismatch"
-                | "AuthorizationResourceTypeMismatch"
-                | "AuthorizationServiceMismatch"
-        ) {
-            let assignee = source
-                .assignee()
-                .unwrap_or_else(|| "<principal id>".to_owned());
-            format!(
-                "{who} may not do this in container `{container}` ({detail}): assign it the \
-                 Storage Blob Data Contributor role on the container, e.g. `az role assignment \
-                 create --assignee {assignee} --role \"Storage Blob Data Contributor\" --scope \
-                 $(az storage account show --name {account} --query id -o tsv)/blobServices/default/containers/{container}`; \
-                 new role assignments take a few minutes to apply",
-                container = self.container,
-                account = self.client.endpoint().account,
-            )
-        } else if code == "AuthorizationFailure" && !text.contains("authenticate") {
-            format!(
-                "Azure did not authorize the request ({detail}); the storage account's firewall \
-                 or network rules may not admit this machine"
-            )
-        } else {
-            format!(
-                "Azure Storage refused the token from {who} ({detail}); it must be an Entra ID \
-                 token for https://storage.azure.com/ from the account's tenant"
-            )
         }
     }
 
@@ -485,38 +331,6 @@ fn parse_listing(xml: &str) -> StoreResult<(Vec<Entry>, Option<String>)> {
     }
     let marker = xml_text(xml, "NextMarker").filter(|m| !m.is_empty());
     Ok((entries, marker))
-}
-
-/// The children of `<Metadata>`: `<name>value</name>` or an empty `<name />`.
-fn parse_metadata(blob: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let Some(start) = blob.find("<Metadata>") else {
-        return out;
-    };
-    let body = &blob[start + "<Metadata>".len()..];
-    let body = &body[..body.find("</Metadata>").unwrap_or(body.len())];
-    let mut rest = body;
-    while let Some(open) = rest.find('<') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('>') else { break };
-        let tag = &after[..close];
-        if let Some(name) = tag.strip_suffix('/') {
-            out.insert(name.trim().to_ascii_lowercase(), String::new());
-            rest = &after[close + 1..];
-            continue;
-        }
-        let value_start = &after[close + 1..];
-        let end_tag = format!("</{tag}>");
-        let Some(end) = value_start.find(&end_tag) else {
-            break;
-        };
-        out.insert(
-            tag.trim().to_ascii_lowercase(),
-            xml_unescape(&value_start[..end]),
-        );
-        rest = &value_start[end + end_tag.len()..];
-    }
-    out
 }
 
 impl Store for AzureStore {

@@ -2,7 +2,7 @@
 //! and the order in which `auto` tries them.
 //!
 //! Everything here is pure: the environment is read once through a lookup function that callers
-//! (and tests) pass in, and nothing is sent. Tokens are fetched later, by [`super::token`].
+//! (and tests) pass in, and nothing is sent. Access tokens are fetched later, by [`super`].
 //!
 //! `auto` tries, in this order (documented in docs/entra-id.md):
 //! 1. a secret that is configured: a SAS in the `--store` URL, `AZURE_STORAGE_CONNECTION_STRING`,
@@ -17,7 +17,8 @@
 //!
 //! Steps 6 and 7 can only be known by trying, so they are tried at the first request.
 
-use crate::secret::Secret;
+use crate::config::secrets::Secret;
+use crate::store::azure::location::is_loopback_host;
 
 /// Entra ID's public cloud; sovereign clouds set `AZURE_AUTHORITY_HOST`.
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
@@ -42,7 +43,8 @@ pub enum AuthMethod {
     AzureDevopsOidc,
     ManagedIdentity,
     AzureCli,
-    Token,
+    /// An access token given as is (`--auth token`, `AZURE_STORAGE_TOKEN`).
+    AccessToken,
 }
 
 impl AuthMethod {
@@ -55,7 +57,7 @@ impl AuthMethod {
         Self::AzureDevopsOidc,
         Self::ManagedIdentity,
         Self::AzureCli,
-        Self::Token,
+        Self::AccessToken,
     ];
 
     #[must_use]
@@ -69,7 +71,7 @@ impl AuthMethod {
             Self::AzureDevopsOidc => "azure-devops-oidc",
             Self::ManagedIdentity => "managed-identity",
             Self::AzureCli => "azure-cli",
-            Self::Token => "token",
+            Self::AccessToken => "token",
         }
     }
 
@@ -91,16 +93,16 @@ impl AuthMethod {
             })
     }
 
-    /// Whether the method signs requests with an Entra ID bearer token.
+    /// Whether the method signs requests with an Entra ID access token.
     #[must_use]
-    pub fn is_token(self) -> bool {
+    pub fn uses_access_token(self) -> bool {
         matches!(
             self,
             Self::GithubOidc
                 | Self::AzureDevopsOidc
                 | Self::ManagedIdentity
                 | Self::AzureCli
-                | Self::Token
+                | Self::AccessToken
         )
     }
 }
@@ -119,7 +121,7 @@ pub struct AzdoConnection {
     pub id: Option<String>,
     pub oidc_request_uri: Option<String>,
     /// `System.AccessToken`, which authorizes the OIDC token request.
-    pub access_token: Option<Secret>,
+    pub system_access_token: Option<Secret>,
     /// `ENDPOINT_AUTH_SCHEME_<ID>`: `WorkloadIdentityFederation` is the one that works.
     pub scheme: Option<String>,
     pub client_id: Option<String>,
@@ -146,7 +148,7 @@ pub struct AuthSettings {
     /// `AZURE_AUTHORITY_HOST`, without a trailing slash.
     pub authority_host: String,
     /// `AZURE_STORAGE_TOKEN`.
-    pub token: Option<Secret>,
+    pub access_token: Option<Secret>,
     pub github: Option<GithubOidc>,
     /// The job runs on GitHub Actions (`GITHUB_ACTIONS=true`).
     pub on_github: bool,
@@ -187,9 +189,9 @@ impl AuthSettings {
             var("ACTIONS_ID_TOKEN_REQUEST_URL"),
             var("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
         ) {
-            (Some(request_url), Some(token)) => Some(GithubOidc {
+            (Some(request_url), Some(request_token)) => Some(GithubOidc {
                 request_url,
-                request_token: Secret::new(token),
+                request_token: Secret::new(request_token),
             }),
             _ => None,
         };
@@ -207,7 +209,7 @@ impl AuthSettings {
         };
         let azdo = AzdoConnection {
             oidc_request_uri: var("SYSTEM_OIDCREQUESTURI"),
-            access_token: var("SYSTEM_ACCESSTOKEN")
+            system_access_token: var("SYSTEM_ACCESSTOKEN")
                 .or_else(|| var("ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN"))
                 .map(Secret::new),
             scheme: endpoint_var("AUTH_SCHEME", ""),
@@ -222,7 +224,7 @@ impl AuthSettings {
             client_id: given.client_id.clone().or_else(|| var("AZURE_CLIENT_ID")),
             tenant_id: given.tenant_id.clone().or_else(|| var("AZURE_TENANT_ID")),
             authority_host,
-            token: var("AZURE_STORAGE_TOKEN").map(Secret::new),
+            access_token: var("AZURE_STORAGE_TOKEN").map(Secret::new),
             github,
             on_github: var("GITHUB_ACTIONS").is_some_and(|v| v.eq_ignore_ascii_case("true")),
             azdo,
@@ -241,8 +243,8 @@ impl AuthSettings {
     /// Whether a token method has something to go on without trying (steps 2–5 of `auto`).
     #[must_use]
     pub fn detected(&self) -> Option<AuthMethod> {
-        if self.token.is_some() {
-            Some(AuthMethod::Token)
+        if self.access_token.is_some() {
+            Some(AuthMethod::AccessToken)
         } else if (self.on_github || self.github.is_some())
             && self.client_id.is_some()
             && self.tenant_id.is_some()
@@ -262,9 +264,9 @@ impl AuthSettings {
     #[must_use]
     pub fn secrets(&self) -> Vec<String> {
         [
-            self.token.as_ref(),
+            self.access_token.as_ref(),
             self.github.as_ref().map(|g| &g.request_token),
-            self.azdo.access_token.as_ref(),
+            self.azdo.system_access_token.as_ref(),
             self.managed.identity_header.as_ref(),
         ]
         .into_iter()
@@ -298,20 +300,6 @@ pub fn normalize_authority(text: &str) -> Result<String, String> {
         ));
     }
     Ok(format!("{scheme}://{rest}"))
-}
-
-/// `host` or `host:port` is this machine.
-#[must_use]
-pub fn is_loopback_host(authority: &str) -> bool {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        authority.split(':').next().unwrap_or(authority)
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -359,7 +347,7 @@ mod tests {
                 ..AuthInputs::default()
             },
         );
-        assert_eq!(s.method, AuthMethod::Token);
+        assert_eq!(s.method, AuthMethod::AccessToken);
         assert_eq!(s.client_id.as_deref(), Some("input-client"));
         assert_eq!(s.tenant_id.as_deref(), Some("env-tenant"));
         assert_eq!(s.authority_host, DEFAULT_AUTHORITY_HOST);
@@ -383,7 +371,10 @@ mod tests {
         assert_eq!(read(&github[..1], &none).detected(), None);
         let mut with_token = github.to_vec();
         with_token.push(("AZURE_STORAGE_TOKEN", "a.b.c"));
-        assert_eq!(read(&with_token, &none).detected(), Some(AuthMethod::Token));
+        assert_eq!(
+            read(&with_token, &none).detected(),
+            Some(AuthMethod::AccessToken)
+        );
         let azdo = read(
             &[("TF_BUILD", "True")],
             &AuthInputs {
@@ -421,7 +412,7 @@ mod tests {
         assert_eq!(s.azdo.tenant_id.as_deref(), Some("tenant"));
         assert_eq!(s.azdo.scheme.as_deref(), Some("WorkloadIdentityFederation"));
         assert_eq!(
-            s.azdo.access_token.as_ref().map(Secret::expose),
+            s.azdo.system_access_token.as_ref().map(Secret::expose),
             Some("vss-token")
         );
         assert!(s.secrets().contains(&"vss-token".to_owned()));
@@ -443,7 +434,7 @@ mod tests {
                 .contains("https://")
         );
         assert!(normalize_authority("https://").is_err());
-        assert!(is_loopback_host("[::1]:80") && is_loopback_host("localhost"));
-        assert!(!is_loopback_host("169.254.169.254"));
+        assert!(normalize_authority("http://[::1]:8080").is_ok());
+        assert!(normalize_authority("http://169.254.169.254").is_err());
     }
 }

@@ -172,16 +172,16 @@ pub fn sas_string_to_sign(sas: &ServiceSas<'_>) -> String {
 #[must_use]
 pub fn service_sas(key: &[u8], sas: &ServiceSas<'_>) -> String {
     let sig = signature(key, &sas_string_to_sign(sas));
-    let mut token = format!("sv={}&sr=c&sp={}", sas.version, sas.permissions);
+    let mut query = format!("sv={}&sr=c&sp={}", sas.version, sas.permissions);
     if !sas.start.is_empty() {
-        let _ = write!(token, "&st={}", encode_query(sas.start));
+        let _ = write!(query, "&st={}", encode_query(sas.start));
     }
-    let _ = write!(token, "&se={}", encode_query(sas.expiry));
+    let _ = write!(query, "&se={}", encode_query(sas.expiry));
     if !sas.protocol.is_empty() {
-        let _ = write!(token, "&spr={}", encode_query(sas.protocol));
+        let _ = write!(query, "&spr={}", encode_query(sas.protocol));
     }
-    let _ = write!(token, "&sig={}", encode_query(&sig));
-    token
+    let _ = write!(query, "&sig={}", encode_query(&sig));
+    query
 }
 
 /// Percent-encodes a query value: everything but unreserved characters (Azurite needs `+`, `=`,
