@@ -386,7 +386,7 @@ impl<'a> Locker<'a> {
     }
 
     /// How long since `started`, a reading of `self.clock.elapsed()`.
-    fn since(&self, started: Duration) -> Duration {
+    pub(super) fn since(&self, started: Duration) -> Duration {
         self.clock.elapsed().saturating_sub(started)
     }
 

@@ -11,14 +11,18 @@ pub mod locker;
 pub mod protocol;
 pub mod queue;
 pub mod record;
+pub mod set;
 
 pub use audit::{AuditLog, Discard, EventKind, EventSink, LockEvent, audit_sink};
 pub use fence::Fenced;
 pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token};
 pub use protocol::{Identity, LockView, Ownership};
 pub use record::{Holder, LockRecord};
+pub use set::{Member, SetAcquired};
 
 pub use record::{FENCE_PREFIX, KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
 
+#[cfg(test)]
+mod set_tests;
 #[cfg(test)]
 mod tests;

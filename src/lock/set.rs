@@ -1,0 +1,171 @@
+//! Lock sets: several environments taken together, all or nothing (docs/design.md, Lock sets).
+//!
+//! A set is built from the single-environment acquire, never inside it: members are taken one by
+//! one in name order with a fail-fast acquire, so two sets that share members always contend on
+//! the lowest shared name first and never hold one member each while waiting for the other's.
+//! When a member is held, the members taken so far are given back before anything else happens,
+//! and a waiting set waits for that member to be free without holding any part of itself. Each
+//! member is its own acquisition: its own token (unless one is given), its own fencing number.
+
+use std::time::Duration;
+
+use super::locker::{Acquired, Holding, Locker, Waited};
+use super::protocol::{Identity, LockView, time_left};
+use super::record::{Holder, LockRecord};
+use crate::log;
+
+/// One member of a set that we hold now.
+#[derive(Debug)]
+pub struct Member {
+    pub environment: String,
+    pub record: LockRecord,
+    /// The lock's version after our write, for the fencing write that follows.
+    pub etag: String,
+    /// It was already ours: nested in the acquisition that took it, which releases it.
+    pub reentrant: bool,
+    pub stolen_from: Option<Holder>,
+}
+
+#[derive(Debug)]
+pub enum SetAcquired {
+    /// Every member is ours, in name order.
+    Taken {
+        members: Vec<Member>,
+        waited: Duration,
+    },
+    /// A member is held by someone else; nothing of the set is held.
+    Blocked {
+        environment: String,
+        lock: Box<LockView>,
+        waited: Duration,
+        timed_out: bool,
+    },
+    /// A signal arrived; nothing of the set is held.
+    Cancelled { waited: Duration },
+}
+
+/// The members in the order they are taken: by name, each once.
+#[must_use]
+pub fn ordered<'e>(environments: &[&'e str]) -> Vec<&'e str> {
+    let mut sorted = environments.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
+}
+
+impl Locker<'_> {
+    /// Takes every lock of `environments`, or none: waits up to `wait` for the whole set when
+    /// given, holding no member while it waits.
+    pub fn acquire_set(
+        &self,
+        environments: &[&str],
+        me: &Identity,
+        holding: &Holding<'_>,
+        wait: Option<Duration>,
+    ) -> anyhow::Result<SetAcquired> {
+        let started = self.clock.elapsed();
+        let members = ordered(environments);
+        loop {
+            let blocked = match self.try_set(&members, me, holding)? {
+                Try::Taken(members) => {
+                    return Ok(SetAcquired::Taken {
+                        members,
+                        waited: self.since(started),
+                    });
+                }
+                Try::Cancelled => {
+                    return Ok(SetAcquired::Cancelled {
+                        waited: self.since(started),
+                    });
+                }
+                Try::Blocked(environment, lock) => (environment, lock),
+            };
+            let (environment, lock) = blocked;
+            let Some(left) = time_left(wait, self.since(started)) else {
+                return Ok(SetAcquired::Blocked {
+                    environment,
+                    lock,
+                    waited: self.since(started),
+                    timed_out: wait.is_some(),
+                });
+            };
+            // Wait for the member that stopped us; then try the whole set again. When the wait
+            // runs out, the loop makes one last try and then reports the set as timed out.
+            if let Waited::Cancelled { .. } = self.wait_free(&environment, left)? {
+                return Ok(SetAcquired::Cancelled {
+                    waited: self.since(started),
+                });
+            }
+        }
+    }
+
+    /// One pass over the members in order, fail-fast; on a held member, gives back what it took.
+    fn try_set(
+        &self,
+        members: &[&str],
+        me: &Identity,
+        holding: &Holding<'_>,
+    ) -> anyhow::Result<Try> {
+        let mut taken: Vec<Member> = Vec::new();
+        for environment in members {
+            let acquired = match self.acquire(environment, me, holding, None) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.give_back(&taken, me);
+                    return Err(e);
+                }
+            };
+            match acquired {
+                Acquired::Taken {
+                    record,
+                    etag,
+                    reentrant,
+                    stolen_from,
+                    ..
+                } => taken.push(Member {
+                    environment: (*environment).to_owned(),
+                    record,
+                    etag,
+                    reentrant,
+                    stolen_from,
+                }),
+                Acquired::Blocked { lock, .. } => {
+                    self.give_back(&taken, me);
+                    return Ok(Try::Blocked((*environment).to_owned(), lock));
+                }
+                Acquired::Cancelled { .. } => {
+                    self.give_back(&taken, me);
+                    return Ok(Try::Cancelled);
+                }
+            }
+        }
+        Ok(Try::Taken(taken))
+    }
+
+    /// Releases the members taken in this pass, last first. A member that was already ours
+    /// belongs to the acquisition that took it and stays held.
+    pub fn give_back(&self, taken: &[Member], me: &Identity) {
+        for member in taken.iter().rev().filter(|m| !m.reentrant) {
+            let mine = Identity {
+                token: Some(member.record.token.clone()),
+                ..me.clone()
+            };
+            match self.release(&member.environment, &mine) {
+                // Gone or someone else's: nothing of ours is left there.
+                Ok(_) => {}
+                Err(e) => log::warn(&format!(
+                    "could not give back the lock on {} while another member of the set is \
+                     held ({e:#}); it expires after its ttl",
+                    member.environment
+                )),
+            }
+        }
+    }
+}
+
+/// What one pass over the members found.
+enum Try {
+    Taken(Vec<Member>),
+    Blocked(String, Box<LockView>),
+    Cancelled,
+}
