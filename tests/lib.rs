@@ -15,6 +15,7 @@ mod identity;
 mod long;
 mod release;
 mod requests;
+mod sets;
 mod simulation;
 mod skew;
 mod support;

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use super::context::{Context, Progress, Target};
 use super::outcome::{Acquisition, Blocked, Outcome};
-use crate::config;
+use crate::config::{self, Environment, Pipeline};
 use crate::exit::{ExitCode, Failure, Result};
 use crate::human::human_std;
 use crate::lock::protocol::{Ownership, from_another_attempt, ownership};
-use crate::lock::{Acquired, EventKind, Fenced, Holder, Holding, LockEvent};
+use crate::lock::{Acquired, EventKind, Fenced, Holder, Holding, Identity, LockEvent, LockRecord};
 use crate::log;
 
 /// What an acquire asks for.
@@ -43,7 +43,7 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
     }
     match locker.acquire(env, &me, &holding, *wait)? {
         Acquired::Taken {
-            mut record,
+            record,
             etag,
             reentrant,
             stolen_from,
@@ -65,63 +65,21 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                     taken: true,
                 });
             }
-            if cfg.fence && record.fence.is_none() {
-                match locker.fence(env, &mut record, &etag) {
-                    Ok(Fenced::Fenced { .. }) => {}
-                    Ok(Fenced::Lost(now)) => {
-                        let who = now.map_or_else(|| "nobody".into(), |l| l.holder.describe());
-                        return Err(Failure::new(
-                            ExitCode::Lost,
-                            anyhow::anyhow!(
-                                "the lock on {env} was taken over (now held by {who}) before it \
-                                 could be confirmed; this process stalled for longer than the \
-                                 ttl ({}). Try again",
-                                human_std(cfg.ttl)
-                            ),
-                        ));
-                    }
-                    Err(e) => log::warn(&format!(
-                        "the lock on {env} is held, but without a fencing number: {e:#}"
-                    )),
-                }
-            }
-            if let Some(previous) = &stolen_from {
-                if from_another_attempt(previous, &me) {
-                    log::note(&format!(
-                        "took over the lock on {env} from an earlier attempt of this job ({})",
-                        previous.describe()
-                    ));
-                } else {
-                    log::warn(&format!(
-                        "took over a stale lock on {env} from {}",
-                        previous.describe()
-                    ));
-                }
-            }
-            if !reentrant {
-                let kind = if stolen_from.is_some() {
-                    EventKind::Steal
-                } else {
-                    EventKind::Acquire
-                };
-                let mut event = LockEvent::by(kind, &record, locker.store_now());
-                event.waited_seconds = Some(waited.as_secs());
-                event.other = stolen_from
-                    .as_ref()
-                    .map(Holder::describe)
-                    .unwrap_or_default();
-                ctx.events.record(&event);
-            }
-            Ok(Outcome::Acquired(Acquisition {
-                env: env.clone(),
-                pipeline: pipeline.clone(),
+            confirm(
+                ctx,
+                &Taken {
+                    env,
+                    pipeline,
+                    me: &me,
+                    etag: &etag,
+                    reentrant,
+                    stolen_from,
+                    waited,
+                    releases_itself: *releases_itself,
+                },
                 record,
-                reentrant,
-                stolen_from,
-                waited,
-                ttl: cfg.ttl,
-                releases_itself: *releases_itself,
-            }))
+            )
+            .map(Outcome::Acquired)
         }
         Acquired::Blocked {
             lock,
@@ -160,4 +118,94 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
             })
         }
     }
+}
+
+/// A lock just taken, as `confirm` needs it.
+pub(super) struct Taken<'t> {
+    pub env: &'t Environment,
+    pub pipeline: &'t Pipeline,
+    pub me: &'t Identity,
+    pub etag: &'t str,
+    pub reentrant: bool,
+    pub stolen_from: Option<Holder>,
+    pub waited: Duration,
+    pub releases_itself: bool,
+}
+
+/// Fences a lock just taken, says whom it was taken over from, and records the acquisition.
+/// Lock sets confirm each member with it.
+pub(super) fn confirm(
+    ctx: &Context<'_>,
+    taken: &Taken<'_>,
+    mut record: LockRecord,
+) -> Result<Acquisition> {
+    let Taken {
+        env,
+        pipeline,
+        me,
+        etag,
+        reentrant,
+        ref stolen_from,
+        waited,
+        releases_itself,
+    } = *taken;
+    let cfg = ctx.cfg;
+    let locker = ctx.locker();
+    if cfg.fence && record.fence.is_none() {
+        match locker.fence(env, &mut record, etag) {
+            Ok(Fenced::Fenced { .. }) => {}
+            Ok(Fenced::Lost(now)) => {
+                let who = now.map_or_else(|| "nobody".into(), |l| l.holder.describe());
+                return Err(Failure::new(
+                    ExitCode::Lost,
+                    anyhow::anyhow!(
+                        "the lock on {env} was taken over (now held by {who}) before it \
+                         could be confirmed; this process stalled for longer than the \
+                         ttl ({}). Try again",
+                        human_std(cfg.ttl)
+                    ),
+                ));
+            }
+            Err(e) => log::warn(&format!(
+                "the lock on {env} is held, but without a fencing number: {e:#}"
+            )),
+        }
+    }
+    if let Some(previous) = &stolen_from {
+        if from_another_attempt(previous, me) {
+            log::note(&format!(
+                "took over the lock on {env} from an earlier attempt of this job ({})",
+                previous.describe()
+            ));
+        } else {
+            log::warn(&format!(
+                "took over a stale lock on {env} from {}",
+                previous.describe()
+            ));
+        }
+    }
+    if !reentrant {
+        let kind = if stolen_from.is_some() {
+            EventKind::Steal
+        } else {
+            EventKind::Acquire
+        };
+        let mut event = LockEvent::by(kind, &record, locker.store_now());
+        event.waited_seconds = Some(waited.as_secs());
+        event.other = stolen_from
+            .as_ref()
+            .map(Holder::describe)
+            .unwrap_or_default();
+        ctx.events.record(&event);
+    }
+    Ok(Acquisition {
+        env: env.clone(),
+        pipeline: pipeline.clone(),
+        record,
+        reentrant,
+        stolen_from: stolen_from.clone(),
+        waited,
+        ttl: cfg.ttl,
+        releases_itself,
+    })
 }

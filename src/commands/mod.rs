@@ -11,6 +11,7 @@ pub mod outcome;
 pub mod release;
 pub mod renew;
 pub mod run;
+pub mod set;
 pub mod status;
 pub mod wait;
 
@@ -49,6 +50,14 @@ pub enum Command {
         env: Environment,
         since: Option<Since>,
     },
+    /// `eu,us`: a lock set (`set.rs`).
+    AcquireSet(set::Request),
+    ReleaseSet(set::Targets),
+    CheckSet(set::Targets),
+    WaitSet {
+        envs: Vec<Environment>,
+        timeout: Duration,
+    },
 }
 
 impl Command {
@@ -56,9 +65,19 @@ impl Command {
     /// bad input never reaches the store. `step` is not a command of its own (`ci::step`).
     pub fn from_cli(command: &cli::Command, cfg: &Config) -> Result<Self> {
         Ok(match command {
-            cli::Command::Check(t) => Self::Check(Target::parse(&t.words, cfg)?),
+            cli::Command::Check(t) => match set::Targets::parse(&t.words, cfg)? {
+                Some(targets) => Self::CheckSet(targets),
+                None => Self::Check(Target::parse(&t.words, cfg)?),
+            },
             cli::Command::Acquire(args) => {
                 let wait = parse_wait(args.wait.as_deref())?;
+                if let Some(targets) = set::Targets::parse(&args.target.words, cfg)? {
+                    return Ok(Self::AcquireSet(set::Request {
+                        targets,
+                        wait,
+                        reason: args.reason.clone().unwrap_or_default(),
+                    }));
+                }
                 Self::Acquire(acquire::Request {
                     target: Target::parse(&args.target.words, cfg)?,
                     wait,
@@ -66,14 +85,22 @@ impl Command {
                     releases_itself: false,
                 })
             }
-            cli::Command::Release(t) => Self::Release(Target::parse(&t.words, cfg)?),
+            cli::Command::Release(t) => match set::Targets::parse(&t.words, cfg)? {
+                Some(targets) => Self::ReleaseSet(targets),
+                None => Self::Release(Target::parse(&t.words, cfg)?),
+            },
             cli::Command::Wait(args) => {
-                let env = config::validate_environment(&args.environment)?;
                 let timeout = match &args.minutes {
                     Some(m) => config::parse_minutes(m, "wait MINUTES")?,
                     None => default_wait()?,
                 };
-                Self::Wait { env, timeout }
+                match set::members(&args.environment)? {
+                    Some(envs) => Self::WaitSet { envs, timeout },
+                    None => Self::Wait {
+                        env: config::validate_environment(&args.environment)?,
+                        timeout,
+                    },
+                }
             }
             cli::Command::ForceBreak(args) => {
                 let env = config::validate_environment(&args.environment)?;
@@ -123,6 +150,10 @@ impl Command {
             Self::Renew(t) => renew::renew(ctx, t),
             Self::Run(request) => run::run(ctx, request, progress),
             Self::History { env, since } => history::history(ctx, env, *since),
+            Self::AcquireSet(request) => set::acquire(ctx, request, progress),
+            Self::ReleaseSet(targets) => set::release(ctx, targets),
+            Self::CheckSet(targets) => set::check(ctx, targets),
+            Self::WaitSet { envs, timeout } => set::wait(ctx, envs, *timeout),
         }
     }
 }

@@ -80,6 +80,8 @@ pub enum Outcome {
         events: Vec<crate::lock::LockEvent>,
     },
     Ran(Ran),
+    /// One outcome per member of a lock set, in name order.
+    Each(Vec<Outcome>),
 }
 
 impl Outcome {
@@ -95,6 +97,14 @@ impl Outcome {
             Self::Waited(w) => w.exit_code(),
             Self::Renewed(r) => r.exit_code(),
             Self::Ran(r) => return r.exit_code(),
+            // The first member that did not end well decides.
+            Self::Each(members) => {
+                return members
+                    .iter()
+                    .map(Outcome::exit_code)
+                    .find(|&c| c != 0)
+                    .unwrap_or(0);
+            }
             _ => ExitCode::Ok,
         };
         code.code()

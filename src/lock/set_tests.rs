@@ -165,7 +165,10 @@ fn two_sets_in_opposite_orders_both_finish_and_never_overlap() {
                     else {
                         panic!("c{build} did not get the set");
                     };
-                    assert!(!inside.swap(true, Ordering::SeqCst), "two sets held at once");
+                    assert!(
+                        !inside.swap(true, Ordering::SeqCst),
+                        "two sets held at once"
+                    );
                     inside.store(false, Ordering::SeqCst);
                     locker.give_back(&members, &me);
                 }

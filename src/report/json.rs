@@ -149,5 +149,8 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
             RenewEnd::Lost(lock) => lock_json(&r.env, State::Lost.as_str(), lock.as_deref()),
         },
         Outcome::History { events, .. } => json!(events),
+        Outcome::Each(members) => {
+            json!(members.iter().filter_map(outcome_json).collect::<Vec<_>>())
+        }
     })
 }

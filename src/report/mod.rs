@@ -24,6 +24,8 @@ use crate::log;
 pub struct Reporter {
     pub platform: Platform,
     pub format: OutputFormat,
+    /// Reports a member of a lock set, whose JSON is printed with the set's.
+    member: bool,
 }
 
 /// The holder outputs every command sets on CI.
@@ -44,7 +46,11 @@ fn holder_outputs(lock: Option<&LockView>) -> Vec<(&'static str, String)> {
 impl Reporter {
     #[must_use]
     pub fn new(platform: Platform, format: OutputFormat) -> Self {
-        Self { platform, format }
+        Self {
+            platform,
+            format,
+            member: false,
+        }
     }
 
     fn text(self) -> bool {
@@ -61,6 +67,7 @@ impl Reporter {
 
     fn print_json(self, outcome: &Outcome) {
         if self.format == OutputFormat::Json
+            && !self.member
             && let Some(v) = json::outcome_json(outcome)
         {
             json::print_json(self.platform, &v);
@@ -306,6 +313,41 @@ impl Reporter {
                     self.handback(&r.env, handback, Caller::Run);
                 }
             }
+            Outcome::Each(members) => self.report_set(outcome, members)?,
+        }
+        Ok(())
+    }
+
+    /// A lock set: each member as it would be on its own, one JSON array for the whole set, and
+    /// the members' tokens and fencing numbers as comma-separated outputs in member order.
+    fn report_set(self, outcome: &Outcome, members: &[Outcome]) -> Result<()> {
+        self.print_json(outcome);
+        let member = Self {
+            member: true,
+            ..self
+        };
+        for m in members {
+            member.report(m)?;
+        }
+        let acquired: Vec<_> = members
+            .iter()
+            .filter_map(|m| match m {
+                Outcome::Acquired(a) => Some(&a.record),
+                _ => None,
+            })
+            .collect();
+        if !acquired.is_empty() && acquired.len() == members.len() {
+            let list = |f: &dyn Fn(&crate::lock::LockRecord) -> String| {
+                acquired.iter().map(|r| f(r)).collect::<Vec<_>>().join(",")
+            };
+            self.platform.set_outputs(&[
+                ("environments", list(&|r| r.environment.clone())),
+                ("token", list(&|r| r.token.clone())),
+                (
+                    "fence",
+                    list(&|r| r.fence.map(|f| f.to_string()).unwrap_or_default()),
+                ),
+            ])?;
         }
         Ok(())
     }
