@@ -42,6 +42,11 @@ pub enum EventKind {
     Blocked,
     /// An acquire's wait ran out.
     TimedOut,
+    /// A freeze window was added (`freeze`) or every window removed (`unfreeze`).
+    Freeze,
+    Unfreeze,
+    /// An acquire took the lock during a freeze with `--override-freeze`.
+    FreezeOverride,
     /// A kind this version does not know (written by a newer one), kept as written.
     Other(String),
 }
@@ -58,6 +63,9 @@ impl EventKind {
             Self::ForceBreak => "force-break",
             Self::Blocked => "blocked",
             Self::TimedOut => "timed-out",
+            Self::Freeze => "freeze",
+            Self::Unfreeze => "unfreeze",
+            Self::FreezeOverride => "freeze-override",
             Self::Other(s) => s,
         }
     }
@@ -72,6 +80,9 @@ impl EventKind {
             Self::ForceBreak,
             Self::Blocked,
             Self::TimedOut,
+            Self::Freeze,
+            Self::Unfreeze,
+            Self::FreezeOverride,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod fence;
+pub mod freeze;
 pub mod heartbeat;
 pub mod locker;
 pub mod protocol;
@@ -15,6 +16,7 @@ pub mod set;
 
 pub use audit::{AuditLog, Discard, EventKind, EventSink, LockEvent, audit_sink};
 pub use fence::Fenced;
+pub use freeze::{FreezeView, Freezes, Window};
 pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token};
 pub use protocol::{Identity, LockView, Ownership};
 pub use record::{Holder, LockRecord};
