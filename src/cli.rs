@@ -172,6 +172,13 @@ pub enum Command {
     Run(RunArgs),
     /// Show ENV's audit log: acquisitions, releases, steals, force-breaks, blocked attempts.
     History(HistoryArgs),
+    /// Freeze ENV: no new acquire until the window ends (exit 3 naming the freeze), unless
+    /// `acquire --override-freeze --reason TEXT`.
+    Freeze(FreezeArgs),
+    /// Remove every freeze window of ENV.
+    Unfreeze(UnfreezeArgs),
+    /// List the freeze windows of every environment, and which are in force now.
+    Freezes,
     /// Run by the GitHub Action and the Azure DevOps task: read the step's inputs and act.
     #[command(hide = true)]
     Step(StepArgs),
@@ -196,6 +203,9 @@ pub struct AcquireArgs {
     /// Why you deploy; recorded in the lock and shown by `check`.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Take the lock even during a freeze; needs --reason, recorded in the audit log.
+    #[arg(long)]
+    pub override_freeze: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -248,6 +258,35 @@ pub struct ForceBreakArgs {
     #[arg(value_name = "ENV")]
     pub environment: String,
     /// Why the lock is broken; recorded and shown.
+    #[arg(long, value_name = "TEXT", required = true)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FreezeArgs {
+    /// Environment to freeze.
+    #[arg(value_name = "ENV")]
+    pub environment: String,
+    /// For this long from now (minutes, or 90m, 2h, 1d).
+    #[arg(long = "for", value_name = "DURATION")]
+    pub for_: Option<String>,
+    /// Until this time (RFC 3339 with its offset: 2026-03-01T18:00:00+01:00).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Every week: "Fri 16:00-Mon 08:00 +02:00" (an explicit UTC offset is required).
+    #[arg(long, value_name = "WINDOW")]
+    pub weekly: Option<String>,
+    /// Why; shown to everyone who is refused.
+    #[arg(long, value_name = "TEXT", required = true)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnfreezeArgs {
+    /// Environment whose freezes to remove.
+    #[arg(value_name = "ENV")]
+    pub environment: String,
+    /// Why; recorded in the audit log.
     #[arg(long, value_name = "TEXT", required = true)]
     pub reason: String,
 }

@@ -10,6 +10,7 @@ mod concurrency;
 mod contract;
 mod entra;
 mod faults;
+mod freeze;
 mod hostile;
 mod identity;
 mod long;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::context::{Context, Progress, Target};
+use super::freeze::{Gate, gate};
 use super::outcome::{Acquisition, Blocked, Outcome};
 use crate::config::{self, Environment, Pipeline};
 use crate::exit::{ExitCode, Failure, Result};
@@ -20,6 +21,8 @@ pub struct Request {
     pub reason: String,
     /// The caller releases the lock itself (`run`, the action's post step): no release hint.
     pub releases_itself: bool,
+    /// `--override-freeze`: take the lock during a freeze (the reason is recorded).
+    pub override_freeze: bool,
 }
 
 pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) -> Result<Outcome> {
@@ -28,10 +31,21 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
         wait,
         reason,
         releases_itself,
+        override_freeze,
     } = request;
     let cfg = ctx.cfg;
     // Before any request: a reason too long to record writes nothing.
     config::validate_reason(reason)?;
+    let wait = &match gate(
+        ctx,
+        &[env],
+        pipeline,
+        override_freeze.then_some(reason.as_str()),
+        *wait,
+    )? {
+        Gate::Open(left) => left,
+        Gate::Closed(outcome) => return Ok(outcome),
+    };
     let me = cfg.identity(pipeline);
     let holding = Holding {
         run: &cfg.run,

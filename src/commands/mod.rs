@@ -6,6 +6,7 @@ pub mod acquire;
 pub mod check;
 pub mod context;
 pub mod force_break;
+pub mod freeze;
 pub mod history;
 pub mod outcome;
 pub mod release;
@@ -50,6 +51,16 @@ pub enum Command {
         env: Environment,
         since: Option<Since>,
     },
+    Freeze {
+        env: Environment,
+        span: freeze::Span,
+        reason: String,
+    },
+    Unfreeze {
+        env: Environment,
+        reason: String,
+    },
+    Freezes,
     /// `eu,us`: a lock set (`set.rs`).
     AcquireSet(set::Request),
     ReleaseSet(set::Targets),
@@ -71,18 +82,27 @@ impl Command {
             },
             cli::Command::Acquire(args) => {
                 let wait = parse_wait(args.wait.as_deref())?;
+                let reason = args.reason.clone().unwrap_or_default();
+                if args.override_freeze && reason.trim().is_empty() {
+                    return Err(Failure::usage(
+                        "--override-freeze needs --reason TEXT: say why, it is recorded in the \
+                         audit log",
+                    ));
+                }
                 if let Some(targets) = set::Targets::parse(&args.target.words, cfg)? {
                     return Ok(Self::AcquireSet(set::Request {
                         targets,
                         wait,
-                        reason: args.reason.clone().unwrap_or_default(),
+                        reason,
+                        override_freeze: args.override_freeze,
                     }));
                 }
                 Self::Acquire(acquire::Request {
                     target: Target::parse(&args.target.words, cfg)?,
                     wait,
-                    reason: args.reason.clone().unwrap_or_default(),
+                    reason,
                     releases_itself: false,
+                    override_freeze: args.override_freeze,
                 })
             }
             cli::Command::Release(t) => match set::Targets::parse(&t.words, cfg)? {
@@ -124,6 +144,26 @@ impl Command {
                     .transpose()?;
                 Self::History { env, since }
             }
+            cli::Command::Freeze(args) => Self::Freeze {
+                env: config::validate_environment(&args.environment)?,
+                span: freeze::Span::parse(
+                    args.for_.as_deref(),
+                    args.until.as_deref(),
+                    args.weekly.as_deref(),
+                )?,
+                reason: force_break::reason(
+                    &args.reason,
+                    "freeze needs --reason TEXT: say why, it is shown to everyone refused",
+                )?,
+            },
+            cli::Command::Unfreeze(args) => Self::Unfreeze {
+                env: config::validate_environment(&args.environment)?,
+                reason: force_break::reason(
+                    &args.reason,
+                    "unfreeze needs --reason TEXT: say why, it is recorded",
+                )?,
+            },
+            cli::Command::Freezes => Self::Freezes,
             cli::Command::Step(_) => {
                 return Err(Failure::usage("`step` is run by the action and the task"));
             }
@@ -150,6 +190,13 @@ impl Command {
             Self::Renew(t) => renew::renew(ctx, t),
             Self::Run(request) => run::run(ctx, request, progress),
             Self::History { env, since } => history::history(ctx, env, *since),
+            Self::Freeze { env, span, reason } => {
+                freeze::freeze(ctx, env, &ctx.cfg.default_pipeline, span, reason)
+            }
+            Self::Unfreeze { env, reason } => {
+                freeze::unfreeze(ctx, env, &ctx.cfg.default_pipeline, reason)
+            }
+            Self::Freezes => freeze::freezes(ctx),
             Self::AcquireSet(request) => set::acquire(ctx, request, progress),
             Self::ReleaseSet(targets) => set::release(ctx, targets),
             Self::CheckSet(targets) => set::check(ctx, targets),

@@ -24,6 +24,7 @@ pub enum State {
     Broken,
     Renewed,
     Lost,
+    Frozen,
 }
 
 impl State {
@@ -43,6 +44,7 @@ impl State {
             Self::Broken => "broken",
             Self::Renewed => "renewed",
             Self::Lost => "lost",
+            Self::Frozen => "frozen",
         }
     }
 }
@@ -80,6 +82,18 @@ pub enum Outcome {
         events: Vec<crate::lock::LockEvent>,
     },
     Ran(Ran),
+    /// An acquire refused during a freeze (or whose wait ran out before the freeze ended).
+    Frozen {
+        env: Environment,
+        window: crate::lock::Window,
+        timed_out: bool,
+    },
+    /// Freeze windows: environment, in force now, the window; and what `freeze` or `unfreeze`
+    /// changed.
+    Freezes {
+        rows: Vec<(String, bool, crate::lock::Window)>,
+        changed: Option<super::freeze::Change>,
+    },
     /// One outcome per member of a lock set, in name order.
     Each(Vec<Outcome>),
 }
@@ -91,7 +105,10 @@ impl Outcome {
         let code = match self {
             Self::Checked { state, .. } if *state == State::Held => ExitCode::Held,
             Self::Blocked(b) if b.timed_out => ExitCode::TimedOut,
-            Self::Blocked(_) => ExitCode::Held,
+            Self::Frozen {
+                timed_out: true, ..
+            } => ExitCode::TimedOut,
+            Self::Blocked(_) | Self::Frozen { .. } => ExitCode::Held,
             Self::AcquireInterrupted { .. } => ExitCode::Interrupted,
             Self::Released(r) => r.exit_code(),
             Self::Waited(w) => w.exit_code(),

@@ -40,6 +40,7 @@ impl Request {
                 wait,
                 reason: args.reason.clone().unwrap_or_default(),
                 releases_itself: true,
+                override_freeze: false,
             },
             on_lost: args.on_lost,
             command: args.command.clone(),

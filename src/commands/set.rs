@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::acquire::{Taken, confirm};
 use super::context::{Context, Progress, Target};
+use super::freeze::{Gate, gate};
 use super::outcome::{Blocked, Outcome};
 use crate::config::{self, Config, Environment, Pipeline};
 use crate::exit::{Failure, Result};
@@ -27,6 +28,7 @@ pub struct Request {
     pub targets: Targets,
     pub wait: Option<Duration>,
     pub reason: String,
+    pub override_freeze: bool,
 }
 
 /// `eu,us` → the members, validated; None for a single environment.
@@ -78,9 +80,16 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
         targets: Targets { pipeline, envs },
         wait,
         reason,
+        override_freeze,
     } = request;
     let cfg = ctx.cfg;
     config::validate_reason(reason)?;
+    let members: Vec<&Environment> = envs.iter().collect();
+    let override_reason = override_freeze.then_some(reason.as_str());
+    let wait = &match gate(ctx, &members, pipeline, override_reason, *wait)? {
+        Gate::Open(left) => left,
+        Gate::Closed(outcome) => return Ok(outcome),
+    };
     let me = cfg.identity(pipeline);
     let holding = Holding {
         run: &cfg.run,

@@ -62,6 +62,7 @@ fn acquire_request(cfg: &Config) -> Command {
         wait: None,
         reason: "tests".into(),
         releases_itself: false,
+        override_freeze: false,
     })
 }
 

@@ -59,6 +59,13 @@ pub fn lock_json(environment: &str, state: &str, lock: Option<&LockView>) -> Val
     v
 }
 
+/// A freeze window as JSON: how it is stored, and as people read it.
+fn window_json(window: &crate::lock::Window) -> Value {
+    let mut v = serde_json::to_value(window).unwrap_or_else(|_| json!({}));
+    v["description"] = json!(window.describe());
+    v
+}
+
 /// Prints one JSON value on one line, escaped for the platform.
 pub fn print_json(platform: Platform, value: &Value) {
     println!("{}", platform.escape_json(&value.to_string()));
@@ -149,6 +156,27 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
             RenewEnd::Lost(lock) => lock_json(&r.env, State::Lost.as_str(), lock.as_deref()),
         },
         Outcome::History { events, .. } => json!(events),
+        Outcome::Frozen {
+            env,
+            window,
+            timed_out,
+        } => json!({
+            "environment": env.as_str(),
+            "state": State::Frozen.as_str(),
+            "acquired": false,
+            "timed_out": timed_out,
+            "freeze": window_json(window),
+        }),
+        Outcome::Freezes { rows, .. } => json!(
+            rows.iter()
+                .map(|(env, active, w)| {
+                    let mut v = window_json(w);
+                    v["environment"] = json!(env);
+                    v["active"] = json!(active);
+                    v
+                })
+                .collect::<Vec<_>>()
+        ),
         Outcome::Each(members) => {
             json!(members.iter().filter_map(outcome_json).collect::<Vec<_>>())
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::ci::Platform;
 use crate::cli::OutputFormat;
+use crate::commands::freeze::Change;
 use crate::commands::outcome::{Handback, How, RenewEnd, WaitEnd};
 use crate::commands::{Outcome, Progress};
 use crate::config::Environment;
@@ -311,6 +312,54 @@ impl Reporter {
                 }
                 if let Some(handback) = &r.handback {
                     self.handback(&r.env, handback, Caller::Run);
+                }
+            }
+            Outcome::Frozen {
+                env,
+                window,
+                timed_out,
+            } => {
+                p.set_outputs(&[("acquired", "false".into()), ("frozen", "true".into())])?;
+                self.print_json(outcome);
+                let waited = if *timed_out {
+                    " and the wait ran out before it ended"
+                } else {
+                    ""
+                };
+                self.error(
+                    "Deployment frozen",
+                    &format!(
+                        "{env} is frozen ({}, by {}): {}{waited}. Deploy after it ends, or, if \
+                         you must, `deploy-lock acquire {env} --override-freeze --reason ...` \
+                         (recorded in the audit log)",
+                        window.describe(),
+                        window.by,
+                        window.reason
+                    ),
+                );
+            }
+            Outcome::Freezes { rows, changed } => {
+                self.print_json(outcome);
+                if self.text() {
+                    match changed {
+                        Some(Change::Frozen(env)) => self.print(&format!("Froze {env}.")),
+                        Some(Change::Unfrozen(env, n)) if *n > 0 => {
+                            self.print(&format!("Removed {n} freeze window(s) of {env}."));
+                        }
+                        _ => {}
+                    }
+                    if changed.is_none() && rows.is_empty() {
+                        self.print("No freezes.");
+                    }
+                    for (env, active, w) in rows {
+                        let now = if *active { "in force" } else { "planned" };
+                        self.print(&format!(
+                            "{env:<20} {now:<9} {}  {} (by {})",
+                            w.describe(),
+                            w.reason,
+                            w.by
+                        ));
+                    }
                 }
             }
             Outcome::Each(members) => self.report_set(outcome, members)?,

@@ -47,6 +47,7 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
             wait,
             reason,
             releases_itself: true,
+            override_freeze: false,
         }),
         "check" => Command::Check(target),
         "wait" => Command::Wait {

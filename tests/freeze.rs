@@ -1,0 +1,156 @@
+//! Freeze windows on every store: an acquire refuses during a freeze (exit 3, JSON state
+//! `frozen`, naming the freeze and its reason), a waiter waits it out within its budget,
+//! `--override-freeze --reason` takes the lock and is recorded, `unfreeze` ends it.
+
+use std::time::Duration;
+
+use crate::support::{Backend, Cmd, Out, backends};
+
+fn as_build(b: &Backend, build: &str) -> Cmd {
+    b.cmd()
+        .env("DEPLOY_LOCK_BUILD_ID", build)
+        .env("DEPLOY_LOCK_POLL_SECONDS", "0.2")
+}
+
+#[test]
+fn an_acquire_during_a_freeze_is_refused_naming_it_unless_overridden() {
+    for b in backends() {
+        let name = b.name();
+        as_build(&b, "1")
+            .args(["freeze", "prod", "--for", "2h", "--reason", "release week"])
+            .run()
+            .code(0)
+            .contains("in force");
+        as_build(&b, "2")
+            .args(["acquire", "prod"])
+            .run()
+            .code(3)
+            .contains("prod is frozen")
+            .contains("release week");
+        let out = as_build(&b, "2")
+            .args(["--output", "json", "acquire", "eu,prod"])
+            .run();
+        out.code(3);
+        let v = out.json();
+        assert_eq!(v["state"], "frozen", "{name}");
+        assert_eq!(v["freeze"]["reason"], "release week", "{name}");
+        assert!(
+            b.locks().is_empty(),
+            "{name}: nothing taken during the freeze"
+        );
+        // A waiter whose budget ends before the freeze: timed out, nothing taken.
+        as_build(&b, "2")
+            .args(["acquire", "prod", "--wait=1s"])
+            .run()
+            .code(4);
+        as_build(&b, "2")
+            .args(["acquire", "prod", "--override-freeze"])
+            .run()
+            .code(2);
+        as_build(&b, "2")
+            .args(["acquire", "prod", "--override-freeze", "--reason", "hotfix"])
+            .run()
+            .code(0)
+            .contains("overridden: hotfix");
+        let history = as_build(&b, "2")
+            .args(["--output", "json", "history", "prod"])
+            .run();
+        let events: Vec<String> = history
+            .json()
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["event"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(events, ["freeze", "freeze-override", "acquire"], "{name}");
+        as_build(&b, "2").args(["release", "prod"]).run().code(0);
+        as_build(&b, "1")
+            .args(["unfreeze", "prod", "--reason", "done"])
+            .run()
+            .code(0);
+        as_build(&b, "2").args(["acquire", "prod"]).run().code(0);
+    }
+}
+
+#[test]
+fn a_waiter_waits_out_a_freeze_within_its_budget() {
+    for b in backends() {
+        as_build(&b, "1")
+            .args(["freeze", "prod", "--for", "2h", "--reason", "incident"])
+            .run()
+            .code(0);
+        let waiter = as_build(&b, "2")
+            .args(["acquire", "prod", "--wait=1"])
+            .spawn();
+        std::thread::sleep(Duration::from_millis(500));
+        as_build(&b, "1")
+            .args(["unfreeze", "prod", "--reason", "resolved"])
+            .run()
+            .code(0);
+        let out = Out::from(waiter.wait_with_output().expect("waiter"));
+        out.code(0)
+            .contains("waiting for the freeze to end")
+            .contains("Acquired the deployment lock on prod");
+    }
+}
+
+#[test]
+fn freezes_lists_one_off_and_weekly_windows_and_bad_windows_are_exit_2() {
+    let b = Backend::file();
+    as_build(&b, "1")
+        .args([
+            "freeze",
+            "prod",
+            "--weekly",
+            "Fri 16:00-Mon 08:00 +02:00",
+            "--reason",
+            "weekend",
+        ])
+        .run()
+        .code(0);
+    as_build(&b, "1")
+        .args([
+            "freeze",
+            "eu",
+            "--until",
+            "2999-01-01T00:00:00+01:00",
+            "--reason",
+            "r",
+        ])
+        .run()
+        .code(0);
+    as_build(&b, "1")
+        .args(["freezes"])
+        .run()
+        .code(0)
+        .contains("weekly Fri 16:00-Mon 08:00 +02:00")
+        .contains("in force");
+    let before = b.snapshot();
+    for bad in [
+        vec!["freeze", "prod", "--reason", "r"],
+        vec![
+            "freeze",
+            "prod",
+            "--for",
+            "1h",
+            "--until",
+            "2999-01-01T00:00:00Z",
+            "--reason",
+            "r",
+        ],
+        vec![
+            "freeze",
+            "prod",
+            "--weekly",
+            "Fri 16:00-Mon 08:00",
+            "--reason",
+            "r",
+        ],
+        vec!["freeze", "prod", "--until", "tomorrow", "--reason", "r"],
+        vec!["freeze", "prod", "--for", "1h"],
+        vec!["unfreeze", "prod"],
+    ] {
+        as_build(&b, "1").args(bad).run().code(2);
+    }
+    assert_eq!(b.snapshot(), before);
+}
