@@ -12,7 +12,9 @@ pub mod protocol;
 pub mod queue;
 pub mod record;
 
-pub use audit::{AuditLog, Discard, EventKind, EventSink, LockEvent, audit_sink};
+pub use audit::{
+    AuditLog, Discard, EventKind, EventSink, Fanout, LockEvent, audit_sink, operation_id,
+};
 pub use fence::Fenced;
 pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token};
 pub use protocol::{Identity, LockView, Ownership};
