@@ -73,6 +73,8 @@ pub enum Outcome {
     Status {
         store: String,
         locks: Vec<Row>,
+        /// `--stuck-after`: `locks` are the ones held longer than this.
+        stuck_after: Option<Duration>,
     },
     Renewed(Renewal),
     History {
@@ -95,6 +97,11 @@ impl Outcome {
             Self::Waited(w) => w.exit_code(),
             Self::Renewed(r) => r.exit_code(),
             Self::Ran(r) => return r.exit_code(),
+            Self::Status {
+                stuck_after: Some(_),
+                locks,
+                ..
+            } if !locks.is_empty() => ExitCode::Held,
             _ => ExitCode::Ok,
         };
         code.code()
