@@ -13,6 +13,8 @@ mod faults;
 mod hostile;
 mod identity;
 mod long;
+mod monitor;
+mod notify;
 mod release;
 mod requests;
 mod simulation;
