@@ -227,3 +227,61 @@ fn status_stuck_after_lists_long_held_locks_exits_3_and_reports_them() {
         .run()
         .code(2);
 }
+
+#[test]
+fn the_task_takes_notify_and_app_insights_inputs_and_masks_them() {
+    let store = Backend::file();
+    let rx = Receiver::start();
+    let (first, second) = (rx.url("/one/s3cr3tToken1"), rx.url("/two/s3cr3tToken2"));
+    let out = store
+        .cmd()
+        .env("TF_BUILD", "True")
+        .env("BUILD_BUILDID", "77")
+        .env("SYSTEM_JOBID", "deploy")
+        .env("INPUT_ENVIRONMENT", "prod")
+        .env("INPUT_HEARTBEAT", "false")
+        .env(
+            "INPUT_NOTIFY",
+            format!("json:{first}\n\n  slack:{second}\n"),
+        )
+        .env("INPUT_APPINSIGHTS", connection_string(&rx.url("/")))
+        .args(["step", "main"])
+        .run();
+    out.code(0).contains("##vso[task.setsecret]");
+    assert_eq!(rx.seen("/one/")[0].json()["type"], "deploy-lock.acquired");
+    assert!(rx.seen("/two/")[0].json()["text"].is_string());
+    let all = envelopes(&rx);
+    assert_eq!(
+        named(&all, "deploy-lock.acquired")["data"]["baseData"]["properties"]["build_id"],
+        "77"
+    );
+    for line in out.all().lines().filter(|l| l.contains("s3cr3t")) {
+        assert!(line.starts_with("##vso[task.setsecret]"), "{line}");
+    }
+}
+
+#[test]
+fn the_workbook_template_is_a_workbook() {
+    let text = include_str!("../docs/monitoring/workbook.json");
+    let workbook: Value = serde_json::from_str(text).expect("valid JSON");
+    assert_eq!(workbook["version"], "Notebook/1.0");
+    assert!(
+        workbook["$schema"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("workbook.json"))
+    );
+    assert!(workbook["fallbackResourceIds"].is_array());
+    let queries: Vec<&str> = workbook["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["content"]["query"].as_str())
+        .collect();
+    for wanted in [
+        "deploy-lock.wait_seconds",
+        "deploy-lock.blocked",
+        "deploy-lock.released",
+    ] {
+        assert!(queries.iter().any(|q| q.contains(wanted)), "{wanted}");
+    }
+}
