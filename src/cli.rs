@@ -139,6 +139,42 @@ pub struct GlobalArgs {
     #[arg(long, global = true, hide_env_values = true, env = "DEPLOY_LOCK_NO_AUDIT", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_audit: bool,
 
+    /// Send lock events to a webhook: slack:URL, teams:URL, json:URL (CloudEvents 1.0), or an
+    /// https:// URL (the format by its host). Repeatable; DEPLOY_LOCK_NOTIFY takes several,
+    /// comma-separated.
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_NOTIFY",
+        value_delimiter = ',',
+        value_name = "TARGET"
+    )]
+    pub notify: Vec<String>,
+
+    /// Which events --notify sends, comma-separated (acquired, released, blocked, waiting, stolen,
+    /// broken, lost, timed-out, renew-failed, or all) [default: acquired,released,stolen,broken,lost].
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_NOTIFY_ON",
+        value_delimiter = ',',
+        value_name = "EVENTS"
+    )]
+    pub notify_on: Vec<String>,
+
+    /// Send every lock event and the wait and hold times to Application Insights (its connection
+    /// string; docs/monitoring.md).
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        value_name = "CONNECTION_STRING"
+    )]
+    pub app_insights: Option<String>,
+
     /// Print each store request (never secrets) to stderr.
     #[arg(long, global = true, hide_env_values = true, env = "DEPLOY_LOCK_DEBUG", value_parser = clap::builder::FalseyValueParser::new())]
     pub debug: bool,
@@ -163,8 +199,9 @@ pub enum Command {
     Wait(WaitArgs),
     /// Break ENV's lock whoever holds it, and record who did it and why.
     ForceBreak(ForceBreakArgs),
-    /// List every environment in the store with its holder.
-    Status,
+    /// List every environment in the store with its holder. With --stuck-after, only the locks
+    /// held longer than that, and exit 3 when there is one.
+    Status(StatusArgs),
     /// Extend our lock on ENV by another ttl. Exit 5 if it is no longer ours.
     Renew(Target),
     /// Take ENV's lock, run COMMAND while renewing it, release it when COMMAND ends, and exit
@@ -250,6 +287,14 @@ pub struct WaitArgs {
     /// How long to wait (minutes, or 90s, 2h).
     #[arg(value_name = "MINUTES")]
     pub minutes: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// List only the locks held longer than this (minutes, or 90s, 2h, 1d), exit 3 when there is
+    /// one, and send a `stuck` event for each to --notify.
+    #[arg(long, value_name = "DURATION")]
+    pub stuck_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

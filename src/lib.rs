@@ -4,7 +4,7 @@
 //! [`main`] is the whole program: parse → `Config` → `Command::execute` → report → exit code.
 //! The layers, lowest first (a module imports only from its own layer or lower ones):
 //! `exit`, `clock`, `signals`, `human`; `ci` and `log`; `store` (with `config::secrets`);
-//! `lock`; `cli` and `config`; `commands`; `report`; `ci::step`; this file.
+//! `lock`; `sinks`; `cli` and `config`; `commands`; `report`; `ci::step`; this file.
 #![forbid(unsafe_code)]
 
 pub mod ci;
@@ -18,6 +18,7 @@ pub mod lock;
 pub mod log;
 pub mod report;
 pub mod signals;
+pub mod sinks;
 pub mod store;
 #[cfg(test)]
 mod testgen;

@@ -14,6 +14,8 @@ mod freeze;
 mod hostile;
 mod identity;
 mod long;
+mod monitor;
+mod notify;
 mod release;
 mod requests;
 mod sets;

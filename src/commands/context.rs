@@ -6,7 +6,7 @@ use super::outcome::Outcome;
 use crate::clock::{Clock, SYSTEM};
 use crate::config::{self, Config, Environment, Pipeline, StoreChoice};
 use crate::exit::{Failure, Result};
-use crate::lock::{EventSink, Locker};
+use crate::lock::{EventSink, Fanout, Locker, audit_sink};
 use crate::store::Store;
 use crate::store::file::FileStore;
 
@@ -70,6 +70,7 @@ impl<'a> Context<'a> {
         Locker::new(self.store, self.cfg.ttl, self.cfg.poll)
             .with_foreign_ttl(self.cfg.foreign_ttl)
             .with_clock(self.clock)
+            .with_events(self.events)
     }
 }
 
@@ -79,6 +80,20 @@ pub fn open_store(cfg: &Config) -> Result<Box<dyn Store>> {
         StoreChoice::File(dir) => Ok(Box::new(FileStore::new(dir, &cfg.container))),
         StoreChoice::Azure(settings) => Ok(Box::new(crate::store::azure::open(settings)?)),
     }
+}
+
+/// Where the events of a command go: the audit log of `store` (unless `--no-audit`), then the
+/// webhooks and Application Insights. Dropping it waits, briefly, for what is still being sent.
+#[must_use]
+pub fn event_sink<'a>(cfg: &Config, store: &'a dyn Store) -> Box<dyn EventSink + 'a> {
+    let audit = audit_sink(store, cfg.audit);
+    let sent = cfg.sinks.open();
+    if sent.is_empty() {
+        return audit;
+    }
+    let mut sinks = vec![audit];
+    sinks.extend(sent.into_iter().map(|s| s as Box<dyn EventSink + 'a>));
+    Box::new(Fanout::new(sinks))
 }
 
 /// `DEPLOYMENT_TIMEOUT_MINUTES`, or 120.

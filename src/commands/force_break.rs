@@ -5,7 +5,7 @@ use super::outcome::Outcome;
 use crate::config::{self, Environment};
 use crate::exit::{Failure, Result};
 use crate::human::human;
-use crate::lock::{EventKind, LockEvent};
+use crate::lock::{EventKind, LockEvent, operation_id};
 use crate::log;
 
 /// The reason, trimmed; an empty one is refused with `missing` (it is recorded and shown).
@@ -32,6 +32,10 @@ pub fn force_break(ctx: &Context<'_>, env: &Environment, reason: &str) -> Result
         reason.clone_into(&mut event.reason);
         event.other = lock.holder.describe();
         event.held_seconds = Some(lock.age.num_seconds());
+        // The broken acquisition's id, so the break lines up with its wait and hold.
+        if let Some(record) = lock.holder.record() {
+            event.operation = operation_id(&record.token);
+        }
         ctx.events.record(&event);
         log::warn(&format!(
             "broke the lock on {env} held by {} (held {}); by {} build {}, reason: {reason}",

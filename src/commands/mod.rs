@@ -24,9 +24,8 @@ use std::time::Duration;
 use crate::cli;
 use crate::config::{self, Config, Environment};
 use crate::exit::{Failure, Result};
-use crate::lock::audit_sink;
 
-pub use context::{Context, Progress, Target, default_wait, open_store, parse_wait};
+pub use context::{Context, Progress, Target, default_wait, event_sink, open_store, parse_wait};
 pub use history::Since;
 pub use outcome::{Outcome, State};
 
@@ -44,7 +43,10 @@ pub enum Command {
         env: Environment,
         reason: String,
     },
-    Status,
+    /// `status`; with a time, only the locks held longer (`--stuck-after`).
+    Status {
+        stuck_after: Option<Duration>,
+    },
     Renew(Target),
     Run(run::Request),
     History {
@@ -132,7 +134,13 @@ impl Command {
                     )?,
                 }
             }
-            cli::Command::Status => Self::Status,
+            cli::Command::Status(args) => Self::Status {
+                stuck_after: args
+                    .stuck_after
+                    .as_deref()
+                    .map(|v| config::parse_minutes(v, "--stuck-after"))
+                    .transpose()?,
+            },
             cli::Command::Renew(t) => Self::Renew(Target::parse(&t.words, cfg)?),
             cli::Command::Run(args) => Self::Run(run::Request::parse(args, cfg)?),
             cli::Command::History(args) => {
@@ -173,7 +181,7 @@ impl Command {
     /// Runs the command against the configured store.
     pub fn execute(&self, cfg: &Config, progress: &dyn Progress) -> Result<Outcome> {
         let store = open_store(cfg)?;
-        let events = audit_sink(&*store, cfg.audit);
+        let events = event_sink(cfg, &*store);
         let ctx = Context::new(cfg, &*store, &*events);
         self.execute_in(&ctx, progress)
     }
@@ -186,7 +194,7 @@ impl Command {
             Self::Release(t) => release::release(ctx, t),
             Self::Wait { env, timeout } => wait::wait(ctx, env, *timeout),
             Self::ForceBreak { env, reason } => force_break::force_break(ctx, env, reason),
-            Self::Status => status::status(ctx),
+            Self::Status { stuck_after } => status::status(ctx, *stuck_after),
             Self::Renew(t) => renew::renew(ctx, t),
             Self::Run(request) => run::run(ctx, request, progress),
             Self::History { env, since } => history::history(ctx, env, *since),

@@ -75,6 +75,8 @@ pub enum Outcome {
     Status {
         store: String,
         locks: Vec<Row>,
+        /// `--stuck-after`: `locks` are the ones held longer than this.
+        stuck_after: Option<Duration>,
     },
     Renewed(Renewal),
     History {
@@ -122,6 +124,11 @@ impl Outcome {
                     .find(|&c| c != 0)
                     .unwrap_or(0);
             }
+            Self::Status {
+                stuck_after: Some(_),
+                locks,
+                ..
+            } if !locks.is_empty() => ExitCode::Held,
             _ => ExitCode::Ok,
         };
         code.code()

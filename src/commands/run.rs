@@ -5,15 +5,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::acquire;
-use super::context::{Context, Progress, Target, open_store, parse_wait};
+use super::context::{Context, Progress, Target, event_sink, open_store, parse_wait};
 use super::outcome::{Acquisition, Handback, Outcome, Ran};
 use super::release::hand_back;
 use crate::cli::{OnLost, RunArgs};
 use crate::clock::Clock;
 use crate::config::{Config, Environment};
 use crate::exit::{ExitCode, Failure, Result};
+use crate::lock::Holder;
 use crate::lock::heartbeat::{self, Beat, End};
-use crate::lock::{Holder, audit_sink};
 use crate::log;
 
 /// How long a command asked to stop gets before it is killed.
@@ -126,7 +126,7 @@ fn supervised(
                 cfg.ttl,
                 env,
                 &me,
-                &*audit_sink(&*hb_store, cfg.audit),
+                &*event_sink(cfg, &*hb_store),
                 &|| stop.load(Ordering::SeqCst),
                 &mut report,
             );

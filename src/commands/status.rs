@@ -1,13 +1,17 @@
-//! `status`: every lock in the store.
+//! `status`: every lock in the store; with `--stuck-after`, the locks held longer than that, each
+//! reported as a `stuck` event.
+
+use std::time::Duration;
 
 use super::context::Context;
 use super::outcome::{Outcome, Row};
 use crate::config;
 use crate::exit::Result;
+use crate::lock::{EventKind, LockEvent, LockRecord, LockView};
 
-pub fn status(ctx: &Context<'_>) -> Result<Outcome> {
-    let locks = ctx
-        .locker()
+pub fn status(ctx: &Context<'_>, stuck_after: Option<Duration>) -> Result<Outcome> {
+    let locker = ctx.locker();
+    let mut locks: Vec<Row> = locker
         .status()?
         .into_iter()
         .map(|(env, lock)| Row {
@@ -16,8 +20,31 @@ pub fn status(ctx: &Context<'_>) -> Result<Outcome> {
             lock,
         })
         .collect();
+    if let Some(limit) = stuck_after {
+        let limit = chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX);
+        locks.retain(|row| row.lock.as_ref().is_ok_and(|l| l.age > limit));
+        for row in &locks {
+            if let Ok(lock) = &row.lock {
+                ctx.events.record(&stuck(&row.env, lock));
+            }
+        }
+    }
     Ok(Outcome::Status {
         store: ctx.store.describe(),
         locks,
+        stuck_after,
     })
+}
+
+/// The `stuck` event of a lock: its holder, and how long it has held it.
+fn stuck(env: &str, lock: &LockView) -> LockEvent {
+    let record = lock.holder.record().cloned().unwrap_or_else(|| LockRecord {
+        environment: env.to_owned(),
+        pipeline: lock.holder.pipeline().to_owned(),
+        build_id: lock.holder.build_id().to_owned(),
+        ..LockRecord::default()
+    });
+    let mut event = LockEvent::by(EventKind::Stuck, &record, lock.now);
+    event.held_seconds = Some(lock.age.num_seconds());
+    event
 }

@@ -181,7 +181,9 @@ fn status_and_history_list_what_the_store_holds() {
     acquire_request(&ours)
         .execute_in(&me, &Quiet)
         .expect("acquire");
-    let status = Command::Status.execute_in(&me, &Quiet).expect("status");
+    let status = Command::Status { stuck_after: None }
+        .execute_in(&me, &Quiet)
+        .expect("status");
     let Outcome::Status { locks, .. } = &status else {
         panic!("{status:?}");
     };

@@ -1,4 +1,5 @@
-//! `wait`: until the lock is free (or stale), or the time runs out.
+//! `wait`: until the lock is free (or stale), or the time runs out. A free lock is reported as a
+//! `free` event, so `wait ENV --notify …` tells whoever asked.
 
 use std::time::Duration;
 
@@ -6,11 +7,24 @@ use super::context::Context;
 use super::outcome::{Outcome, WaitEnd as End, Waited};
 use crate::config::Environment;
 use crate::exit::Result;
-use crate::lock;
+use crate::lock::{self, EventKind, LockEvent};
 
 pub fn wait(ctx: &Context<'_>, env: &Environment, timeout: Duration) -> Result<Outcome> {
-    let (end, waited) = match ctx.locker().wait_free(env, timeout)? {
-        lock::Waited::Free { waited } => (End::Free, waited),
+    let locker = ctx.locker();
+    let (end, waited) = match locker.wait_free(env, timeout)? {
+        lock::Waited::Free { waited } => {
+            let cfg = ctx.cfg;
+            let mut event = LockEvent::of(
+                EventKind::Free,
+                env,
+                &cfg.identity(&cfg.default_pipeline),
+                &cfg.run,
+                locker.store_now(),
+            );
+            event.waited_seconds = Some(waited.as_secs());
+            ctx.events.record(&event);
+            (End::Free, waited)
+        }
         lock::Waited::TimedOut { lock, waited } => (End::TimedOut(lock), waited),
         lock::Waited::Cancelled { waited } => (End::Interrupted, waited),
     };

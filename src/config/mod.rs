@@ -61,6 +61,8 @@ pub struct Config {
     pub ttl_given: bool,
     pub fence: bool,
     pub audit: bool,
+    /// Webhooks and Application Insights, beside the audit log.
+    pub sinks: crate::sinks::Settings,
 }
 
 impl Config {
@@ -116,6 +118,12 @@ impl Config {
             None => None,
         };
         let store = choose_store(args, &container, platform, inputs)?;
+        let sinks = crate::sinks::Settings::parse(
+            &args.notify,
+            &args.notify_on,
+            args.app_insights.as_deref(),
+            args.ca_file.as_deref().map(PathBuf::from),
+        )?;
         Ok(Self {
             platform,
             store,
@@ -132,6 +140,7 @@ impl Config {
             ttl_given: args.ttl_minutes.is_some(),
             fence: !args.no_fence,
             audit: !args.no_audit,
+            sinks,
         })
     }
 
@@ -210,6 +219,9 @@ pub fn secrets_in_env(args: &GlobalArgs) -> Vec<String> {
     }
     if let Some(store) = &args.store {
         out.extend(StoreUrl::secret_parts(store));
+    }
+    for value in args.notify.iter().chain(&args.app_insights) {
+        out.extend(secrets::url_parts(value));
     }
     out
 }

@@ -47,6 +47,12 @@ pub enum EventKind {
     Unfreeze,
     /// An acquire took the lock during a freeze with `--override-freeze`.
     FreezeOverride,
+    /// An acquire entered the waiters' queue (with its place in `LockEvent::position`).
+    Waiting,
+    /// `wait` saw the lock free.
+    Free,
+    /// `status --stuck-after` found the lock held for longer than it was told.
+    Stuck,
     /// A kind this version does not know (written by a newer one), kept as written.
     Other(String),
 }
@@ -66,6 +72,9 @@ impl EventKind {
             Self::Freeze => "freeze",
             Self::Unfreeze => "unfreeze",
             Self::FreezeOverride => "freeze-override",
+            Self::Waiting => "waiting",
+            Self::Free => "free",
+            Self::Stuck => "stuck",
             Self::Other(s) => s,
         }
     }
@@ -83,10 +92,20 @@ impl EventKind {
             Self::Freeze,
             Self::Unfreeze,
             Self::FreezeOverride,
+            Self::Waiting,
+            Self::Free,
+            Self::Stuck,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
         .unwrap_or_else(|| Self::Other(s.to_owned()))
+    }
+
+    /// What someone saw or is doing while the lock stays as it was: notifications and Azure
+    /// Monitor get these, the audit log (a record of what happened to the lock) does not.
+    #[must_use]
+    pub fn is_observation(&self) -> bool {
+        matches!(self, Self::Waiting | Self::Free | Self::Stuck)
     }
 
     /// How the event's other party relates to it, for `history`.
@@ -95,7 +114,7 @@ impl EventKind {
         match self {
             Self::Steal => "took over from",
             Self::ForceBreak => "broke the lock of",
-            Self::Blocked | Self::TimedOut => "blocked by",
+            Self::Blocked | Self::TimedOut | Self::Waiting => "blocked by",
             Self::Lost | Self::RenewFailed => "now held by",
             _ => "other",
         }
@@ -138,6 +157,8 @@ pub struct LockEvent {
     pub actor: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub run_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub repository: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fence: Option<u64>,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -149,6 +170,30 @@ pub struct LockEvent {
     /// The other party: who blocked us, whose stale lock we took, whose lock was broken.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub other: String,
+    /// A waiter's place in the queue, 1 for the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    /// The acquisition the event belongs to ([`operation_id`] of its token), so its wait, hold
+    /// and release line up; empty when there is none. Not in the audit log.
+    #[serde(skip)]
+    pub operation: String,
+}
+
+/// A stable id for the acquisition that `token` names, which can be shown: one-way, so it
+/// proves nothing about holding the lock (the token itself does), and the same in every process
+/// that knows the token (the release in the post step, the heartbeat). 32 hex digits, the form
+/// of a W3C trace id.
+#[must_use]
+pub fn operation_id(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if token.is_empty() {
+        return String::new();
+    }
+    let digest = Sha256::new()
+        .chain_update(b"deploy-lock operation\0")
+        .chain_update(token.as_bytes())
+        .finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn store_time(at: DateTime<Utc>) -> String {
@@ -168,8 +213,10 @@ impl LockEvent {
             job: record.job.clone(),
             actor: record.actor.clone(),
             run_url: record.run_url.clone(),
+            repository: record.repository.clone(),
             fence: record.fence,
             reason: record.reason.clone(),
+            operation: operation_id(&record.token),
             ..Self::default()
         }
     }
@@ -192,6 +239,8 @@ impl LockEvent {
             job: me.job.clone(),
             actor: run.actor.clone(),
             run_url: run.run_url.clone(),
+            repository: run.repository.clone(),
+            operation: operation_id(me.token.as_deref().unwrap_or_default()),
             ..Self::default()
         }
     }
@@ -232,6 +281,26 @@ impl LockEvent {
 /// Where events go. Recording never fails the operation that reports the event.
 pub trait EventSink {
     fn record(&self, event: &LockEvent);
+}
+
+/// Every event to each of several sinks, in order (the audit log first).
+pub struct Fanout<'a> {
+    sinks: Vec<Box<dyn EventSink + 'a>>,
+}
+
+impl<'a> Fanout<'a> {
+    #[must_use]
+    pub fn new(sinks: Vec<Box<dyn EventSink + 'a>>) -> Self {
+        Self { sinks }
+    }
+}
+
+impl EventSink for Fanout<'_> {
+    fn record(&self, event: &LockEvent) {
+        for sink in &self.sinks {
+            sink.record(event);
+        }
+    }
 }
 
 /// Events dropped (`--no-audit`).
@@ -291,8 +360,12 @@ impl<'a> AuditLog<'a> {
 }
 
 impl EventSink for AuditLog<'_> {
-    /// Appends the event as one line; on failure warns and carries on.
+    /// Appends the event as one line; on failure warns and carries on. Observations are not
+    /// recorded.
     fn record(&self, event: &LockEvent) {
+        if event.kind.is_observation() {
+            return;
+        }
         let mut line = match serde_json::to_vec(event) {
             Ok(l) => l,
             Err(e) => {
@@ -368,8 +441,21 @@ mod tests {
             &RunInfo::default(),
             at,
         ));
+        for observation in [EventKind::Waiting, EventKind::Free, EventKind::Stuck] {
+            log.record(&LockEvent::of(
+                observation,
+                "prod",
+                &me,
+                &RunInfo::default(),
+                at,
+            ));
+        }
         let (events, _) = log.read("prod").expect("read");
         let kinds: Vec<_> = events.iter().map(|e| e.kind.clone()).collect();
-        assert_eq!(kinds, [EventKind::Blocked, EventKind::TimedOut]);
+        assert_eq!(
+            kinds,
+            [EventKind::Blocked, EventKind::TimedOut],
+            "observations are not in the audit log"
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::audit::{Discard, EventKind, EventSink, LockEvent};
 use super::protocol::{
     self, AcquireMove, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_move,
     acquire_step, landed, release_step, time_left,
@@ -41,6 +42,8 @@ pub struct Locker<'a> {
     pub(super) clock: &'a dyn Clock,
     /// The store's clock at its latest answer, for audit timestamps.
     last_now: Cell<Option<DateTime<Utc>>>,
+    /// Where the events that happen inside an operation go (an acquire entering the queue).
+    events: &'a dyn EventSink,
 }
 
 #[derive(Debug)]
@@ -118,7 +121,14 @@ impl<'a> Locker<'a> {
             poll,
             clock: &SYSTEM,
             last_now: Cell::new(None),
+            events: &Discard,
         }
+    }
+
+    /// The same locker, reporting the events inside its operations to `events`.
+    #[must_use]
+    pub fn with_events(self, events: &'a dyn EventSink) -> Self {
+        Self { events, ..self }
     }
 
     /// The same locker on another clock (the simulation's virtual one).
@@ -209,7 +219,7 @@ impl<'a> Locker<'a> {
         let started = self.clock.elapsed();
         let token = me.token.clone().unwrap_or_default();
         // A newcomer behind earlier waiters takes its place in line instead of trying first.
-        let mut our_turn = queue.as_deref().is_none_or(|q| !q.others_waiting());
+        let mut our_turn = queue.as_deref_mut().is_none_or(|q| !q.others_waiting());
         let mut lock: Option<Option<LockView>> = if our_turn {
             None
         } else {
@@ -247,8 +257,24 @@ impl<'a> Locker<'a> {
             let step = match acquire_move(step, our_turn, left, wait.is_some()) {
                 AcquireMove::Write(step) => step,
                 AcquireMove::Wait { left } => {
-                    if let Some(q) = queue.as_deref_mut() {
-                        q.join(self.store_now());
+                    if let Some(q) = queue.as_deref_mut()
+                        && let Some(position) = q.join(self.store_now())
+                    {
+                        let mut event = LockEvent::of(
+                            EventKind::Waiting,
+                            environment,
+                            me,
+                            holding.run,
+                            self.store_now(),
+                        );
+                        holding.reason.clone_into(&mut event.reason);
+                        event.position = Some(position as u64);
+                        event.other = lock
+                            .as_ref()
+                            .and_then(Option::as_ref)
+                            .map(|l| l.holder.describe())
+                            .unwrap_or_default();
+                        self.events.record(&event);
                     }
                     if !self.pause(left) {
                         return Ok(Acquired::Cancelled {

@@ -14,7 +14,9 @@ pub mod queue;
 pub mod record;
 pub mod set;
 
-pub use audit::{AuditLog, Discard, EventKind, EventSink, LockEvent, audit_sink};
+pub use audit::{
+    AuditLog, Discard, EventKind, EventSink, Fanout, LockEvent, audit_sink, operation_id,
+};
 pub use fence::Fenced;
 pub use freeze::{FreezeView, Freezes, Window};
 pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token};

@@ -44,6 +44,8 @@ pub struct Queue<'a> {
     poll: Duration,
     /// Our ticket's key and version, once we joined.
     ticket: Option<(String, String)>,
+    /// Live tickets ahead of us when we last looked, for our place when we join.
+    ahead: usize,
 }
 
 /// A ticket as listed: its key, version and whether its owner still refreshes it.
@@ -62,13 +64,17 @@ impl<'a> Queue<'a> {
             token: token.to_owned(),
             poll,
             ticket: None,
+            ahead: 0,
         }
     }
 
     /// Whether anyone is waiting already (a newcomer then queues instead of jumping ahead).
-    pub fn others_waiting(&self) -> bool {
+    pub fn others_waiting(&mut self) -> bool {
         match self.tickets() {
-            Ok(tickets) => tickets.iter().any(|t| t.live),
+            Ok(tickets) => {
+                self.ahead = tickets.iter().filter(|t| t.live).count();
+                self.ahead > 0
+            }
             Err(e) => {
                 log::debug(&format!("cannot read the waiters' queue: {e}"));
                 false
@@ -76,10 +82,12 @@ impl<'a> Queue<'a> {
         }
     }
 
-    /// Takes a ticket at the end of the queue (once). `now` is the store's time.
-    pub fn join(&mut self, now: DateTime<Utc>) {
+    /// Takes a ticket at the end of the queue (once). `now` is the store's time. Returns our
+    /// place (1 for the first) when this call took the ticket: the waiters seen before, plus
+    /// one; advisory, as the queue is.
+    pub fn join(&mut self, now: DateTime<Utc>) -> Option<usize> {
         if self.ticket.is_some() {
-            return;
+            return None;
         }
         let key = format!(
             "{}{:013}.{}.{}",
@@ -89,8 +97,14 @@ impl<'a> Queue<'a> {
             self.poll.as_millis()
         );
         match self.store.create(&key, b"waiting", &BTreeMap::new()) {
-            Ok(w) => self.ticket = Some((key, w.etag)),
-            Err(e) => log::debug(&format!("cannot join the waiters' queue: {e}")),
+            Ok(w) => {
+                self.ticket = Some((key, w.etag));
+                Some(self.ahead + 1)
+            }
+            Err(e) => {
+                log::debug(&format!("cannot join the waiters' queue: {e}"));
+                None
+            }
         }
     }
 

@@ -247,10 +247,19 @@ impl Reporter {
                 }
                 self.print_json(outcome);
             }
-            Outcome::Status { store, locks } => {
+            Outcome::Status {
+                store,
+                locks,
+                stuck_after,
+            } => {
                 self.print_json(outcome);
                 if self.text() {
-                    if locks.is_empty() {
+                    if let (true, Some(after)) = (locks.is_empty(), stuck_after) {
+                        self.print(&format!(
+                            "No lock in {store} is held longer than {}.",
+                            human_std(*after)
+                        ));
+                    } else if locks.is_empty() {
                         self.print(&format!("No locks in {store}."));
                     } else {
                         for line in text::status_table(p, locks) {

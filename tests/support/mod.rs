@@ -189,6 +189,7 @@ pub fn backends() -> Vec<Backend> {
 
 pub mod azurite;
 pub(crate) mod proxy;
+pub mod receiver;
 
 /// The real binary as a process. Its environment starts empty, so CI variables of the machine
 /// running the tests never change what the binary does.

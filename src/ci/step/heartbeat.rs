@@ -11,11 +11,11 @@ use super::inputs::StepInputs;
 use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
 use crate::clock::{Clock, SYSTEM};
-use crate::commands::open_store;
+use crate::commands::{event_sink, open_store};
 use crate::config::{self, Config, Environment, Pipeline};
 use crate::exit::{Failure, Result};
 use crate::human::human_std;
-use crate::lock::{audit_sink, heartbeat};
+use crate::lock::heartbeat;
 use crate::log;
 
 /// The runner's or agent's temp folder, which the job owns.
@@ -276,7 +276,7 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
         cfg.ttl,
         &environment,
         &me,
-        &*audit_sink(&*store, cfg.audit),
+        &*event_sink(&cfg, &*store),
         &stop,
         &mut |beat| match beat {
             heartbeat::Beat::Renewed => renewals += 1,

@@ -14,6 +14,15 @@ fn input(name: &str) -> Option<String> {
     ci::var(&github).or_else(|| ci::var(&azdo))
 }
 
+/// A multi-line input: one item a line, or several on a line separated by commas.
+fn split_list(text: &str) -> Vec<String> {
+    text.split(['\n', ','])
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A true/false input, checked where it is used (a bad value is a usage error then).
 #[derive(Debug, Clone)]
 pub struct Flag {
@@ -69,6 +78,11 @@ pub struct StepInputs {
     pub tenant_id: Option<String>,
     /// The task's `connectedService:AzureRM` input: the service connection's id.
     pub service_connection: Option<String>,
+    /// Webhooks, one a line (or comma-separated), from a secret.
+    pub notify: Option<String>,
+    pub notify_on: Option<String>,
+    /// An Application Insights connection string.
+    pub app_insights: Option<String>,
 }
 
 impl StepInputs {
@@ -97,6 +111,9 @@ impl StepInputs {
             client_id: input("client-id"),
             tenant_id: input("tenant-id"),
             service_connection: input("service-connection"),
+            notify: input("notify"),
+            notify_on: input("notify-on"),
+            app_insights: input("app-insights"),
         }
     }
 
@@ -107,9 +124,22 @@ impl StepInputs {
             &self.sas_token,
             &self.connection_string,
             &self.github_token,
+            &self.notify,
+            &self.app_insights,
         ]
         .into_iter()
         .filter_map(|v| v.as_deref())
+    }
+
+    /// The webhook URLs and the connection string of the inputs, in every form that could be
+    /// printed alone, to mask before anything else is printed.
+    #[must_use]
+    pub fn url_secrets(&self) -> Vec<String> {
+        [&self.notify, &self.app_insights]
+            .into_iter()
+            .flatten()
+            .flat_map(|v| crate::config::secrets::url_parts(v))
+            .collect()
     }
 
     /// The config the inputs describe; options not given as inputs keep their environment values.
@@ -127,6 +157,13 @@ impl StepInputs {
         set(&mut args.poll_seconds, &inputs.poll_seconds);
         set(&mut args.job, &inputs.job);
         set(&mut args.auth, &inputs.auth);
+        if let Some(lines) = &inputs.notify {
+            args.notify = split_list(lines);
+        }
+        if let Some(names) = &inputs.notify_on {
+            args.notify_on = split_list(names);
+        }
+        set(&mut args.app_insights, &inputs.app_insights);
         args.debug |= inputs.debug.get(false)?;
         args.output = Some(OutputFormat::Text);
         let azure = AzureInputs {

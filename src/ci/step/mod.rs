@@ -22,6 +22,9 @@ pub fn run(phase: StepPhase, global: &GlobalArgs, platform: Platform) -> i32 {
     for secret in inputs.secrets() {
         config::secrets::mask(platform, secret);
     }
+    for part in inputs.url_secrets() {
+        platform.mask(&part);
+    }
     if let Some(store) = &inputs.store {
         for part in StoreUrl::secret_parts(store) {
             platform.mask(&part);

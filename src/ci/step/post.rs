@@ -8,10 +8,9 @@ use crate::ci::Platform;
 use crate::cli::GlobalArgs;
 use crate::commands::outcome::Handback;
 use crate::commands::release::hand_back;
-use crate::commands::{Context, open_store};
+use crate::commands::{Context, event_sink, open_store};
 use crate::config::{self, Pipeline};
 use crate::exit::Result;
-use crate::lock::audit_sink;
 use crate::log;
 use crate::report::{Caller, Reporter};
 
@@ -41,7 +40,7 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
         None => Pipeline::of(platform),
     };
     let store = open_store(&cfg)?;
-    let events = audit_sink(&*store, cfg.audit);
+    let events = event_sink(&cfg, &*store);
     let ctx = Context::new(&cfg, &*store, &*events);
     match hand_back(&ctx, &env, &cfg.holder(&pipeline, &token)) {
         Handback::Failed(e) => Err(anyhow::anyhow!(e).into()),

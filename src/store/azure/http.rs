@@ -113,7 +113,9 @@ fn random_u32() -> u32 {
     u32::from_le_bytes(buf)
 }
 
-fn request_id() -> String {
+/// A fresh version 4 UUID, for ids of requests and events.
+#[must_use]
+pub fn request_id() -> String {
     let mut b = [0u8; 16];
     let _ = getrandom::getrandom(&mut b);
     // Version 4 UUID layout, the form Azure's tooling prints.
