@@ -5,12 +5,14 @@
 pub mod acquire;
 pub mod check;
 pub mod context;
+pub mod dashboard;
 pub mod force_break;
 pub mod history;
 pub mod outcome;
 pub mod release;
 pub mod renew;
 pub mod run;
+pub mod stats;
 pub mod status;
 pub mod wait;
 
@@ -49,6 +51,11 @@ pub enum Command {
         env: Environment,
         since: Option<Since>,
     },
+    Stats {
+        envs: Vec<Environment>,
+        since: Since,
+    },
+    Dashboard(dashboard::Request),
 }
 
 impl Command {
@@ -97,6 +104,23 @@ impl Command {
                     .transpose()?;
                 Self::History { env, since }
             }
+            cli::Command::Stats(args) => Self::Stats {
+                envs: args
+                    .environments
+                    .iter()
+                    .map(|e| config::validate_environment(e))
+                    .collect::<Result<_>>()?,
+                since: history::parse_since(&args.since)?,
+            },
+            cli::Command::Dashboard(args) => {
+                let request = dashboard::Request {
+                    out: args.out.clone(),
+                    publish: args.publish,
+                    since: history::parse_since(&args.since)?,
+                };
+                dashboard::check(&request, &cfg.store)?;
+                Self::Dashboard(request)
+            }
             cli::Command::Step(_) => {
                 return Err(Failure::usage("`step` is run by the action and the task"));
             }
@@ -123,6 +147,8 @@ impl Command {
             Self::Renew(t) => renew::renew(ctx, t),
             Self::Run(request) => run::run(ctx, request, progress),
             Self::History { env, since } => history::history(ctx, env, *since),
+            Self::Stats { envs, since } => stats::stats_command(ctx, envs, *since),
+            Self::Dashboard(request) => dashboard::dashboard(ctx, request),
         }
     }
 }

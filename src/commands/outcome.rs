@@ -73,6 +73,8 @@ pub enum Outcome {
     Status {
         store: String,
         locks: Vec<Row>,
+        /// Each environment's live waiters in queue order (environments without a lock too).
+        queues: std::collections::BTreeMap<String, Vec<crate::lock::waiters::Waiter>>,
     },
     Renewed(Renewal),
     History {
@@ -80,6 +82,8 @@ pub enum Outcome {
         events: Vec<crate::lock::LockEvent>,
     },
     Ran(Ran),
+    Stats(super::stats::StatsOutcome),
+    Dashboard(super::dashboard::Delivered),
 }
 
 impl Outcome {

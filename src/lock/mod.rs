@@ -8,9 +8,12 @@ pub mod audit;
 pub mod fence;
 pub mod heartbeat;
 pub mod locker;
+pub mod logs;
 pub mod protocol;
 pub mod queue;
 pub mod record;
+pub mod stats;
+pub mod waiters;
 
 pub use audit::{AuditLog, Discard, EventKind, EventSink, LockEvent, audit_sink};
 pub use fence::Fenced;

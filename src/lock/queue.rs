@@ -12,6 +12,10 @@
 //! (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up. Ticket names are
 //! written by anyone who can write to the container: a declared poll counts for at most
 //! `MAX_DECLARED_POLL`, so no ticket holds up the queue for longer than a few minutes.
+//!
+//! A ticket's metadata says who waits: the holder fields the waiter's lock record would carry
+//! (`LockRecord::metadata`, bounded below Azure's 8 KiB), so `status` shows the queue from one
+//! listing. Tickets written without it (by earlier versions) still count; they show as unknown.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,7 +35,7 @@ const MAX_DECLARED_POLL: Duration = Duration::from_secs(60);
 /// waiter for dead costs little (it puts its ticket back in the same place at its next poll),
 /// while a dead waiter at the head holds up everyone behind it; so this is short, but at least
 /// two seconds, since the store's times have whole seconds.
-fn ticket_ttl(poll: Duration) -> chrono::Duration {
+pub(super) fn ticket_ttl(poll: Duration) -> chrono::Duration {
     let ttl = (poll * 3).max(Duration::from_secs(2));
     chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
 }
@@ -42,6 +46,8 @@ pub struct Queue<'a> {
     prefix: String,
     token: String,
     poll: Duration,
+    /// Who waits, as the ticket's metadata.
+    waiter: BTreeMap<String, String>,
     /// Our ticket's key and version, once we joined.
     ticket: Option<(String, String)>,
 }
@@ -61,8 +67,17 @@ impl<'a> Queue<'a> {
             prefix: format!("{QUEUE_PREFIX}{environment}."),
             token: token.to_owned(),
             poll,
+            waiter: BTreeMap::new(),
             ticket: None,
         }
+    }
+
+    /// Who waits, written as the ticket's metadata (`LockRecord::metadata` of the record the
+    /// waiter would write), so others can see the queue.
+    #[must_use]
+    pub fn with_waiter(mut self, waiter: BTreeMap<String, String>) -> Self {
+        self.waiter = waiter;
+        self
     }
 
     /// Whether anyone is waiting already (a newcomer then queues instead of jumping ahead).
@@ -88,7 +103,7 @@ impl<'a> Queue<'a> {
             self.token,
             self.poll.as_millis()
         );
-        match self.store.create(&key, b"waiting", &BTreeMap::new()) {
+        match self.store.create(&key, b"waiting", &self.waiter) {
             Ok(w) => self.ticket = Some((key, w.etag)),
             Err(e) => log::debug(&format!("cannot join the waiters' queue: {e}")),
         }
@@ -100,14 +115,11 @@ impl<'a> Queue<'a> {
         let Some((key, etag)) = self.ticket.clone() else {
             return true;
         };
-        match self
-            .store
-            .replace(&key, b"waiting", &BTreeMap::new(), &etag)
-        {
+        match self.store.replace(&key, b"waiting", &self.waiter, &etag) {
             Ok(w) => self.ticket = Some((key.clone(), w.etag)),
             // Someone took our ticket for a dead one: put it back in the same place.
             Err(StoreError::Conflict | StoreError::NotFound(_)) => {
-                match self.store.create(&key, b"waiting", &BTreeMap::new()) {
+                match self.store.create(&key, b"waiting", &self.waiter) {
                     Ok(w) => self.ticket = Some((key.clone(), w.etag)),
                     Err(_) => return true,
                 }
@@ -185,7 +197,7 @@ impl<'a> Queue<'a> {
 /// `{joined:013}.{token:32 hex}.{poll ms}` → the poll interval, at most `MAX_DECLARED_POLL`;
 /// anything else is not a ticket of this environment (an environment `a.b` shares the prefix of
 /// `a`, but not this shape).
-fn parse_ticket(rest: &str) -> Option<Duration> {
+pub(super) fn parse_ticket(rest: &str) -> Option<Duration> {
     let mut parts = rest.split('.');
     let (joined, token, poll) = (parts.next()?, parts.next()?, parts.next()?);
     let shaped = parts.next().is_none()
