@@ -12,6 +12,7 @@ mod entra;
 mod faults;
 mod hostile;
 mod identity;
+mod insight;
 mod long;
 mod release;
 mod requests;

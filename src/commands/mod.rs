@@ -110,13 +110,13 @@ impl Command {
                     .iter()
                     .map(|e| config::validate_environment(e))
                     .collect::<Result<_>>()?,
-                since: history::parse_since(&args.since)?,
+                since: stats::parse_window(&args.since)?,
             },
             cli::Command::Dashboard(args) => {
                 let request = dashboard::Request {
                     out: args.out.clone(),
                     publish: args.publish,
-                    since: history::parse_since(&args.since)?,
+                    since: stats::parse_window(&args.since)?,
                 };
                 dashboard::check(&request, &cfg.store)?;
                 Self::Dashboard(request)

@@ -20,6 +20,23 @@ pub struct StatsOutcome {
     pub environments: Vec<(String, std::result::Result<Stats, String>)>,
 }
 
+/// Longest look back in days: ten years of audit log.
+const MAX_WINDOW_DAYS: f64 = 3660.0;
+
+/// `--since` of `stats` and `dashboard`: what `history` takes, and windows longer than the week
+/// other durations stop at, in days (`30d`, `365d`).
+pub fn parse_window(text: &str) -> Result<Since> {
+    let days = text
+        .trim()
+        .strip_suffix('d')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|d| d.is_finite() && (0.0..=MAX_WINDOW_DAYS).contains(d));
+    match days {
+        Some(d) => Ok(Since::Ago(std::time::Duration::from_secs_f64(d * 86_400.0))),
+        None => super::history::parse_since(text),
+    }
+}
+
 /// `--since` as a time, by the store's clock `now`.
 #[must_use]
 pub fn window_start(since: Since, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -72,4 +89,28 @@ pub fn stats_command(
         since: start,
         environments,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_reach_back_further_than_a_week() {
+        let days = |t: &str| match parse_window(t) {
+            Ok(Since::Ago(d)) => d.as_secs() / 86_400,
+            other => panic!("{t}: {other:?}"),
+        };
+        assert_eq!(days("30d"), 30);
+        assert_eq!(days(" 365d "), 365);
+        assert_eq!(days("2d"), 2);
+        assert!(matches!(parse_window("12h"), Ok(Since::Ago(d)) if d.as_secs() == 43_200));
+        assert!(matches!(
+            parse_window("2025-09-27T17:30:00Z"),
+            Ok(Since::At(_))
+        ));
+        assert!(parse_window("99999d").is_err());
+        assert!(parse_window("-1d").is_err());
+        assert!(parse_window("yesterday").is_err());
+    }
 }

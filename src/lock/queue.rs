@@ -13,9 +13,11 @@
 //! written by anyone who can write to the container: a declared poll counts for at most
 //! `MAX_DECLARED_POLL`, so no ticket holds up the queue for longer than a few minutes.
 //!
-//! A ticket's metadata says who waits: the holder fields the waiter's lock record would carry
-//! (`LockRecord::metadata`, bounded below Azure's 8 KiB), so `status` shows the queue from one
-//! listing. Tickets written without it (by earlier versions) still count; they show as unknown.
+//! A ticket says who waits: the holder fields the waiter's lock record would carry
+//! (`LockRecord::metadata`, bounded below Azure's 8 KiB), as its metadata, so `status` shows
+//! the queue from one listing on Azure, and as its body (a JSON object of the same fields), for
+//! stores that keep no metadata. Tickets of earlier versions (body `waiting`) still count; they
+//! show as unknown waiters.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,8 +48,9 @@ pub struct Queue<'a> {
     prefix: String,
     token: String,
     poll: Duration,
-    /// Who waits, as the ticket's metadata.
+    /// Who waits, as the ticket's metadata and body.
     waiter: BTreeMap<String, String>,
+    body: Vec<u8>,
     /// Our ticket's key and version, once we joined.
     ticket: Option<(String, String)>,
 }
@@ -68,6 +71,7 @@ impl<'a> Queue<'a> {
             token: token.to_owned(),
             poll,
             waiter: BTreeMap::new(),
+            body: b"waiting".to_vec(),
             ticket: None,
         }
     }
@@ -76,6 +80,9 @@ impl<'a> Queue<'a> {
     /// waiter would write), so others can see the queue.
     #[must_use]
     pub fn with_waiter(mut self, waiter: BTreeMap<String, String>) -> Self {
+        if let Ok(body) = serde_json::to_vec(&waiter) {
+            self.body = body;
+        }
         self.waiter = waiter;
         self
     }
@@ -103,7 +110,7 @@ impl<'a> Queue<'a> {
             self.token,
             self.poll.as_millis()
         );
-        match self.store.create(&key, b"waiting", &self.waiter) {
+        match self.store.create(&key, &self.body, &self.waiter) {
             Ok(w) => self.ticket = Some((key, w.etag)),
             Err(e) => log::debug(&format!("cannot join the waiters' queue: {e}")),
         }
@@ -115,11 +122,11 @@ impl<'a> Queue<'a> {
         let Some((key, etag)) = self.ticket.clone() else {
             return true;
         };
-        match self.store.replace(&key, b"waiting", &self.waiter, &etag) {
+        match self.store.replace(&key, &self.body, &self.waiter, &etag) {
             Ok(w) => self.ticket = Some((key.clone(), w.etag)),
             // Someone took our ticket for a dead one: put it back in the same place.
             Err(StoreError::Conflict | StoreError::NotFound(_)) => {
-                match self.store.create(&key, b"waiting", &self.waiter) {
+                match self.store.create(&key, &self.body, &self.waiter) {
                     Ok(w) => self.ticket = Some((key.clone(), w.etag)),
                     Err(_) => return true,
                 }

@@ -1,5 +1,6 @@
 //! Who waits for which lock, as `status` and the dashboard show it: every environment's live
-//! queue tickets from one listing, in queue order, with the holder fields each ticket carries.
+//! queue tickets from one listing, in queue order, with the holder fields each ticket carries
+//! (from the listing's metadata; a store without metadata costs one read per waiter).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::queue::{QUEUE_PREFIX, parse_ticket, ticket_ttl};
 use crate::store::{Entry, Store, StoreError};
+
+/// The largest ticket body believed: what a waiter writes stays below Azure's metadata limit.
+const MAX_TICKET_BYTES: usize = 16 * 1024;
 
 /// One waiter, as its ticket says. Fields are empty for tickets written without them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,7 +73,7 @@ pub fn all_queues(store: &dyn Store) -> Result<BTreeMap<String, Vec<Waiter>>, St
         queues
             .entry(env.to_owned())
             .or_default()
-            .push((order, waiter(&entry, since)));
+            .push((order, waiter(store, &entry, since)));
     }
     Ok(queues
         .into_iter()
@@ -80,12 +84,24 @@ pub fn all_queues(store: &dyn Store) -> Result<BTreeMap<String, Vec<Waiter>>, St
         .collect())
 }
 
-fn waiter(entry: &Entry, since: Option<DateTime<Utc>>) -> Waiter {
+/// The waiter a ticket names: from its metadata, else from its body (a JSON object of the same
+/// fields); a ticket of an earlier version names nobody.
+fn waiter(store: &dyn Store, entry: &Entry, since: Option<DateTime<Utc>>) -> Waiter {
+    let fields = if entry.metadata.contains_key("pipeline") {
+        entry.metadata.clone()
+    } else {
+        store
+            .get(&entry.key)
+            .ok()
+            .and_then(|read| read.blob)
+            .filter(|blob| blob.data.len() <= MAX_TICKET_BYTES)
+            .and_then(|blob| serde_json::from_slice(&blob.data).ok())
+            .unwrap_or_default()
+    };
     let field = |name: &str| {
-        entry
-            .metadata
+        fields
             .get(name)
-            .map(|v| meta_decode(v))
+            .map(|v: &String| meta_decode(v))
             .unwrap_or_default()
     };
     Waiter {
