@@ -4,6 +4,7 @@
 #![allow(unreachable_pub)]
 
 mod azure;
+mod browser;
 mod cli;
 mod clock;
 mod concurrency;

@@ -28,9 +28,10 @@ border:1px solid currentColor}.free{color:var(--free)}.held{color:var(--held)}\
 margin:.5rem 0}dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}ol{margin:.25rem 0;\
 padding-left:1.4rem}a{color:var(--bar)}.scroll{overflow-x:auto}table{border-collapse:collapse;\
 width:100%;font-size:.9rem}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);\
-vertical-align:top}td{overflow-wrap:anywhere}svg{display:block;width:100%;height:auto}\
-.axis{stroke:var(--line)}.hold{fill:var(--bar)}.current{fill:var(--now)}\
-svg text{fill:var(--muted);font-size:11px}.problem{color:var(--stale)}";
+vertical-align:top}#stats td,#stats th,#events td:first-child{white-space:nowrap}\
+#events td{min-width:7rem;overflow-wrap:anywhere}svg{display:block;width:100%;height:auto;\
+margin-top:.5rem}.axis{stroke:var(--line);stroke-width:2}.hold{fill:var(--bar)}.current{fill:var(--now)}\
+svg text{fill:var(--muted);font-size:30px}.problem{color:var(--stale)}";
 
 /// `<`, `>`, `&`, `"` and `'` as entities: safe in text and in quoted attributes.
 #[must_use]
@@ -183,8 +184,8 @@ fn timeline(p: &Panel, d: &Dashboard) -> String {
     let span = (d.now - d.since).num_seconds().max(1) as f64;
     let at = |t: DateTime<Utc>| ((t - d.since).num_seconds() as f64 / span * W).clamp(0.0, W);
     let mut h = format!(
-        "<svg class=\"timeline\" viewBox=\"0 0 {W} 44\" role=\"img\" \
-         aria-label=\"holds of {} since {}\"><line class=\"axis\" x1=\"0\" y1=\"28\" x2=\"{W}\" y2=\"28\"/>",
+        "<svg class=\"timeline\" viewBox=\"0 0 {W} 100\" role=\"img\" \
+         aria-label=\"holds of {} since {}\"><line class=\"axis\" x1=\"0\" y1=\"60\" x2=\"{W}\" y2=\"60\"/>",
         esc(&p.name),
         time(d.since)
     );
@@ -197,20 +198,20 @@ fn timeline(p: &Panel, d: &Dashboard) -> String {
             break;
         }
         h.push_str(&format!(
-            "<line class=\"axis\" x1=\"{0:.1}\" y1=\"4\" x2=\"{0:.1}\" y2=\"32\"/>\
-             <text x=\"{1:.1}\" y=\"42\">{2}</text>",
+            "<line class=\"axis\" x1=\"{0:.1}\" y1=\"4\" x2=\"{0:.1}\" y2=\"66\"/>\
+             <text x=\"{1:.1}\" y=\"94\">{2}</text>",
             at(t),
-            at(t) + 2.0,
-            t.format("%a %d")
+            at(t) + 4.0,
+            t.format("%a")
         ));
         day = date.succ_opt();
     }
     let mut bar = |start: DateTime<Utc>, end: DateTime<Utc>, class: &str, title: String| {
         let (x0, x1) = (at(start), at(end));
         h.push_str(&format!(
-            "<rect class=\"{class}\" x=\"{x0:.1}\" y=\"8\" width=\"{:.1}\" height=\"16\" rx=\"2\">\
+            "<rect class=\"{class}\" x=\"{x0:.1}\" y=\"10\" width=\"{:.1}\" height=\"44\" rx=\"4\">\
              <title>{}</title></rect>",
-            (x1 - x0).max(2.0),
+            (x1 - x0).max(4.0),
             esc(&title)
         ));
     };
