@@ -4,6 +4,7 @@ start-up is included), start-up time alone, peak memory of one acquire, and the 
 against the local store and a real Azurite on loopback.
 
 Usage: python3 bench/bench.py [--runs N]   (builds the release binary first)
+       python3 bench/bench.py --stats     (reading 50 audit logs: bench/stats_bench.py)
 Needs Azurite in .tools/node (bash tests/setup-azurite.sh installs it). Not a test: it prints
 figures and checks them against the targets, but never fails a build.
 """
@@ -96,7 +97,13 @@ def start_azurite(location):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--stats", action="store_true",
+                        help="measure only `stats` and `dashboard` over 50 audit logs (stats_bench.py)")
     args = parser.parse_args()
+    if args.stats:
+        import stats_bench
+        stats_bench.run(10, 50, 1000)
+        return
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
     if not AZURITE.exists():
         sys.exit("Azurite is missing: run `bash tests/setup-azurite.sh` first")

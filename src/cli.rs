@@ -216,6 +216,11 @@ pub enum Command {
     Unfreeze(UnfreezeArgs),
     /// List the freeze windows of every environment, and which are in force now.
     Freezes,
+    /// Counts, wait and hold percentiles, by pipeline and hour of the week, from the audit logs.
+    Stats(StatsArgs),
+    /// Write one self-contained HTML page of every environment (--out DIR), or publish it to the
+    /// storage account's static website (--publish).
+    Dashboard(DashboardArgs),
     /// Run by the GitHub Action and the Azure DevOps task: read the step's inputs and act.
     #[command(hide = true)]
     Step(StepArgs),
@@ -277,6 +282,29 @@ pub struct HistoryArgs {
     /// Only events since then: a duration back from now (90m, 2h, 7d) or an RFC 3339 time.
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    /// Environments to count [default: every environment with an audit log].
+    #[arg(value_name = "ENV")]
+    pub environments: Vec<String>,
+    /// Only events since then: a duration back from now (30d, 12h) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", default_value = "30d")]
+    pub since: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// Write the page to DIR/index.html.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+    /// Write the page to the storage account's static website (`$web/deploy-lock/index.html`).
+    #[arg(long)]
+    pub publish: bool,
+    /// How far back the timeline and the statistics reach: a duration (7d, 48h) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", default_value = "7d")]
+    pub since: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -219,14 +219,14 @@ fn status_lists_every_environment() {
         assert!(table.stdout.starts_with("ENVIRONMENT"), "{}", table.stdout);
         assert!(table.stdout.contains("alpha") && table.stdout.contains("azdevops build 2"));
         let json = b.cmd().args(["status", "--output", "json"]).run().json();
-        let envs: Vec<&str> = json
+        let envs: Vec<&str> = json["environments"]
             .as_array()
             .expect("array")
             .iter()
             .map(|v| v["environment"].as_str().expect("env"))
             .collect();
         assert_eq!(envs, ["alpha", "beta"], "{}", b.name());
-        assert_eq!(json[0]["holder"]["pipeline"], "github");
+        assert_eq!(json["environments"][0]["holder"]["pipeline"], "github");
     }
 }
 

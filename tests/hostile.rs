@@ -565,7 +565,7 @@ fn status_lists_odd_names(b: &crate::support::Backend, odd: usize, others: usize
         let json = run_in_ci(b, ci, &dir, &["status", "--output", "json"]);
         assert_eq!(json.code, 0, "{}: {}", b.name(), json.all());
         let rows = json_line(&json);
-        let rows = rows.as_array().expect("a list");
+        let rows = rows["environments"].as_array().expect("a list");
         assert_eq!(rows.len(), odd + others + 1, "{}", json.stdout);
         let marked = rows.iter().filter(|r| r["invalid_name"] == true).count();
         assert_eq!(marked, odd, "{}", json.stdout);
@@ -621,7 +621,7 @@ fn odd_files_in_the_local_store_never_stop_status() {
     out.code(0).contains("a-directory");
     let json = b.cmd().args(["status", "--output", "json"]).run();
     let rows = json.json();
-    let directory = rows
+    let directory = rows["environments"]
         .as_array()
         .and_then(|rows| rows.iter().find(|r| r["environment"] == "a-directory"))
         .expect("the directory has a row");

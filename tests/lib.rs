@@ -4,6 +4,7 @@
 #![allow(unreachable_pub)]
 
 mod azure;
+mod browser;
 mod cli;
 mod clock;
 mod concurrency;
@@ -13,6 +14,7 @@ mod faults;
 mod freeze;
 mod hostile;
 mod identity;
+mod insight;
 mod long;
 mod monitor;
 mod notify;

@@ -186,7 +186,7 @@ fn status_stuck_after_lists_long_held_locks_exits_3_and_reports_them() {
         .run();
     out.code(3);
     let rows = out.json();
-    let listed: Vec<&str> = rows
+    let listed: Vec<&str> = rows["environments"]
         .as_array()
         .expect("rows")
         .iter()

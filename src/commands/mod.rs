@@ -5,6 +5,7 @@
 pub mod acquire;
 pub mod check;
 pub mod context;
+pub mod dashboard;
 pub mod force_break;
 pub mod freeze;
 pub mod history;
@@ -13,6 +14,7 @@ pub mod release;
 pub mod renew;
 pub mod run;
 pub mod set;
+pub mod stats;
 pub mod status;
 pub mod wait;
 
@@ -71,6 +73,11 @@ pub enum Command {
         envs: Vec<Environment>,
         timeout: Duration,
     },
+    Stats {
+        envs: Vec<Environment>,
+        since: Since,
+    },
+    Dashboard(dashboard::Request),
 }
 
 impl Command {
@@ -172,6 +179,23 @@ impl Command {
                 )?,
             },
             cli::Command::Freezes => Self::Freezes,
+            cli::Command::Stats(args) => Self::Stats {
+                envs: args
+                    .environments
+                    .iter()
+                    .map(|e| config::validate_environment(e))
+                    .collect::<Result<_>>()?,
+                since: stats::parse_window(&args.since)?,
+            },
+            cli::Command::Dashboard(args) => {
+                let request = dashboard::Request {
+                    out: args.out.clone(),
+                    publish: args.publish,
+                    since: stats::parse_window(&args.since)?,
+                };
+                dashboard::check(&request, &cfg.store)?;
+                Self::Dashboard(request)
+            }
             cli::Command::Step(_) => {
                 return Err(Failure::usage("`step` is run by the action and the task"));
             }
@@ -209,6 +233,8 @@ impl Command {
             Self::ReleaseSet(targets) => set::release(ctx, targets),
             Self::CheckSet(targets) => set::check(ctx, targets),
             Self::WaitSet { envs, timeout } => set::wait(ctx, envs, *timeout),
+            Self::Stats { envs, since } => stats::stats_command(ctx, envs, *since),
+            Self::Dashboard(request) => dashboard::dashboard(ctx, request),
         }
     }
 }

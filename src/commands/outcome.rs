@@ -77,6 +77,8 @@ pub enum Outcome {
         locks: Vec<Row>,
         /// `--stuck-after`: `locks` are the ones held longer than this.
         stuck_after: Option<Duration>,
+        /// Each environment's live waiters in queue order (environments without a lock too).
+        queues: std::collections::BTreeMap<String, Vec<crate::lock::waiters::Waiter>>,
     },
     Renewed(Renewal),
     History {
@@ -98,6 +100,8 @@ pub enum Outcome {
     },
     /// One outcome per member of a lock set, in name order.
     Each(Vec<Outcome>),
+    Stats(super::stats::StatsOutcome),
+    Dashboard(super::dashboard::Delivered),
 }
 
 impl Outcome {

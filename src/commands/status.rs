@@ -7,7 +7,9 @@ use super::context::Context;
 use super::outcome::{Outcome, Row};
 use crate::config;
 use crate::exit::Result;
+use crate::lock::waiters::all_queues;
 use crate::lock::{EventKind, LockEvent, LockRecord, LockView};
+use crate::log;
 
 pub fn status(ctx: &Context<'_>, stuck_after: Option<Duration>) -> Result<Outcome> {
     let locker = ctx.locker();
@@ -29,10 +31,16 @@ pub fn status(ctx: &Context<'_>, stuck_after: Option<Duration>) -> Result<Outcom
             }
         }
     }
+    // The queue is advisory: a listing that fails costs the waiters' names, never the locks.
+    let queues = all_queues(ctx.store).unwrap_or_else(|e| {
+        log::warn(&format!("cannot read the waiters' queues: {e}"));
+        std::collections::BTreeMap::new()
+    });
     Ok(Outcome::Status {
         store: ctx.store.describe(),
         locks,
         stuck_after,
+        queues,
     })
 }
 

@@ -359,6 +359,16 @@ impl<'a> AuditLog<'a> {
     }
 }
 
+/// The environments that have an audit log, from one listing, in name order.
+pub fn logged_environments(store: &dyn Store) -> anyhow::Result<Vec<String>> {
+    let listing = store.list(AUDIT_PREFIX)?;
+    Ok(listing
+        .entries
+        .into_iter()
+        .filter_map(|e| e.key.strip_prefix(AUDIT_PREFIX).map(str::to_owned))
+        .collect())
+}
+
 impl EventSink for AuditLog<'_> {
     /// Appends the event as one line; on failure warns and carries on. Observations are not
     /// recorded.

@@ -197,7 +197,12 @@ impl<'a> Locker<'a> {
             ..me.clone()
         };
         // Only waiters queue; a fail-fast acquire stays one request.
-        let mut queue = wait.map(|_| Queue::new(self.store, environment, &token, self.poll));
+        let mut queue = wait.map(|_| {
+            let waiter = self
+                .new_record(environment, &me, holding, &token)
+                .metadata();
+            Queue::new(self.store, environment, &token, self.poll).with_waiter(waiter)
+        });
         let outcome =
             self.acquire_queued(environment, &me, holding, wait, fresh_token, queue.as_mut());
         if let Some(q) = queue.as_mut() {

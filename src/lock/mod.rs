@@ -9,10 +9,13 @@ pub mod fence;
 pub mod freeze;
 pub mod heartbeat;
 pub mod locker;
+pub mod logs;
 pub mod protocol;
 pub mod queue;
 pub mod record;
 pub mod set;
+pub mod stats;
+pub mod waiters;
 
 pub use audit::{
     AuditLog, Discard, EventKind, EventSink, Fanout, LockEvent, audit_sink, operation_id,

@@ -12,6 +12,12 @@
 //! (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up. Ticket names are
 //! written by anyone who can write to the container: a declared poll counts for at most
 //! `MAX_DECLARED_POLL`, so no ticket holds up the queue for longer than a few minutes.
+//!
+//! A ticket says who waits: the holder fields the waiter's lock record would carry
+//! (`LockRecord::metadata`, bounded below Azure's 8 KiB), as its metadata, so `status` shows
+//! the queue from one listing on Azure, and as its body (a JSON object of the same fields), for
+//! stores that keep no metadata. Tickets of earlier versions (body `waiting`) still count; they
+//! show as unknown waiters.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,7 +37,7 @@ const MAX_DECLARED_POLL: Duration = Duration::from_secs(60);
 /// waiter for dead costs little (it puts its ticket back in the same place at its next poll),
 /// while a dead waiter at the head holds up everyone behind it; so this is short, but at least
 /// two seconds, since the store's times have whole seconds.
-fn ticket_ttl(poll: Duration) -> chrono::Duration {
+pub(super) fn ticket_ttl(poll: Duration) -> chrono::Duration {
     let ttl = (poll * 3).max(Duration::from_secs(2));
     chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
 }
@@ -42,6 +48,9 @@ pub struct Queue<'a> {
     prefix: String,
     token: String,
     poll: Duration,
+    /// Who waits, as the ticket's metadata and body.
+    waiter: BTreeMap<String, String>,
+    body: Vec<u8>,
     /// Our ticket's key and version, once we joined.
     ticket: Option<(String, String)>,
     /// Live tickets ahead of us when we last looked, for our place when we join.
@@ -63,9 +72,22 @@ impl<'a> Queue<'a> {
             prefix: format!("{QUEUE_PREFIX}{environment}."),
             token: token.to_owned(),
             poll,
+            waiter: BTreeMap::new(),
+            body: b"waiting".to_vec(),
             ticket: None,
             ahead: 0,
         }
+    }
+
+    /// Who waits, written as the ticket's metadata (`LockRecord::metadata` of the record the
+    /// waiter would write), so others can see the queue.
+    #[must_use]
+    pub fn with_waiter(mut self, waiter: BTreeMap<String, String>) -> Self {
+        if let Ok(body) = serde_json::to_vec(&waiter) {
+            self.body = body;
+        }
+        self.waiter = waiter;
+        self
     }
 
     /// Whether anyone is waiting already (a newcomer then queues instead of jumping ahead).
@@ -96,7 +118,7 @@ impl<'a> Queue<'a> {
             self.token,
             self.poll.as_millis()
         );
-        match self.store.create(&key, b"waiting", &BTreeMap::new()) {
+        match self.store.create(&key, &self.body, &self.waiter) {
             Ok(w) => {
                 self.ticket = Some((key, w.etag));
                 Some(self.ahead + 1)
@@ -114,14 +136,11 @@ impl<'a> Queue<'a> {
         let Some((key, etag)) = self.ticket.clone() else {
             return true;
         };
-        match self
-            .store
-            .replace(&key, b"waiting", &BTreeMap::new(), &etag)
-        {
+        match self.store.replace(&key, &self.body, &self.waiter, &etag) {
             Ok(w) => self.ticket = Some((key.clone(), w.etag)),
             // Someone took our ticket for a dead one: put it back in the same place.
             Err(StoreError::Conflict | StoreError::NotFound(_)) => {
-                match self.store.create(&key, b"waiting", &BTreeMap::new()) {
+                match self.store.create(&key, &self.body, &self.waiter) {
                     Ok(w) => self.ticket = Some((key.clone(), w.etag)),
                     Err(_) => return true,
                 }
@@ -199,7 +218,7 @@ impl<'a> Queue<'a> {
 /// `{joined:013}.{token:32 hex}.{poll ms}` → the poll interval, at most `MAX_DECLARED_POLL`;
 /// anything else is not a ticket of this environment (an environment `a.b` shares the prefix of
 /// `a`, but not this shape).
-fn parse_ticket(rest: &str) -> Option<Duration> {
+pub(super) fn parse_ticket(rest: &str) -> Option<Duration> {
     let mut parts = rest.split('.');
     let (joined, token, poll) = (parts.next()?, parts.next()?, parts.next()?);
     let shaped = parts.next().is_none()

@@ -1,4 +1,4 @@
-//! Outcomes as JSON for scripts: one object (or, for `status` and `history`, one array) per
+//! Outcomes as JSON for scripts: one object (or, for `history`, one array) per
 //! command, printed on one line and escaped for the platform.
 
 use serde_json::{Value, json};
@@ -131,7 +131,7 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
             v["reason"] = json!(reason);
             v
         }
-        Outcome::Status { locks, .. } => json!(
+        Outcome::Status { locks, queues, .. } => super::insight::status_json(
             locks
                 .iter()
                 .map(|row| {
@@ -146,9 +146,10 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
                     if !row.valid_name {
                         v["invalid_name"] = json!(true);
                     }
-                    v
+                    (row.env.clone(), v)
                 })
-                .collect::<Vec<_>>()
+                .collect(),
+            queues,
         ),
         Outcome::Renewed(r) => match &r.end {
             RenewEnd::Renewed(lock) => lock_json(&r.env, State::Renewed.as_str(), Some(lock)),
@@ -180,5 +181,7 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
         Outcome::Each(members) => {
             json!(members.iter().filter_map(outcome_json).collect::<Vec<_>>())
         }
+        Outcome::Stats(s) => super::insight::stats_json(s),
+        Outcome::Dashboard(d) => super::insight::dashboard_json(d),
     })
 }

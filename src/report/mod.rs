@@ -1,6 +1,7 @@
 //! Outcomes as the user sees them: text or JSON on stdout, error lines on stderr, and the CI
 //! outputs (GitHub step outputs, Azure DevOps variables). The only place that prints outcomes.
 
+pub mod insight;
 pub mod json;
 pub mod summary;
 pub mod text;
@@ -251,6 +252,7 @@ impl Reporter {
                 store,
                 locks,
                 stuck_after,
+                queues,
             } => {
                 self.print_json(outcome);
                 if self.text() {
@@ -265,6 +267,25 @@ impl Reporter {
                         for line in text::status_table(p, locks) {
                             self.print(&line);
                         }
+                    }
+                    for line in insight::queue_lines(p, locks, queues) {
+                        self.print(&line);
+                    }
+                }
+            }
+            Outcome::Stats(s) => {
+                self.print_json(outcome);
+                if self.text() {
+                    for line in insight::stats_lines(p, s) {
+                        self.print(&line);
+                    }
+                }
+            }
+            Outcome::Dashboard(d) => {
+                self.print_json(outcome);
+                if self.text() {
+                    for line in insight::dashboard_lines(d) {
+                        self.print(&line);
                     }
                 }
             }

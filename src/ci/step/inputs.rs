@@ -62,6 +62,8 @@ pub struct StepInputs {
     pub reason: Option<String>,
     pub heartbeat: Flag,
     pub release: Flag,
+    /// Publish the dashboard to the storage account's static website after the release.
+    pub dashboard: Flag,
     pub debug: Flag,
     pub store: Option<String>,
     pub container: Option<String>,
@@ -96,6 +98,7 @@ impl StepInputs {
             reason: input("reason"),
             heartbeat: Flag::load("heartbeat"),
             release: Flag::load("release"),
+            dashboard: Flag::load("dashboard"),
             debug: Flag::load("debug"),
             store: input("store"),
             container: input("container"),

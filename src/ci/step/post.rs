@@ -8,7 +8,7 @@ use crate::ci::Platform;
 use crate::cli::GlobalArgs;
 use crate::commands::outcome::Handback;
 use crate::commands::release::hand_back;
-use crate::commands::{Context, event_sink, open_store};
+use crate::commands::{Context, Since, dashboard, event_sink, open_store};
 use crate::config::{self, Pipeline};
 use crate::exit::Result;
 use crate::log;
@@ -42,11 +42,32 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
     let store = open_store(&cfg)?;
     let events = event_sink(&cfg, &*store);
     let ctx = Context::new(&cfg, &*store, &*events);
-    match hand_back(&ctx, &env, &cfg.holder(&pipeline, &token)) {
+    let reporter = Reporter::new(platform, cfg.output);
+    let released = match hand_back(&ctx, &env, &cfg.holder(&pipeline, &token)) {
         Handback::Failed(e) => Err(anyhow::anyhow!(e).into()),
         handback => {
-            Reporter::new(platform, cfg.output).handback(&env, &handback, Caller::PostStep);
+            reporter.handback(&env, &handback, Caller::PostStep);
             Ok(0)
         }
+    };
+    if inputs.dashboard.get(false).unwrap_or(false) {
+        publish_dashboard(&ctx, reporter);
+    }
+    released
+}
+
+/// Publishes the dashboard after the release; a page that cannot be published is a warning,
+/// never a failed step.
+fn publish_dashboard(ctx: &Context<'_>, reporter: Reporter) {
+    let request = dashboard::Request {
+        out: None,
+        publish: true,
+        since: Since::Ago(std::time::Duration::from_secs(7 * 86_400)),
+    };
+    let published = dashboard::dashboard(ctx, &request).and_then(|o| reporter.report(&o));
+    if let Err(e) = published {
+        log::warn(&format!(
+            "deploy-lock: the dashboard was not published (the release is not affected): {e}"
+        ));
     }
 }

@@ -16,6 +16,7 @@ pub mod signer;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod website;
 pub mod xml;
 
 use std::path::PathBuf;

@@ -19,7 +19,7 @@ const MAX_PAGES: usize = 1000;
 
 #[derive(Debug)]
 pub struct AzureStore {
-    client: Client,
+    pub(super) client: Client,
     container: String,
     /// `maxresults` of a listing page; the service's default (5000) when unset.
     page_size: Option<u32>,
