@@ -172,6 +172,9 @@ pub enum Command {
     Run(RunArgs),
     /// Show ENV's audit log: acquisitions, releases, steals, force-breaks, blocked attempts.
     History(HistoryArgs),
+    /// Remove the locks and queue tickets of runs that have ended, in every environment (or the
+    /// given ones), asking GitHub or Azure DevOps with GITHUB_TOKEN/GH_TOKEN or SYSTEM_ACCESSTOKEN.
+    Reap(ReapArgs),
     /// Run by the GitHub Action and the Azure DevOps task: read the step's inputs and act.
     #[command(hide = true)]
     Step(StepArgs),
@@ -230,6 +233,13 @@ pub struct HistoryArgs {
     /// Only events since then: a duration back from now (90m, 2h, 7d) or an RFC 3339 time.
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReapArgs {
+    /// Environments to look at [default: every one in the store].
+    #[arg(value_name = "ENV")]
+    pub environments: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -47,6 +47,7 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
             etag,
             reentrant,
             stolen_from,
+            reaped,
             waited,
         } => {
             if ctx.clock.cancelled() {
@@ -85,7 +86,12 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                     )),
                 }
             }
-            if let Some(previous) = &stolen_from {
+            if let (Some(previous), Some(conclusion)) = (&stolen_from, &reaped) {
+                log::note(&format!(
+                    "took over the lock on {env} from {}, whose run has ended ({conclusion})",
+                    previous.describe()
+                ));
+            } else if let Some(previous) = &stolen_from {
                 if from_another_attempt(previous, &me) {
                     log::note(&format!(
                         "took over the lock on {env} from an earlier attempt of this job ({})",
@@ -99,7 +105,9 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                 }
             }
             if !reentrant {
-                let kind = if stolen_from.is_some() {
+                let kind = if reaped.is_some() {
+                    EventKind::Reaped
+                } else if stolen_from.is_some() {
                     EventKind::Steal
                 } else {
                     EventKind::Acquire
@@ -110,6 +118,7 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                     .as_ref()
                     .map(Holder::describe)
                     .unwrap_or_default();
+                event.conclusion = reaped.clone().unwrap_or_default();
                 ctx.events.record(&event);
             }
             Ok(Outcome::Acquired(Acquisition {
@@ -118,6 +127,7 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                 record,
                 reentrant,
                 stolen_from,
+                reaped,
                 waited,
                 ttl: cfg.ttl,
                 releases_itself: *releases_itself,

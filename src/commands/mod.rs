@@ -8,6 +8,7 @@ pub mod context;
 pub mod force_break;
 pub mod history;
 pub mod outcome;
+pub mod reap;
 pub mod release;
 pub mod renew;
 pub mod run;
@@ -20,9 +21,10 @@ mod tests;
 use std::time::Duration;
 
 use crate::cli;
+use crate::clock::SYSTEM;
 use crate::config::{self, Config, Environment};
 use crate::exit::{Failure, Result};
-use crate::lock::audit_sink;
+use crate::lock::{Reaper, audit_sink};
 
 pub use context::{Context, Progress, Target, default_wait, open_store, parse_wait};
 pub use history::Since;
@@ -49,6 +51,7 @@ pub enum Command {
         env: Environment,
         since: Option<Since>,
     },
+    Reap(Vec<Environment>),
 }
 
 impl Command {
@@ -97,6 +100,7 @@ impl Command {
                     .transpose()?;
                 Self::History { env, since }
             }
+            cli::Command::Reap(args) => Self::Reap(reap::request(&args.environments, cfg)?),
             cli::Command::Step(_) => {
                 return Err(Failure::usage("`step` is run by the action and the task"));
             }
@@ -107,7 +111,9 @@ impl Command {
     pub fn execute(&self, cfg: &Config, progress: &dyn Progress) -> Result<Outcome> {
         let store = open_store(cfg)?;
         let events = audit_sink(&*store, cfg.audit);
-        let ctx = Context::new(cfg, &*store, &*events);
+        let api = reap::ci_api(cfg)?;
+        let reaper = api.as_ref().map(|api| Reaper::new(api, &SYSTEM));
+        let ctx = Context::new(cfg, &*store, &*events).with_reaper(reaper.as_ref());
         self.execute_in(&ctx, progress)
     }
 
@@ -123,6 +129,7 @@ impl Command {
             Self::Renew(t) => renew::renew(ctx, t),
             Self::Run(request) => run::run(ctx, request, progress),
             Self::History { env, since } => history::history(ctx, env, *since),
+            Self::Reap(envs) => reap::reap(ctx, envs),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod secrets;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ci::runs::CiAccess;
 use crate::ci::{self, Platform, RunInfo};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::exit::{Failure, Result};
@@ -61,6 +62,8 @@ pub struct Config {
     pub ttl_given: bool,
     pub fence: bool,
     pub audit: bool,
+    /// The tokens and API URLs of this run's own CI, for asking whether holders' runs ended.
+    pub ci_api: CiAccess,
 }
 
 impl Config {
@@ -132,6 +135,7 @@ impl Config {
             ttl_given: args.ttl_minutes.is_some(),
             fence: !args.no_fence,
             audit: !args.no_audit,
+            ci_api: CiAccess::new(ci::var, None),
         })
     }
 
@@ -203,6 +207,9 @@ pub fn secrets_in_env(args: &GlobalArgs) -> Vec<String> {
         "SYSTEM_ACCESSTOKEN",
         "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
         "IDENTITY_HEADER",
+        // What asks GitHub whether a holder's run ended.
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
     ] {
         if let Some(v) = ci::var(name) {
             out.extend(secrets::parts(&v));
@@ -432,6 +439,8 @@ fn bound_run_info(run: &mut RunInfo) {
         commit,
         actor,
         host,
+        // Bounded where it is made: a cut reference would name another run.
+        ci_run: _,
     } = run;
     for (name, value) in [
         ("build id", build_id),

@@ -42,6 +42,8 @@ pub enum EventKind {
     Blocked,
     /// An acquire's wait ran out.
     TimedOut,
+    /// A lock or queue ticket removed because its run ended, as the run's CI said.
+    Reaped,
     /// A kind this version does not know (written by a newer one), kept as written.
     Other(String),
 }
@@ -58,6 +60,7 @@ impl EventKind {
             Self::ForceBreak => "force-break",
             Self::Blocked => "blocked",
             Self::TimedOut => "timed-out",
+            Self::Reaped => "reaped",
             Self::Other(s) => s,
         }
     }
@@ -72,6 +75,7 @@ impl EventKind {
             Self::ForceBreak,
             Self::Blocked,
             Self::TimedOut,
+            Self::Reaped,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -83,6 +87,7 @@ impl EventKind {
     pub fn other_party(&self) -> &'static str {
         match self {
             Self::Steal => "took over from",
+            Self::Reaped => "reaped the lock of",
             Self::ForceBreak => "broke the lock of",
             Self::Blocked | Self::TimedOut => "blocked by",
             Self::Lost | Self::RenewFailed => "now held by",
@@ -138,6 +143,9 @@ pub struct LockEvent {
     /// The other party: who blocked us, whose stale lock we took, whose lock was broken.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub other: String,
+    /// `reaped`: how the other party's run ended, as its CI said (`cancelled`, `failed`, ...).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub conclusion: String,
 }
 
 fn store_time(at: DateTime<Utc>) -> String {

@@ -5,17 +5,22 @@
 //! command line, which decide the values passed in.
 
 pub mod audit;
+pub mod ci_api;
 pub mod fence;
 pub mod heartbeat;
 pub mod locker;
 pub mod protocol;
 pub mod queue;
+pub mod reap;
+pub mod reaper;
 pub mod record;
 
 pub use audit::{AuditLog, Discard, EventKind, EventSink, LockEvent, audit_sink};
 pub use fence::Fenced;
 pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token};
 pub use protocol::{Identity, LockView, Ownership};
+pub use reap::Reaped;
+pub use reaper::{Reaper, RunOracle};
 pub use record::{Holder, LockRecord};
 
 pub use record::{FENCE_PREFIX, KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::reaper::{Reaper, ticket_body};
+use crate::ci::runs::CiRun;
 use crate::log;
 use crate::store::{Store, StoreError};
 
@@ -44,6 +46,9 @@ pub struct Queue<'a> {
     poll: Duration,
     /// Our ticket's key and version, once we joined.
     ticket: Option<(String, String)>,
+    /// Our run, named in our ticket so others can ask whether it ended; and who asks about theirs.
+    run: Option<CiRun>,
+    reaper: Option<&'a Reaper<'a>>,
 }
 
 /// A ticket as listed: its key, version and whether its owner still refreshes it.
@@ -62,6 +67,18 @@ impl<'a> Queue<'a> {
             token: token.to_owned(),
             poll,
             ticket: None,
+            run: None,
+            reaper: None,
+        }
+    }
+
+    /// Names `run` in our ticket, and gives up the places of waiters whose runs ended.
+    #[must_use]
+    pub fn with_run(self, run: Option<CiRun>, reaper: Option<&'a Reaper<'a>>) -> Self {
+        Self {
+            run,
+            reaper,
+            ..self
         }
     }
 
@@ -88,7 +105,10 @@ impl<'a> Queue<'a> {
             self.token,
             self.poll.as_millis()
         );
-        match self.store.create(&key, b"waiting", &BTreeMap::new()) {
+        match self
+            .store
+            .create(&key, &ticket_body(self.run.as_ref()), &BTreeMap::new())
+        {
             Ok(w) => self.ticket = Some((key, w.etag)),
             Err(e) => log::debug(&format!("cannot join the waiters' queue: {e}")),
         }
@@ -100,14 +120,19 @@ impl<'a> Queue<'a> {
         let Some((key, etag)) = self.ticket.clone() else {
             return true;
         };
-        match self
-            .store
-            .replace(&key, b"waiting", &BTreeMap::new(), &etag)
-        {
+        match self.store.replace(
+            &key,
+            &ticket_body(self.run.as_ref()),
+            &BTreeMap::new(),
+            &etag,
+        ) {
             Ok(w) => self.ticket = Some((key.clone(), w.etag)),
             // Someone took our ticket for a dead one: put it back in the same place.
             Err(StoreError::Conflict | StoreError::NotFound(_)) => {
-                match self.store.create(&key, b"waiting", &BTreeMap::new()) {
+                match self
+                    .store
+                    .create(&key, &ticket_body(self.run.as_ref()), &BTreeMap::new())
+                {
                     Ok(w) => self.ticket = Some((key.clone(), w.etag)),
                     Err(_) => return true,
                 }
@@ -118,7 +143,13 @@ impl<'a> Queue<'a> {
             }
         }
         match self.tickets() {
-            Ok(tickets) => {
+            Ok(mut tickets) => {
+                // A waiter ahead of us whose run ended (as its CI says) is gone like a dead one.
+                if let Some(reaper) = self.reaper {
+                    for t in tickets.iter_mut().take_while(|t| t.key != key) {
+                        t.live = t.live && reaper.ticket_ended(self.store, &t.key).is_none();
+                    }
+                }
                 for dead in tickets.iter().filter(|t| !t.live) {
                     // Best effort and conditional: a waiter that just came back keeps its ticket.
                     let _ = self.store.delete(&dead.key, &dead.etag);
@@ -185,7 +216,7 @@ impl<'a> Queue<'a> {
 /// `{joined:013}.{token:32 hex}.{poll ms}` → the poll interval, at most `MAX_DECLARED_POLL`;
 /// anything else is not a ticket of this environment (an environment `a.b` shares the prefix of
 /// `a`, but not this shape).
-fn parse_ticket(rest: &str) -> Option<Duration> {
+pub(super) fn parse_ticket(rest: &str) -> Option<Duration> {
     let mut parts = rest.split('.');
     let (joined, token, poll) = (parts.next()?, parts.next()?, parts.next()?);
     let shaped = parts.next().is_none()
