@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod identity;
 mod long;
+mod reap;
 mod release;
 mod requests;
 mod simulation;
