@@ -160,6 +160,9 @@ pub fn history_line(e: &LockEvent) -> String {
     if !e.other.is_empty() {
         details.push(format!("{} {}", e.kind.other_party(), e.other));
     }
+    if !e.conclusion.is_empty() {
+        details.push(format!("its run ended: {}", e.conclusion));
+    }
     if !e.reason.is_empty() {
         details.push(format!("reason: {}", e.reason));
     }
