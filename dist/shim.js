@@ -384,9 +384,9 @@ function privateCopy(bytes, expected, name, env = process.env) {
 /** Runs the binary, forwarding cancellation so that a cancelled wait still releases. Resolves to its exit code. */
 function runBinary(binary, args, { env = process.env } = {}) {
   return new Promise((resolve, reject) => {
+    // `github-token` reaches the binary, which sends it only to the job's own GitHub API, to ask
+    // whether a holder's run has ended (README, "Reaping").
     const childEnv = { ...env };
-    // The download token is the shim's alone.
-    delete childEnv['INPUT_GITHUB-TOKEN'];
     // The runner's or agent's worker that started this step: the detached heartbeat lives as long as it.
     childEnv.DEPLOY_LOCK_JOB_PID = String(process.ppid);
     const child = spawn(binary, args, { stdio: 'inherit', env: childEnv, windowsHide: true });

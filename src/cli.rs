@@ -221,6 +221,9 @@ pub enum Command {
     /// Write one self-contained HTML page of every environment (--out DIR), or publish it to the
     /// storage account's static website (--publish).
     Dashboard(DashboardArgs),
+    /// Remove the locks and queue tickets of runs that have ended, in every environment (or the
+    /// given ones), asking GitHub or Azure DevOps with GITHUB_TOKEN/GH_TOKEN or SYSTEM_ACCESSTOKEN.
+    Reap(ReapArgs),
     /// Run by the GitHub Action and the Azure DevOps task: read the step's inputs and act.
     #[command(hide = true)]
     Step(StepArgs),
@@ -305,6 +308,13 @@ pub struct DashboardArgs {
     /// How far back the timeline and the statistics reach: a duration (7d, 48h) or an RFC 3339 time.
     #[arg(long, value_name = "WHEN", default_value = "7d")]
     pub since: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReapArgs {
+    /// Environments to look at [default: every one in the store].
+    #[arg(value_name = "ENV")]
+    pub environments: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

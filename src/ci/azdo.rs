@@ -1,6 +1,7 @@
 //! Azure DevOps: `##vso[...]` logging commands and the build's identity.
 
 use super::env::{RunInfo, var};
+use super::runs::CiRun;
 
 pub(super) fn run_info(host: String) -> RunInfo {
     let build_id = var("DEPLOY_LOCK_BUILD_ID")
@@ -29,6 +30,7 @@ pub(super) fn run_info(host: String) -> RunInfo {
         commit: var("BUILD_SOURCEVERSION").unwrap_or_default(),
         actor: var("BUILD_REQUESTEDFOR").unwrap_or_default(),
         host,
+        ci_run: CiRun::azdo(var),
     }
 }
 

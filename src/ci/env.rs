@@ -2,6 +2,8 @@
 
 use std::env;
 
+use super::runs::CiRun;
+
 /// Who is taking the lock, as the platform tells it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunInfo {
@@ -14,6 +16,8 @@ pub struct RunInfo {
     pub commit: String,
     pub actor: String,
     pub host: String,
+    /// Where the run can be asked whether it is still going (GitHub Actions, Azure DevOps).
+    pub ci_run: Option<CiRun>,
 }
 
 /// A value read from the environment, trimmed, empty treated as absent.

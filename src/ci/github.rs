@@ -6,6 +6,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 
 use super::env::{RunInfo, var};
+use super::runs::CiRun;
 
 pub(super) fn run_info(host: String) -> RunInfo {
     let build_id = var("DEPLOY_LOCK_BUILD_ID")
@@ -34,6 +35,7 @@ pub(super) fn run_info(host: String) -> RunInfo {
         commit: var("GITHUB_SHA").unwrap_or_default(),
         actor: var("GITHUB_ACTOR").unwrap_or_default(),
         host,
+        ci_run: CiRun::github(var),
     }
 }
 

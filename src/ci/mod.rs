@@ -5,6 +5,7 @@ pub mod azdo;
 pub mod env;
 pub mod escape;
 pub mod github;
+pub mod runs;
 pub mod step;
 
 pub use env::{RunInfo, var};

@@ -61,6 +61,7 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
             etag,
             reentrant,
             stolen_from,
+            reaped,
             waited,
         } => {
             if ctx.clock.cancelled() {
@@ -88,6 +89,7 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                     etag: &etag,
                     reentrant,
                     stolen_from,
+                    reaped,
                     waited,
                     releases_itself: *releases_itself,
                 },
@@ -142,6 +144,8 @@ pub(super) struct Taken<'t> {
     pub etag: &'t str,
     pub reentrant: bool,
     pub stolen_from: Option<Holder>,
+    /// The conclusion of the holder's run, when it was taken over because that run ended.
+    pub reaped: Option<String>,
     pub waited: Duration,
     pub releases_itself: bool,
 }
@@ -160,6 +164,7 @@ pub(super) fn confirm(
         etag,
         reentrant,
         ref stolen_from,
+        ref reaped,
         waited,
         releases_itself,
     } = *taken;
@@ -185,7 +190,12 @@ pub(super) fn confirm(
             )),
         }
     }
-    if let Some(previous) = &stolen_from {
+    if let (Some(previous), Some(conclusion)) = (stolen_from, reaped) {
+        log::note(&format!(
+            "took over the lock on {env} from {}, whose run has ended ({conclusion})",
+            previous.describe()
+        ));
+    } else if let Some(previous) = stolen_from {
         if from_another_attempt(previous, me) {
             log::note(&format!(
                 "took over the lock on {env} from an earlier attempt of this job ({})",
@@ -199,7 +209,9 @@ pub(super) fn confirm(
         }
     }
     if !reentrant {
-        let kind = if stolen_from.is_some() {
+        let kind = if reaped.is_some() {
+            EventKind::Reaped
+        } else if stolen_from.is_some() {
             EventKind::Steal
         } else {
             EventKind::Acquire
@@ -210,6 +222,7 @@ pub(super) fn confirm(
             .as_ref()
             .map(Holder::describe)
             .unwrap_or_default();
+        event.conclusion = reaped.clone().unwrap_or_default();
         ctx.events.record(&event);
     }
     Ok(Acquisition {
@@ -218,6 +231,7 @@ pub(super) fn confirm(
         record,
         reentrant,
         stolen_from: stolen_from.clone(),
+        reaped: reaped.clone(),
         waited,
         ttl: cfg.ttl,
         releases_itself,

@@ -6,7 +6,7 @@ use super::outcome::Outcome;
 use crate::clock::{Clock, SYSTEM};
 use crate::config::{self, Config, Environment, Pipeline, StoreChoice};
 use crate::exit::{Failure, Result};
-use crate::lock::{EventSink, Fanout, Locker, audit_sink};
+use crate::lock::{EventSink, Fanout, Locker, Reaper, audit_sink};
 use crate::store::Store;
 use crate::store::file::FileStore;
 
@@ -51,6 +51,8 @@ pub struct Context<'a> {
     pub store: &'a dyn Store,
     pub events: &'a dyn EventSink,
     pub clock: &'a dyn Clock,
+    /// Asks whether holders' runs ended; None without a token for this run's CI.
+    pub reaper: Option<&'a Reaper<'a>>,
 }
 
 impl<'a> Context<'a> {
@@ -61,7 +63,14 @@ impl<'a> Context<'a> {
             store,
             events,
             clock: &SYSTEM,
+            reaper: None,
         }
+    }
+
+    /// The same context, reaping holders whose runs ended.
+    #[must_use]
+    pub fn with_reaper(self, reaper: Option<&'a Reaper<'a>>) -> Self {
+        Self { reaper, ..self }
     }
 
     /// The locker with the configured ttls, poll interval and clock.
@@ -71,6 +80,7 @@ impl<'a> Context<'a> {
             .with_foreign_ttl(self.cfg.foreign_ttl)
             .with_clock(self.clock)
             .with_events(self.events)
+            .with_reaper(self.reaper)
     }
 }
 

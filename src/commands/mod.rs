@@ -10,6 +10,7 @@ pub mod force_break;
 pub mod freeze;
 pub mod history;
 pub mod outcome;
+pub mod reap;
 pub mod release;
 pub mod renew;
 pub mod run;
@@ -24,8 +25,10 @@ mod tests;
 use std::time::Duration;
 
 use crate::cli;
+use crate::clock::SYSTEM;
 use crate::config::{self, Config, Environment};
 use crate::exit::{Failure, Result};
+use crate::lock::Reaper;
 
 pub use context::{Context, Progress, Target, default_wait, event_sink, open_store, parse_wait};
 pub use history::Since;
@@ -78,6 +81,7 @@ pub enum Command {
         since: Since,
     },
     Dashboard(dashboard::Request),
+    Reap(Vec<Environment>),
 }
 
 impl Command {
@@ -196,6 +200,7 @@ impl Command {
                 dashboard::check(&request, &cfg.store)?;
                 Self::Dashboard(request)
             }
+            cli::Command::Reap(args) => Self::Reap(reap::request(&args.environments, cfg)?),
             cli::Command::Step(_) => {
                 return Err(Failure::usage("`step` is run by the action and the task"));
             }
@@ -206,7 +211,9 @@ impl Command {
     pub fn execute(&self, cfg: &Config, progress: &dyn Progress) -> Result<Outcome> {
         let store = open_store(cfg)?;
         let events = event_sink(cfg, &*store);
-        let ctx = Context::new(cfg, &*store, &*events);
+        let api = reap::ci_api(cfg)?;
+        let reaper = api.as_ref().map(|api| Reaper::new(api, &SYSTEM));
+        let ctx = Context::new(cfg, &*store, &*events).with_reaper(reaper.as_ref());
         self.execute_in(&ctx, progress)
     }
 
@@ -235,6 +242,7 @@ impl Command {
             Self::WaitSet { envs, timeout } => set::wait(ctx, envs, *timeout),
             Self::Stats { envs, since } => stats::stats_command(ctx, envs, *since),
             Self::Dashboard(request) => dashboard::dashboard(ctx, request),
+            Self::Reap(envs) => reap::reap(ctx, envs),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::ci::runs::CiRun;
 use crate::config::{Config, Environment, Pipeline};
 use crate::exit::ExitCode;
 use crate::lock::{Holder, Identity, LockRecord, LockView};
@@ -102,6 +103,7 @@ pub enum Outcome {
     Each(Vec<Outcome>),
     Stats(super::stats::StatsOutcome),
     Dashboard(super::dashboard::Delivered),
+    Reaped(Reaping),
 }
 
 impl Outcome {
@@ -149,6 +151,8 @@ pub struct Acquisition {
     /// release it, and must not shorten its ttl.
     pub reentrant: bool,
     pub stolen_from: Option<Holder>,
+    /// The conclusion of `stolen_from`'s run, when it was taken over because that run ended.
+    pub reaped: Option<String>,
     pub waited: Duration,
     /// The ttl we asked for.
     pub ttl: Duration,
@@ -316,4 +320,22 @@ impl Ran {
             self.code
         }
     }
+}
+
+/// What `reap` removed: each lock and queue ticket of a run that ended.
+#[derive(Debug, Default)]
+pub struct Reaping {
+    /// How many environments were looked at.
+    pub checked: usize,
+    pub removed: Vec<ReapedItem>,
+}
+
+/// One removal by `reap`.
+#[derive(Debug)]
+pub struct ReapedItem {
+    pub env: String,
+    /// The lock's holder, or None for a queue ticket.
+    pub lock: Option<Box<LockView>>,
+    pub run: CiRun,
+    pub conclusion: String,
 }

@@ -122,6 +122,8 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                     etag: &member.etag,
                     reentrant: member.reentrant,
                     stolen_from: member.stolen_from.clone(),
+                    // Members are taken fail-fast, and only a waiter asks whether a run ended.
+                    reaped: None,
                     waited,
                     releases_itself: false,
                 };

@@ -9,6 +9,7 @@ pub mod secrets;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ci::runs::CiAccess;
 use crate::ci::{self, Platform, RunInfo};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::exit::{Failure, Result};
@@ -63,6 +64,8 @@ pub struct Config {
     pub audit: bool,
     /// Webhooks and Application Insights, beside the audit log.
     pub sinks: crate::sinks::Settings,
+    /// The tokens and API URLs of this run's own CI, for asking whether holders' runs ended.
+    pub ci_api: CiAccess,
 }
 
 impl Config {
@@ -141,6 +144,7 @@ impl Config {
             fence: !args.no_fence,
             audit: !args.no_audit,
             sinks,
+            ci_api: CiAccess::new(ci::var, None),
         })
     }
 
@@ -212,6 +216,9 @@ pub fn secrets_in_env(args: &GlobalArgs) -> Vec<String> {
         "SYSTEM_ACCESSTOKEN",
         "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
         "IDENTITY_HEADER",
+        // What asks GitHub whether a holder's run ended.
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
     ] {
         if let Some(v) = ci::var(name) {
             out.extend(secrets::parts(&v));
@@ -444,6 +451,8 @@ fn bound_run_info(run: &mut RunInfo) {
         commit,
         actor,
         host,
+        // Bounded where it is made: a cut reference would name another run.
+        ci_run: _,
     } = run;
     for (name, value) in [
         ("build id", build_id),

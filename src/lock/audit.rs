@@ -53,6 +53,8 @@ pub enum EventKind {
     Free,
     /// `status --stuck-after` found the lock held for longer than it was told.
     Stuck,
+    /// A lock or queue ticket removed because its run ended, as the run's CI said.
+    Reaped,
     /// A kind this version does not know (written by a newer one), kept as written.
     Other(String),
 }
@@ -75,6 +77,7 @@ impl EventKind {
             Self::Waiting => "waiting",
             Self::Free => "free",
             Self::Stuck => "stuck",
+            Self::Reaped => "reaped",
             Self::Other(s) => s,
         }
     }
@@ -95,6 +98,7 @@ impl EventKind {
             Self::Waiting,
             Self::Free,
             Self::Stuck,
+            Self::Reaped,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -113,6 +117,7 @@ impl EventKind {
     pub fn other_party(&self) -> &'static str {
         match self {
             Self::Steal => "took over from",
+            Self::Reaped => "reaped the lock of",
             Self::ForceBreak => "broke the lock of",
             Self::Blocked | Self::TimedOut | Self::Waiting => "blocked by",
             Self::Lost | Self::RenewFailed => "now held by",
@@ -177,6 +182,9 @@ pub struct LockEvent {
     /// and release line up; empty when there is none. Not in the audit log.
     #[serde(skip)]
     pub operation: String,
+    /// `reaped`: how the other party's run ended, as its CI said (`cancelled`, `failed`, ...).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub conclusion: String,
 }
 
 /// A stable id for the acquisition that `token` names, which can be shown: one-way, so it

@@ -12,6 +12,7 @@ use super::protocol::{
     acquire_step, landed, release_step, time_left,
 };
 use super::queue::Queue;
+use super::reaper::Reaper;
 use super::record::{Holder, LockRecord, SCHEMA};
 use super::record::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
 use crate::ci::RunInfo;
@@ -44,6 +45,8 @@ pub struct Locker<'a> {
     last_now: Cell<Option<DateTime<Utc>>>,
     /// Where the events that happen inside an operation go (an acquire entering the queue).
     events: &'a dyn EventSink,
+    /// Asks whether a holder's run has ended (`reap.rs`); None without a CI token.
+    pub(super) reaper: Option<&'a Reaper<'a>>,
 }
 
 #[derive(Debug)]
@@ -57,6 +60,8 @@ pub enum Acquired {
         reentrant: bool,
         /// A stale holder we took over from.
         stolen_from: Option<Holder>,
+        /// The conclusion of the holder's run, when it was taken over because that run ended.
+        reaped: Option<String>,
         waited: Duration,
     },
     /// Held by someone else (and we did not wait, or the wait ran out).
@@ -122,6 +127,7 @@ impl<'a> Locker<'a> {
             clock: &SYSTEM,
             last_now: Cell::new(None),
             events: &Discard,
+            reaper: None,
         }
     }
 
@@ -135,6 +141,12 @@ impl<'a> Locker<'a> {
     #[must_use]
     pub fn with_clock(self, clock: &'a dyn Clock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// The same locker, reaping holders whose runs have ended.
+    #[must_use]
+    pub fn with_reaper(self, reaper: Option<&'a Reaper<'a>>) -> Self {
+        Self { reaper, ..self }
     }
 
     /// Another timeout for records without a ttl of their own (`LOCK_TIMEOUT_MINUTES`).
@@ -201,7 +213,9 @@ impl<'a> Locker<'a> {
             let waiter = self
                 .new_record(environment, &me, holding, &token)
                 .metadata();
-            Queue::new(self.store, environment, &token, self.poll).with_waiter(waiter)
+            Queue::new(self.store, environment, &token, self.poll)
+                .with_waiter(waiter)
+                .with_run(holding.run.ci_run.clone(), self.reaper)
         });
         let outcome =
             self.acquire_queued(environment, &me, holding, wait, fresh_token, queue.as_mut());
@@ -234,14 +248,14 @@ impl<'a> Locker<'a> {
         // Our latest create or takeover while its outcome is unknown: the record we sent and the
         // holder it replaced (None for a create). Finding that record later means the write landed
         // although its answer was lost: it is what it was, not a re-entrant refresh.
-        let mut sent: Option<(LockRecord, Option<Holder>)> = None;
+        let mut sent: Option<(LockRecord, Option<Holder>, Option<String>)> = None;
         loop {
             if self.clock.cancelled() {
                 return Ok(Acquired::Cancelled {
                     waited: self.since(started),
                 });
             }
-            if let (Some((record, stolen_from)), Some(Some(view))) = (&sent, &lock)
+            if let (Some((record, stolen_from, reaped)), Some(Some(view))) = (&sent, &lock)
                 && let Some(landed) = landed(record, view, fresh_token)
             {
                 let mut record = landed.clone();
@@ -251,12 +265,19 @@ impl<'a> Locker<'a> {
                     etag: view.etag.clone(),
                     reentrant: false,
                     stolen_from: stolen_from.clone(),
+                    reaped: reaped.clone(),
                     waited: self.since(started),
                 });
             }
             let step = match &lock {
                 None => AcquireStep::Create,
                 Some(current) => acquire_step(current.as_ref(), me),
+            };
+            // Only a waiter asks the holder's CI: a fail-fast acquire stays as cheap as it was.
+            let (step, reaped) = if wait.is_some() {
+                self.reap_step(step, lock.as_ref().and_then(Option::as_ref))
+            } else {
+                (step, None)
             };
             let left = time_left(wait, self.since(started));
             let step = match acquire_move(step, our_turn, left, wait.is_some()) {
@@ -308,7 +329,7 @@ impl<'a> Locker<'a> {
                 self.write_step(environment, me, holding, &token, &step, current);
             let reentrant = matches!(step, AcquireStep::Refresh { .. });
             if !reentrant {
-                sent = Some((record.clone(), stolen_from.clone()));
+                sent = Some((record.clone(), stolen_from.clone(), reaped.clone()));
             }
             match result {
                 Ok(written) => {
@@ -324,6 +345,7 @@ impl<'a> Locker<'a> {
                         etag: written.etag,
                         reentrant,
                         stolen_from,
+                        reaped,
                         waited: self.since(started),
                     });
                 }
@@ -448,6 +470,7 @@ impl<'a> Locker<'a> {
             actor: holding.run.actor.clone(),
             reason: holding.reason.to_owned(),
             host: holding.run.host.clone(),
+            ci_run: holding.run.ci_run.clone(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! command line, which decide the values passed in.
 
 pub mod audit;
+pub mod ci_api;
 pub mod fence;
 pub mod freeze;
 pub mod heartbeat;
@@ -12,6 +13,8 @@ pub mod locker;
 pub mod logs;
 pub mod protocol;
 pub mod queue;
+pub mod reap;
+pub mod reaper;
 pub mod record;
 pub mod set;
 pub mod stats;
@@ -24,6 +27,8 @@ pub use fence::Fenced;
 pub use freeze::{FreezeView, Freezes, Window};
 pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token};
 pub use protocol::{Identity, LockView, Ownership};
+pub use reap::Reaped;
+pub use reaper::{Reaper, RunOracle};
 pub use record::{Holder, LockRecord};
 pub use set::{Member, SetAcquired};
 

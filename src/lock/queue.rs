@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::reaper::{Reaper, ticket_body};
+use crate::ci::runs::CiRun;
 use crate::log;
 use crate::store::{Store, StoreError};
 
@@ -55,6 +57,9 @@ pub struct Queue<'a> {
     ticket: Option<(String, String)>,
     /// Live tickets ahead of us when we last looked, for our place when we join.
     ahead: usize,
+    /// Our run, named in our ticket so others can ask whether it ended; and who asks about theirs.
+    run: Option<CiRun>,
+    reaper: Option<&'a Reaper<'a>>,
 }
 
 /// A ticket as listed: its key, version and whether its owner still refreshes it.
@@ -76,6 +81,20 @@ impl<'a> Queue<'a> {
             body: b"waiting".to_vec(),
             ticket: None,
             ahead: 0,
+            run: None,
+            reaper: None,
+        }
+    }
+
+    /// Names `run` in our ticket, and gives up the places of waiters whose runs ended.
+    #[must_use]
+    pub fn with_run(self, run: Option<CiRun>, reaper: Option<&'a Reaper<'a>>) -> Self {
+        let body = ticket_body(&self.waiter, run.as_ref());
+        Self {
+            body,
+            run,
+            reaper,
+            ..self
         }
     }
 
@@ -83,9 +102,7 @@ impl<'a> Queue<'a> {
     /// waiter would write), so others can see the queue.
     #[must_use]
     pub fn with_waiter(mut self, waiter: BTreeMap<String, String>) -> Self {
-        if let Ok(body) = serde_json::to_vec(&waiter) {
-            self.body = body;
-        }
+        self.body = ticket_body(&waiter, self.run.as_ref());
         self.waiter = waiter;
         self
     }
@@ -151,7 +168,13 @@ impl<'a> Queue<'a> {
             }
         }
         match self.tickets() {
-            Ok(tickets) => {
+            Ok(mut tickets) => {
+                // A waiter ahead of us whose run ended (as its CI says) is gone like a dead one.
+                if let Some(reaper) = self.reaper {
+                    for t in tickets.iter_mut().take_while(|t| t.key != key) {
+                        t.live = t.live && reaper.ticket_ended(self.store, &t.key).is_none();
+                    }
+                }
                 for dead in tickets.iter().filter(|t| !t.live) {
                     // Best effort and conditional: a waiter that just came back keeps its ticket.
                     let _ = self.store.delete(&dead.key, &dead.etag);

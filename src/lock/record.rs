@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ci::runs::{CiRun, lenient};
+
 /// Blob names the seed script uses, so both can run side by side.
 pub const KEY_PREFIX: &str = "deployment-lock-";
 /// The per-environment fencing counter; outside `KEY_PREFIX`, so listings of locks skip it.
@@ -72,6 +74,10 @@ pub struct LockRecord {
     pub reason: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub host: String,
+    /// Where the holder's run can be asked whether it is still going; added in 1.x, ignored by
+    /// earlier versions, and read leniently (an odd value is no reference).
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub ci_run: Option<CiRun>,
 }
 
 /// What a lock blob turned out to hold.
@@ -357,7 +363,15 @@ mod tests {
             commit: field.clone(),
             actor: field.clone(),
             reason: worst(MAX_REASON_CHARS),
-            host: field,
+            host: field.clone(),
+            ci_run: Some(CiRun {
+                system: field.clone(),
+                api_url: field.clone(),
+                repository: field.clone(),
+                project: field.clone(),
+                run_id: field.clone(),
+                attempt: field,
+            }),
         }
     }
 
@@ -470,7 +484,18 @@ mod tests {
                 actor: field(rng),
                 reason: field(rng),
                 host: field(rng),
+                ci_run: None,
             };
+            if rng.chance(30) {
+                rec.ci_run = Some(crate::ci::runs::CiRun {
+                    system: field(rng),
+                    api_url: field(rng),
+                    repository: field(rng),
+                    project: field(rng),
+                    run_id: field(rng),
+                    attempt: field(rng),
+                });
+            }
             if rec.pipeline.is_empty() && rec.build_id.is_empty() {
                 rec.build_id = "1".into();
             }

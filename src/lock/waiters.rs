@@ -95,7 +95,13 @@ fn waiter(store: &dyn Store, entry: &Entry, since: Option<DateTime<Utc>>) -> Wai
             .ok()
             .and_then(|read| read.blob)
             .filter(|blob| blob.data.len() <= MAX_TICKET_BYTES)
-            .and_then(|blob| serde_json::from_slice(&blob.data).ok())
+            .and_then(|blob| serde_json::from_slice::<serde_json::Value>(&blob.data).ok())
+            .and_then(|body| body.as_object().cloned())
+            .map(|body| {
+                body.into_iter()
+                    .filter_map(|(name, value)| value.as_str().map(|v| (name, v.to_owned())))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let field = |name: &str| {

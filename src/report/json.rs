@@ -88,6 +88,7 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
                 "ttl_seconds": record.ttl_seconds,
                 "waited_seconds": a.waited.as_secs(),
                 "stolen_from": a.stolen_from.as_ref().map(holder_json),
+                "reaped": a.reaped,
                 "holder": holder_json(&Holder::Current(record.clone())),
             })
         }
@@ -103,6 +104,16 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
             v
         }
         Outcome::AcquireInterrupted { .. } | Outcome::Ran(_) => return None,
+        Outcome::Reaped(r) => json!({
+            "environments_checked": r.checked,
+            "reaped": r.removed.iter().map(|item| json!({
+                "environment": item.env,
+                "kind": if item.lock.is_some() { "lock" } else { "queue-ticket" },
+                "holder": item.lock.as_ref().map(|l| holder_json(&l.holder)),
+                "run": item.run,
+                "conclusion": item.conclusion,
+            })).collect::<Vec<_>>(),
+        }),
         Outcome::Released(r) => {
             let (state, lock) = match &r.how {
                 How::Released { lock, .. } => (State::Released, Some(&**lock)),

@@ -332,6 +332,14 @@ impl Reporter {
                     }
                 }
             }
+            Outcome::Reaped(r) => {
+                self.print_json(outcome);
+                if self.text() {
+                    for line in text::reaped_lines(r) {
+                        self.print(&line);
+                    }
+                }
+            }
             Outcome::Ran(r) => {
                 if let Some(outer) = &r.outer_holder {
                     self.print(&format!(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::ci::Platform;
-use crate::commands::outcome::Row;
+use crate::commands::outcome::{Reaping, Row};
 use crate::exit::Failure;
 use crate::human::{human, human_std};
 use crate::lock::{Holder, LockEvent, LockView};
@@ -160,6 +160,9 @@ pub fn history_line(e: &LockEvent) -> String {
     if !e.other.is_empty() {
         details.push(format!("{} {}", e.kind.other_party(), e.other));
     }
+    if !e.conclusion.is_empty() {
+        details.push(format!("its run ended: {}", e.conclusion));
+    }
     if !e.reason.is_empty() {
         details.push(format!("reason: {}", e.reason));
     }
@@ -181,4 +184,38 @@ pub fn print_error(platform: Platform, failure: &Failure) -> i32 {
         platform.error_line("deploy-lock", &failure.to_string())
     );
     failure.code.code()
+}
+
+/// What `reap` did, one line per removal and a total.
+#[must_use]
+pub fn reaped_lines(r: &Reaping) -> Vec<String> {
+    let mut lines: Vec<String> = r
+        .removed
+        .iter()
+        .map(|item| match &item.lock {
+            Some(lock) => format!(
+                "Reaped the lock on {}: {}'s run ended ({}).",
+                item.env,
+                lock.holder.describe(),
+                item.conclusion
+            ),
+            None => format!(
+                "Removed a queue ticket on {}: {} run {} ended ({}).",
+                item.env, item.run.system, item.run.run_id, item.conclusion
+            ),
+        })
+        .collect();
+    lines.push(if r.removed.is_empty() {
+        format!(
+            "Nothing to reap in {} environment(s): no lock or queue ticket of a run that ended.",
+            r.checked
+        )
+    } else {
+        format!(
+            "Reaped {} lock(s) and queue ticket(s) in {} environment(s).",
+            r.removed.len(),
+            r.checked
+        )
+    });
+    lines
 }

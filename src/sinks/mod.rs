@@ -44,6 +44,7 @@ pub const EVENT_NAMES: &[&str] = &[
     "frozen",
     "unfrozen",
     "freeze-override",
+    "reaped",
 ];
 
 /// An event's name in notifications and Azure Monitor: what happened, in the past tense where

@@ -60,6 +60,10 @@ pub fn headline(event: &LockEvent) -> String {
         EventKind::FreezeOverride => {
             format!("{env} is locked by {who} during a freeze (override)")
         }
+        EventKind::Reaped => match event.conclusion.as_str() {
+            "" => format!("{env}: {who} removed the lock of {other}, whose run ended"),
+            how => format!("{env}: {who} removed the lock of {other}, whose run ended ({how})"),
+        },
         EventKind::Other(name) => format!("{env}: {name} ({who})"),
     }
 }

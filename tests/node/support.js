@@ -181,6 +181,8 @@ class GitHubJob {
       GITHUB_RUN_NUMBER: '7',
       GITHUB_JOB: job,
       GITHUB_SERVER_URL: 'https://github.com',
+      // The runner always sets it; a closed loopback port, so a test asks no real GitHub.
+      GITHUB_API_URL: 'http://127.0.0.1:9/api',
       GITHUB_REPOSITORY: 'octo/app',
       GITHUB_WORKFLOW: 'deploy',
       GITHUB_ACTOR: 'octocat',

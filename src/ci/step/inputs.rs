@@ -2,6 +2,7 @@
 //! GitHub keeps the hyphens of `storage-account` (`INPUT_STORAGE-ACCOUNT`); Azure DevOps
 //! upper-cases the camelCase name (`INPUT_STORAGEACCOUNT`).
 
+use crate::ci::runs::CiAccess;
 use crate::ci::{self, Platform};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::config::{AzureInputs, Config, Secret};
@@ -181,8 +182,9 @@ impl StepInputs {
             inputs.tenant_id.clone(),
             inputs.service_connection.clone(),
         );
-        let cfg = Config::build(&args, platform, &azure)?;
+        let mut cfg = Config::build(&args, platform, &azure)?;
         cfg.mask_store_secrets();
+        cfg.ci_api = CiAccess::new(ci::var, inputs.github_token.clone());
         Ok(cfg)
     }
 }
