@@ -274,8 +274,10 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
     let end = heartbeat::keep_alive(
         &*store,
         cfg.ttl,
-        &environment,
-        &me,
+        &[heartbeat::Kept {
+            environment: &environment,
+            me: &me,
+        }],
         &*audit_sink(&*store, cfg.audit),
         &stop,
         &mut |beat| match beat {
@@ -290,7 +292,7 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
             job.unwrap_or_default()
         ),
         heartbeat::End::Stopped => "stopped by the post step".to_owned(),
-        heartbeat::End::Lost(_) => "ended: the lock was lost".to_owned(),
+        heartbeat::End::Lost(..) => "ended: the lock was lost".to_owned(),
     };
     let summary = format!(
         "{how} after {} ({renewals} renewals, {failures} failed)",
