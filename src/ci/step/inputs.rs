@@ -52,6 +52,8 @@ pub struct StepInputs {
     pub wait_minutes: Option<String>,
     pub reason: Option<String>,
     pub heartbeat: Flag,
+    /// `override-freeze` (`overrideFreeze`): acquire during a freeze, with `reason`.
+    pub override_freeze: Flag,
     pub release: Flag,
     pub debug: Flag,
     pub store: Option<String>,
@@ -81,6 +83,7 @@ impl StepInputs {
             wait_minutes: input("wait-minutes"),
             reason: input("reason"),
             heartbeat: Flag::load("heartbeat"),
+            override_freeze: Flag::load("override-freeze"),
             release: Flag::load("release"),
             debug: Flag::load("debug"),
             store: input("store"),
