@@ -1,6 +1,6 @@
 //! Time and chance as the lock logic sees them, passed in rather than read from globals, so the
 //! same code runs against the system's clock in the binary and against a virtual clock in the
-//! deterministic simulation (tests/simulation.rs).
+//! deterministic simulation (tests/simulation/).
 //!
 //! Only the local clock is here. Whether a lock is stale is always decided by the store's clock
 //! (docs/design.md, "Clocks"); the local clock only measures how

@@ -101,3 +101,95 @@ fn a_set_with_an_empty_or_bad_member_is_exit_2_and_writes_nothing() {
     }
     assert!(b.snapshot().is_empty());
 }
+
+/// `run eu,us`: every member held while the command runs (renewed past its ttl), the command sees
+/// each member's environment, token and fence comma-separated in name order, and every member is
+/// given back at the end.
+#[cfg(unix)]
+#[test]
+fn run_holds_the_whole_set_renews_every_member_and_releases_them_all() {
+    for b in backends() {
+        let name = b.name();
+        let run = as_build(&b, "1")
+            .args([
+                "run",
+                "us,eu",
+                "--ttl-minutes",
+                "1.5s",
+                "--",
+                "sh",
+                "-c",
+                "echo \"env=$DEPLOY_LOCK_ENVIRONMENT token=$DEPLOY_LOCK_TOKEN \
+                 fence=$DEPLOY_LOCK_FENCE\"; sleep 4",
+            ])
+            .spawn();
+        std::thread::sleep(Duration::from_secs(3));
+        // Past the ttl: only renewals keep both members held.
+        for env in ["eu", "us"] {
+            as_build(&b, "2").args(["acquire", env]).run().code(3);
+        }
+        let out = Out::from(run.wait_with_output().expect("run"));
+        out.code(0).contains("env=eu,us ").contains(" fence=1,1");
+        let tokens = out
+            .stdout
+            .split("token=")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .expect("the tokens")
+            .to_owned();
+        let tokens: Vec<&str> = tokens.split(',').collect();
+        assert_eq!(tokens.len(), 2, "{name}: {tokens:?}");
+        assert!(tokens.iter().all(|t| t.len() == 32), "{name}: {tokens:?}");
+        assert!(b.locks().is_empty(), "{name}: every member given back");
+    }
+}
+
+/// A member of a running set lost: exit 5 like a lost single lock; the other member is given back.
+#[cfg(unix)]
+#[test]
+fn run_over_a_set_exits_5_when_a_member_is_lost() {
+    for b in backends() {
+        let name = b.name();
+        let run = as_build(&b, "1")
+            .args([
+                "run",
+                "eu,us",
+                "--ttl-minutes",
+                "1.5s",
+                "--on-lost",
+                "kill",
+                "--",
+                "sleep",
+                "60",
+            ])
+            .spawn();
+        std::thread::sleep(Duration::from_millis(700));
+        as_build(&b, "admin")
+            .args(["force-break", "us", "--reason", "test"])
+            .run()
+            .code(0);
+        let out = Out::from(run.wait_with_output().expect("run"));
+        out.code(5)
+            .contains("the lock on us was lost while the command runs");
+        assert!(b.locks().is_empty(), "{name}: eu was given back");
+    }
+}
+
+/// A held member refuses `run` over the set: the command never runs and nothing is left taken.
+#[test]
+fn run_over_a_set_with_a_held_member_is_refused_and_runs_nothing() {
+    for b in backends() {
+        let name = b.name();
+        as_build(&b, "1").args(["acquire", "us"]).run().code(0);
+        let out = as_build(&b, "2")
+            .args(["run", "eu,us", "--", "echo", "the command ran"])
+            .run();
+        out.code(3);
+        assert!(!out.stdout.contains("the command ran"), "{name}");
+        assert_eq!(
+            b.locks().keys().cloned().collect::<Vec<_>>(),
+            ["deployment-lock-us"],
+            "{name}"
+        );
+    }
+}

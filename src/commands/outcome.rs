@@ -122,13 +122,16 @@ impl Outcome {
             Self::Waited(w) => w.exit_code(),
             Self::Renewed(r) => r.exit_code(),
             Self::Ran(r) => return r.exit_code(),
-            // The first member that did not end well decides.
+            // A lost member decides (as a lost lock ends `run`); else the first member that did
+            // not end well.
             Self::Each(members) => {
-                return members
-                    .iter()
-                    .map(Outcome::exit_code)
-                    .find(|&c| c != 0)
-                    .unwrap_or(0);
+                let codes = members.iter().map(Outcome::exit_code);
+                let lost = ExitCode::Lost.code();
+                return if codes.clone().any(|c| c == lost) {
+                    lost
+                } else {
+                    codes.clone().find(|&c| c != 0).unwrap_or(0)
+                };
             }
             Self::Status {
                 stuck_after: Some(_),

@@ -1,4 +1,5 @@
-//! `run ENV -- COMMAND`: hold the lock exactly as long as a command runs.
+//! `run ENV -- COMMAND`: hold the lock exactly as long as a command runs. `run eu,us -- COMMAND`
+//! holds every member of the set (one heartbeat renews them all) and gives each back at the end.
 
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,12 +9,13 @@ use super::acquire;
 use super::context::{Context, Progress, Target, event_sink, open_store, parse_wait};
 use super::outcome::{Acquisition, Handback, Outcome, Ran};
 use super::release::hand_back;
+use super::set;
 use crate::cli::{OnLost, RunArgs};
 use crate::clock::Clock;
 use crate::config::{Config, Environment};
 use crate::exit::{ExitCode, Failure, Result};
-use crate::lock::Holder;
-use crate::lock::heartbeat::{self, Beat, End};
+use crate::lock::heartbeat::{self, Beat, End, Kept};
+use crate::lock::{Holder, Identity};
 use crate::log;
 
 /// How long a command asked to stop gets before it is killed.
@@ -22,26 +24,42 @@ const GRACE: Duration = Duration::from_secs(10);
 /// What `run` was asked for.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub acquire: acquire::Request,
+    pub acquire: Take,
     pub on_lost: OnLost,
     pub command: Vec<String>,
 }
 
+/// One environment's lock, or a set's.
+#[derive(Debug, Clone)]
+pub enum Take {
+    One(acquire::Request),
+    Set(set::Request),
+}
+
 impl Request {
     pub fn parse(args: &RunArgs, cfg: &Config) -> Result<Self> {
-        let target = Target::parse(&args.target.words, cfg)?;
         let wait = parse_wait(args.wait.as_deref())?;
+        let reason = args.reason.clone().unwrap_or_default();
+        let acquire = match set::Targets::parse(&args.target.words, cfg)? {
+            Some(targets) => Take::Set(set::Request {
+                targets,
+                wait,
+                reason,
+                override_freeze: false,
+            }),
+            None => Take::One(acquire::Request {
+                target: Target::parse(&args.target.words, cfg)?,
+                wait,
+                reason,
+                releases_itself: true,
+                override_freeze: false,
+            }),
+        };
         if args.command.is_empty() {
             return Err(Failure::usage("give the command to run after `--`"));
         }
         Ok(Self {
-            acquire: acquire::Request {
-                target,
-                wait,
-                reason: args.reason.clone().unwrap_or_default(),
-                releases_itself: true,
-                override_freeze: false,
-            },
+            acquire,
             on_lost: args.on_lost,
             command: args.command.clone(),
         })
@@ -52,62 +70,107 @@ pub fn run(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) -> Res
     // The lock is kept alive by a heartbeat while the command runs: the ttl for that is decided
     // by the config.
     let mut cfg = ctx.cfg.with_heartbeat();
-    let taken = {
+    let outcome = {
         let ctx = Context { cfg: &cfg, ..*ctx };
-        match acquire::acquire(&ctx, &request.acquire, progress)? {
-            Outcome::Acquired(taken) => taken,
-            other => return Ok(other),
+        match &request.acquire {
+            Take::One(one) => acquire::acquire(&ctx, one, progress)?,
+            Take::Set(set) => set::acquire(&ctx, set, progress)?,
         }
     };
-    progress.acquired(&Outcome::Acquired(taken.clone()))?;
+    let taken: Vec<Acquisition> = match outcome {
+        Outcome::Acquired(taken) => vec![taken],
+        Outcome::Each(members) if members.iter().all(|m| matches!(m, Outcome::Acquired(_))) => {
+            members
+                .into_iter()
+                .filter_map(|m| match m {
+                    Outcome::Acquired(a) => Some(a),
+                    _ => None,
+                })
+                .collect()
+        }
+        other => return Ok(other),
+    };
+    match taken.as_slice() {
+        [one] => progress.acquired(&Outcome::Acquired(one.clone()))?,
+        _ => progress.acquired(&Outcome::Each(
+            taken.iter().cloned().map(Outcome::Acquired).collect(),
+        ))?,
+    }
     // Nested in the acquisition that took the lock (the same CI job, or its token): that holder
     // releases it, and our renewals keep its ttl, never a shorter one.
-    if taken.reentrant {
-        cfg.ttl = cfg.ttl.max(Duration::from_secs(taken.record.ttl_seconds));
+    for t in taken.iter().filter(|t| t.reentrant) {
+        cfg.ttl = cfg.ttl.max(Duration::from_secs(t.record.ttl_seconds));
     }
     let ctx = Context { cfg: &cfg, ..*ctx };
-    supervised(&ctx, request, progress, &taken)
+    let mut ran = supervised(&ctx, request, progress, &taken)?;
+    Ok(match ran.len() {
+        1 => Outcome::Ran(ran.remove(0)),
+        _ => Outcome::Each(ran.into_iter().map(Outcome::Ran).collect()),
+    })
+}
+
+/// What the command sees: one value per lock, comma-separated in the set's (name) order.
+fn joined(taken: &[Acquisition], value: impl Fn(&Acquisition) -> String) -> String {
+    taken.iter().map(value).collect::<Vec<_>>().join(",")
 }
 
 fn supervised(
     ctx: &Context<'_>,
     request: &Request,
     progress: &dyn Progress,
-    taken: &Acquisition,
-) -> Result<Outcome> {
+    taken: &[Acquisition],
+) -> Result<Vec<Ran>> {
     let cfg = ctx.cfg;
-    let env = &taken.env;
-    let record = &taken.record;
-    let me = taken.holder(ctx.cfg);
+    let holders: Vec<Identity> = taken.iter().map(|t| t.holder(cfg)).collect();
     let program = &request.command[0];
     let mut command = Command::new(program);
     command
         .args(&request.command[1..])
-        .env("DEPLOY_LOCK_ENVIRONMENT", env)
-        .env("DEPLOY_LOCK_TOKEN", &record.token)
+        .env(
+            "DEPLOY_LOCK_ENVIRONMENT",
+            joined(taken, |t| t.env.to_string()),
+        )
+        .env(
+            "DEPLOY_LOCK_TOKEN",
+            joined(taken, |t| t.record.token.clone()),
+        )
         .env(
             "DEPLOY_LOCK_FENCE",
-            record.fence.map(|f| f.to_string()).unwrap_or_default(),
+            joined(taken, |t| {
+                t.record.fence.map(|f| f.to_string()).unwrap_or_default()
+            }),
         );
     let child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let what = if taken.reentrant {
-                "the lock stays held by the outer holder"
-            } else {
-                if let Handback::Failed(e) = hand_back(ctx, env, &me) {
-                    warn_unreleased(env, &e);
-                }
-                "the lock was released"
-            };
+            let mut what = Vec::new();
+            for (t, me) in taken.iter().zip(&holders) {
+                what.push(if t.reentrant {
+                    format!("the lock on {} stays held by the outer holder", t.env)
+                } else {
+                    if let Handback::Failed(e) = hand_back(ctx, &t.env, me) {
+                        warn_unreleased(&t.env, &e);
+                    }
+                    format!("the lock on {} was released", t.env)
+                });
+            }
             return Err(Failure::new(
                 ExitCode::Usage,
-                anyhow::anyhow!("cannot run `{program}`: {e}; {what}"),
+                anyhow::anyhow!("cannot run `{program}`: {e}; {}", what.join(", ")),
             ));
         }
     };
+    let kept: Vec<Kept<'_>> = taken
+        .iter()
+        .zip(&holders)
+        .map(|(t, me)| Kept {
+            environment: &t.env,
+            me,
+        })
+        .collect();
     let stop = AtomicBool::new(false);
-    let lost = AtomicBool::new(false);
+    let lost: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let lost_any = AtomicBool::new(false);
     let renewals = AtomicUsize::new(0);
     let status = std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -124,19 +187,23 @@ fn supervised(
             let end = heartbeat::keep_alive(
                 &*hb_store,
                 cfg.ttl,
-                env,
-                &me,
+                &kept,
                 &*event_sink(cfg, &*hb_store),
                 &|| stop.load(Ordering::SeqCst),
                 &mut report,
             );
-            if let End::Lost(now) = end {
-                lost.store(true, Ordering::SeqCst);
+            if let End::Lost(environment, now) = end {
                 let who = now.map_or_else(|| "nobody we could see".into(), |l| l.holder.describe());
-                progress.lost(env, &who, request.on_lost == OnLost::Kill);
+                if let Some(t) = taken.iter().find(|t| *t.env == *environment) {
+                    progress.lost(&t.env, &who, request.on_lost == OnLost::Kill);
+                }
+                *lost
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(environment);
+                lost_any.store(true, Ordering::SeqCst);
             }
         });
-        let status = supervise(child, request.on_lost, &lost, ctx.clock);
+        let status = supervise(child, request.on_lost, &lost_any, ctx.clock);
         stop.store(true, Ordering::SeqCst);
         status
     });
@@ -145,25 +212,36 @@ fn supervised(
         "renewed the lock {} time(s)",
         renewals.load(Ordering::Relaxed)
     ));
-    let lost = lost.load(Ordering::SeqCst);
-    let (outer_holder, handback) = if lost {
-        (None, None)
-    } else if taken.reentrant {
-        (Some(Holder::Current(record.clone()).describe()), None)
-    } else {
-        let handback = hand_back(ctx, env, &me);
-        if let Handback::Failed(e) = &handback {
-            warn_unreleased(env, e);
-        }
-        (None, Some(handback))
-    };
-    Ok(Outcome::Ran(Ran {
-        env: env.clone(),
-        code: exit_code(status),
-        lost,
-        outer_holder,
-        handback,
-    }))
+    let lost = lost
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let code = exit_code(status);
+    Ok(taken
+        .iter()
+        .zip(&holders)
+        .map(|(t, me)| {
+            let lost = lost.as_deref() == Some(&*t.env);
+            let (outer_holder, handback) = if lost {
+                (None, None)
+            } else if t.reentrant {
+                (Some(Holder::Current(t.record.clone()).describe()), None)
+            } else {
+                // The other members of a set whose lock was lost are still ours: given back.
+                let handback = hand_back(ctx, &t.env, me);
+                if let Handback::Failed(e) = &handback {
+                    warn_unreleased(&t.env, e);
+                }
+                (None, Some(handback))
+            };
+            Ran {
+                env: t.env.clone(),
+                code,
+                lost,
+                outer_holder,
+                handback,
+            }
+        })
+        .collect())
 }
 
 /// A release that failed after the command ran: the lock expires after its ttl.

@@ -22,8 +22,15 @@ use crate::store::Store;
 pub enum End {
     /// Asked to stop (the command ended, or the post step stopped it).
     Stopped,
-    /// The lock is gone or someone else's.
-    Lost(Option<Box<LockView>>),
+    /// The lock on this environment is gone or someone else's.
+    Lost(String, Option<Box<LockView>>),
+}
+
+/// One lock the heartbeat keeps alive: its environment and its holder (with the token).
+#[derive(Debug, Clone, Copy)]
+pub struct Kept<'a> {
+    pub environment: &'a str,
+    pub me: &'a Identity,
 }
 
 /// What happened at one beat, for the caller to report.
@@ -43,14 +50,15 @@ fn retry_after(ttl: Duration) -> Duration {
     (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(10))
 }
 
-/// Renews until `stop()` says so or the lock is lost. `report` sees every beat.
+/// Renews every lock of `kept` (a lock set's members, or one lock) until `stop()` says so or one
+/// of them is lost. `report` sees every beat.
 ///
-/// `ttl` paces the first renewal; after that the lock's own ttl does, which every renewal keeps.
+/// `ttl` paces the first renewal; after that the locks' own ttl does (the shortest of them),
+/// which every renewal keeps.
 pub fn keep_alive(
     store: &dyn Store,
     ttl: Duration,
-    environment: &str,
-    me: &Identity,
+    kept: &[Kept<'_>],
     events: &dyn EventSink,
     stop: &dyn Fn() -> bool,
     report: &mut dyn FnMut(&Beat),
@@ -59,7 +67,7 @@ pub fn keep_alive(
     let mut ttl = ttl;
     let mut last_renewed = Instant::now();
     let mut next = pace(ttl);
-    // Within an outage: renewals failed since the last one that landed.
+    // Within an outage: renewals failed since the last beat that renewed every lock.
     let mut failing = false;
     let mut warned_past_ttl = false;
     loop {
@@ -74,70 +82,91 @@ pub fn keep_alive(
         if stop() {
             return End::Stopped;
         }
-        match locker.renew(environment, me, None) {
-            Ok(Renewed::Renewed(lock)) => {
-                if failing {
-                    log::note(&format!(
-                        "renewed the lock on {environment} again after {} without a renewal",
-                        human_std(last_renewed.elapsed())
-                    ));
+        let mut shortest: Option<Duration> = None;
+        let mut failed: Option<(&str, String)> = None;
+        for &Kept { environment, me } in kept {
+            match locker.renew(environment, me, None) {
+                Ok(Renewed::Renewed(lock)) => {
+                    if let Ok(own) = lock.ttl.to_std()
+                        && !own.is_zero()
+                    {
+                        shortest = Some(shortest.map_or(own, |s| s.min(own)));
+                    }
                 }
-                failing = false;
-                warned_past_ttl = false;
-                if let Ok(own) = lock.ttl.to_std()
-                    && !own.is_zero()
-                {
-                    ttl = own;
-                }
-                last_renewed = Instant::now();
-                next = pace(ttl);
-                report(&Beat::Renewed);
-            }
-            Ok(Renewed::Lost(lock)) => {
-                let mut event = LockEvent::of(
-                    EventKind::Lost,
-                    environment,
-                    me,
-                    &RunInfo::default(),
-                    locker.store_now(),
-                );
-                event.other = lock
-                    .as_ref()
-                    .map(|l| l.holder.describe())
-                    .unwrap_or_default();
-                events.record(&event);
-                return End::Lost(lock);
-            }
-            Err(e) => {
-                let msg = format!("{e:#}");
-                report(&Beat::Failed(msg.clone()));
-                if !failing {
-                    failing = true;
-                    log::warn(&format!(
-                        "renewing the lock on {environment} failed, retrying every {}: {msg}",
-                        human_std(retry_after(ttl))
-                    ));
+                Ok(Renewed::Lost(lock)) => {
                     let mut event = LockEvent::of(
-                        EventKind::RenewFailed,
+                        EventKind::Lost,
                         environment,
                         me,
                         &RunInfo::default(),
                         locker.store_now(),
                     );
-                    event.reason = msg;
+                    event.other = lock
+                        .as_ref()
+                        .map(|l| l.holder.describe())
+                        .unwrap_or_default();
                     events.record(&event);
+                    return End::Lost(environment.to_owned(), lock);
                 }
-                if !warned_past_ttl && last_renewed.elapsed() >= ttl {
-                    warned_past_ttl = true;
-                    log::warn(&format!(
-                        "could not renew the lock on {environment} for {}, longer than its ttl: it \
-                         may have been taken by another meanwhile; still trying, and it is kept \
-                         if nobody took it",
-                        human_std(last_renewed.elapsed())
-                    ));
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    report(&Beat::Failed(msg.clone()));
+                    if !failing {
+                        log::warn(&format!(
+                            "renewing the lock on {environment} failed, retrying every {}: {msg}",
+                            human_std(retry_after(ttl))
+                        ));
+                        let mut event = LockEvent::of(
+                            EventKind::RenewFailed,
+                            environment,
+                            me,
+                            &RunInfo::default(),
+                            locker.store_now(),
+                        );
+                        event.reason.clone_from(&msg);
+                        events.record(&event);
+                    }
+                    failed.get_or_insert((environment, msg));
                 }
-                next = retry_after(ttl);
             }
         }
+        let Some((environment, _)) = failed else {
+            if failing {
+                log::note(&format!(
+                    "renewed {} again after {} without a renewal",
+                    names(kept),
+                    human_std(last_renewed.elapsed())
+                ));
+            }
+            failing = false;
+            warned_past_ttl = false;
+            if let Some(own) = shortest {
+                ttl = own;
+            }
+            last_renewed = Instant::now();
+            next = pace(ttl);
+            report(&Beat::Renewed);
+            continue;
+        };
+        failing = true;
+        if !warned_past_ttl && last_renewed.elapsed() >= ttl {
+            warned_past_ttl = true;
+            log::warn(&format!(
+                "could not renew the lock on {environment} for {}, longer than its ttl: it may \
+                 have been taken by another meanwhile; still trying, and it is kept if nobody \
+                 took it",
+                human_std(last_renewed.elapsed())
+            ));
+        }
+        next = retry_after(ttl);
+    }
+}
+
+/// "the lock on eu", or "the locks on eu,us".
+fn names(kept: &[Kept<'_>]) -> String {
+    let envs: Vec<&str> = kept.iter().map(|k| k.environment).collect();
+    match envs.as_slice() {
+        [one] => format!("the lock on {one}"),
+        _ => format!("the locks on {}", envs.join(",")),
     }
 }

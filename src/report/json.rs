@@ -190,7 +190,12 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
                 .collect::<Vec<_>>()
         ),
         Outcome::Each(members) => {
-            json!(members.iter().filter_map(outcome_json).collect::<Vec<_>>())
+            let each: Vec<_> = members.iter().filter_map(outcome_json).collect();
+            // `run` over a set says nothing in JSON after its command, as for one lock.
+            if each.is_empty() {
+                return None;
+            }
+            json!(each)
         }
         Outcome::Stats(s) => super::insight::stats_json(s),
         Outcome::Dashboard(d) => super::insight::dashboard_json(d),

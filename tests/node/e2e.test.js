@@ -329,6 +329,69 @@ for (const [storeName, makeStore] of stores) {
     await azure.post();
     assert.equal(check(store, env).code, 0);
   });
+
+  test(`GitHub runner, ${storeName}: a list of environments is taken whole, overrides a freeze with a reason, and post frees every member`, { skip, todo: ghTodo }, async (t) => {
+    const dir = tempDir(t);
+    const store = await makeStore(t);
+    if (!store) return;
+    const frozen = spawnSync(binary, ['freeze', 'us', '--for', '1h', '--reason', 'release week'], {
+      env: cleanEnv({ DEPLOY_LOCK_STORE: store.url, ...store.env }),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(frozen.status, 0, frozen.stdout + frozen.stderr);
+    const base = { environment: 'us,eu', 'binary-path': binary, ...store.inputs };
+
+    const refused = new GitHubJob(t, dir, { runId: 1101, withInputs: base });
+    const r1 = await refused.main();
+    assert.equal(r1.code, 3, r1.stdout + r1.stderr);
+    assert.match(r1.stdout + r1.stderr, /release week/);
+    assert.equal(check(store, 'eu').code, 0, 'nothing of the set is left taken');
+    await refused.post();
+
+    const job = new GitHubJob(t, dir, { runId: 1102, withInputs: { ...base, 'override-freeze': 'true', reason: 'hotfix' } });
+    const main = await job.main();
+    assert.equal(main.code, 0, main.stdout + main.stderr);
+    const outputs = job.outputs();
+    assert.equal(outputs.environments, 'eu,us', JSON.stringify(outputs));
+    assert.match(outputs.token || '', /^[0-9a-f]{32},[0-9a-f]{32}$/, JSON.stringify(outputs));
+    assert.equal(check(store, 'eu').code, 3);
+    assert.equal(check(store, 'us').code, 3);
+
+    const post = await job.post();
+    assert.equal(post.code, 0, post.stdout + post.stderr);
+    assert.equal(check(store, 'eu').code, 0, 'eu freed by the post step');
+    assert.equal(check(store, 'us').code, 0, 'us freed by the post step');
+  });
+
+  test(`Azure DevOps agent, ${storeName}: environment eu,us with overrideFreeze is taken whole and the post-job step frees both`, { skip }, async (t) => {
+    const dir = tempDir(t);
+    const store = await makeStore(t);
+    if (!store) return;
+    const taskDir = stageTask(t);
+    const frozen = spawnSync(binary, ['freeze', 'eu', '--for', '1h', '--reason', 'release week'], {
+      env: cleanEnv({ DEPLOY_LOCK_STORE: store.url, ...store.env }),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(frozen.status, 0, frozen.stdout + frozen.stderr);
+    const inputs = { environment: 'eu,us', ...Object.fromEntries(Object.entries(store.inputs).map(([k, v]) => [camel(k), v])) };
+
+    const noReason = await new AzureJob(t, dir, taskDir, { buildId: 1201, inputs: { ...inputs, overrideFreeze: 'true' } }).main();
+    assert.equal(taskResult(noReason.vso), 'Failed', 'an override needs a reason');
+
+    const job = new AzureJob(t, dir, taskDir, { buildId: 1202, inputs: { ...inputs, overrideFreeze: 'true', reason: 'hotfix' } });
+    const main = await job.main();
+    assert.equal(taskResult(main.vso), 'Succeeded', main.stdout + main.stderr);
+    assert.equal(outputVariables(main.vso).environments, 'eu,us', main.stdout);
+    assert.equal(check(store, 'eu').code, 3);
+    assert.equal(check(store, 'us').code, 3);
+
+    const post = await job.post();
+    assert.equal(taskResult(post.vso), 'Succeeded', post.stdout + post.stderr);
+    assert.equal(check(store, 'eu').code, 0);
+    assert.equal(check(store, 'us').code, 0);
+  });
 }
 
 test('the task resolves its bundled binary and refuses a tampered one', { skip }, async (t) => {

@@ -12,7 +12,7 @@ use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
 use crate::clock::{Clock, SYSTEM};
 use crate::commands::{event_sink, open_store};
-use crate::config::{self, Config, Environment, Pipeline};
+use crate::config::{self, Config, Pipeline};
 use crate::exit::{Failure, Result};
 use crate::human::human_std;
 use crate::lock::heartbeat;
@@ -28,13 +28,17 @@ fn job_temp_dir() -> PathBuf {
 /// Starts `deploy-lock step heartbeat` detached from the step, so it outlives it and renews the
 /// lock until the post step stops it. It gets no stdio: a step whose grandchild holds its output
 /// pipe open would not finish.
+///
+/// `environments` and `tokens` list a lock set's members comma-separated in the same order (one
+/// of each for a single lock).
 pub fn start(
-    environment: &Environment,
+    environments: &str,
     pipeline: &Pipeline,
-    token: &str,
+    tokens: &str,
     cfg: &Config,
 ) -> Result<PathBuf> {
-    let file = job_temp_dir().join(format!("deploy-lock-heartbeat-{token}"));
+    let first = tokens.split(',').next().unwrap_or(tokens);
+    let file = job_temp_dir().join(format!("deploy-lock-heartbeat-{first}"));
     let exe = std::env::current_exe().map_err(|e| {
         anyhow::anyhow!("cannot find our own executable to start the heartbeat: {e}")
     })?;
@@ -42,9 +46,9 @@ pub fn start(
     command
         .args(["step", "heartbeat"])
         .env("DEPLOY_LOCK_HEARTBEAT_FILE", &file)
-        .env("DEPLOY_LOCK_HEARTBEAT_ENVIRONMENT", environment)
+        .env("DEPLOY_LOCK_HEARTBEAT_ENVIRONMENT", environments)
         .env("DEPLOY_LOCK_HEARTBEAT_PIPELINE", pipeline)
-        .env("DEPLOY_LOCK_HEARTBEAT_TOKEN", token)
+        .env("DEPLOY_LOCK_HEARTBEAT_TOKEN", tokens)
         .env(
             "DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS",
             cfg.ttl.as_secs_f64().to_string(),
@@ -253,9 +257,19 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
         ci::var(name).ok_or_else(|| Failure::usage(format!("`step heartbeat` needs {name}")))
     };
     let file = PathBuf::from(need("DEPLOY_LOCK_HEARTBEAT_FILE")?);
-    let environment = config::validate_environment(&need("DEPLOY_LOCK_HEARTBEAT_ENVIRONMENT")?)?;
+    let environments = need("DEPLOY_LOCK_HEARTBEAT_ENVIRONMENT")?;
+    let environments = environments
+        .split(',')
+        .map(config::validate_environment)
+        .collect::<Result<Vec<_>>>()?;
     let pipeline = config::validate_pipeline(&need("DEPLOY_LOCK_HEARTBEAT_PIPELINE")?)?;
-    let token = need("DEPLOY_LOCK_HEARTBEAT_TOKEN")?;
+    let tokens = need("DEPLOY_LOCK_HEARTBEAT_TOKEN")?;
+    let tokens: Vec<&str> = tokens.split(',').collect();
+    if tokens.len() != environments.len() {
+        return Err(Failure::usage(
+            "`step heartbeat` needs one token per environment, comma-separated in the same order",
+        ));
+    }
     let mut cfg = inputs.config(global, platform)?;
     if let Some(ttl) = ci::var("DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS") {
         cfg.ttl = config::parse_duration(&ttl, 1.0, "DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS")?;
@@ -264,7 +278,12 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
         .and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|p| *p > 1);
     let watch = Watch::new(job);
-    let me = cfg.holder(&pipeline, &token);
+    let holders: Vec<_> = tokens.iter().map(|t| cfg.holder(&pipeline, t)).collect();
+    let kept: Vec<heartbeat::Kept<'_>> = environments
+        .iter()
+        .zip(&holders)
+        .map(|(environment, me)| heartbeat::Kept { environment, me })
+        .collect();
     let store = open_store(&cfg)?;
     let started = Instant::now();
     let mut renewals = 0u64;
@@ -274,8 +293,7 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
     let end = heartbeat::keep_alive(
         &*store,
         cfg.ttl,
-        &environment,
-        &me,
+        &kept,
         &*event_sink(&cfg, &*store),
         &stop,
         &mut |beat| match beat {
@@ -290,7 +308,7 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
             job.unwrap_or_default()
         ),
         heartbeat::End::Stopped => "stopped by the post step".to_owned(),
-        heartbeat::End::Lost(_) => "ended: the lock was lost".to_owned(),
+        heartbeat::End::Lost(..) => "ended: the lock was lost".to_owned(),
     };
     let summary = format!(
         "{how} after {} ({renewals} renewals, {failures} failed)",

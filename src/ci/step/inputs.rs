@@ -62,6 +62,8 @@ pub struct StepInputs {
     pub wait_minutes: Option<String>,
     pub reason: Option<String>,
     pub heartbeat: Flag,
+    /// `override-freeze` (`overrideFreeze`): acquire during a freeze, with `reason`.
+    pub override_freeze: Flag,
     pub release: Flag,
     /// Publish the dashboard to the storage account's static website after the release.
     pub dashboard: Flag,
@@ -98,6 +100,7 @@ impl StepInputs {
             wait_minutes: input("wait-minutes"),
             reason: input("reason"),
             heartbeat: Flag::load("heartbeat"),
+            override_freeze: Flag::load("override-freeze"),
             release: Flag::load("release"),
             dashboard: Flag::load("dashboard"),
             debug: Flag::load("debug"),

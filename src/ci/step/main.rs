@@ -1,11 +1,12 @@
 //! The main step: acquire (taking the lock and starting its heartbeat), check, wait, release or
-//! force-break, as the `mode` input says.
+//! force-break, as the `mode` input says. `environment: eu,us` names a lock set: every member is
+//! taken (or none), one heartbeat renews them all, and the post step releases each.
 
 use super::heartbeat;
 use super::inputs::StepInputs;
 use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
-use crate::commands::{self, Command, Outcome, Target, acquire, force_break};
+use crate::commands::{self, Command, Outcome, Target, acquire, force_break, set};
 use crate::config::{self, Pipeline};
 use crate::exit::{Failure, Result};
 use crate::report::{Reporter, summary};
@@ -14,7 +15,13 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
     let environment = inputs.environment.as_deref().ok_or_else(|| {
         Failure::usage("the `environment` input is required, e.g. `environment: sandbox`")
     })?;
-    let env = config::validate_environment(environment)?;
+    let members = set::members(environment)?;
+    let env = match &members {
+        Some(envs) => envs.first().cloned().ok_or_else(|| {
+            Failure::usage("the `environment` input names no environment, e.g. `eu,us`")
+        })?,
+        None => config::validate_environment(environment)?,
+    };
     let mut cfg = inputs.config(global, platform)?;
     let heartbeat = inputs.heartbeat.get(true)?;
     if heartbeat {
@@ -32,6 +39,13 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
         }
     };
     let reason = inputs.reason.clone().unwrap_or_default();
+    let override_freeze = inputs.override_freeze.get(false)?;
+    if override_freeze && reason.trim().is_empty() {
+        return Err(Failure::usage(
+            "input `override-freeze` needs the `reason` input: say why, it is recorded in the \
+             audit log",
+        ));
+    }
     let target = Target {
         pipeline: pipeline.clone(),
         env: env.clone(),
@@ -41,31 +55,60 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
         .as_deref()
         .unwrap_or("acquire")
         .to_ascii_lowercase();
-    let command = match mode.as_str() {
-        "acquire" => Command::Acquire(acquire::Request {
+    let command = match (mode.as_str(), members) {
+        ("acquire", Some(envs)) => Command::AcquireSet(set::Request {
+            targets: set::Targets {
+                pipeline: pipeline.clone(),
+                envs,
+            },
+            wait,
+            reason,
+            override_freeze,
+        }),
+        ("check", Some(envs)) => Command::CheckSet(set::Targets {
+            pipeline: pipeline.clone(),
+            envs,
+        }),
+        ("release", Some(envs)) => Command::ReleaseSet(set::Targets {
+            pipeline: pipeline.clone(),
+            envs,
+        }),
+        ("wait", Some(envs)) => Command::WaitSet {
+            envs,
+            timeout: match wait {
+                Some(d) => d,
+                None => commands::default_wait()?,
+            },
+        },
+        ("force-break", Some(_)) => {
+            return Err(Failure::usage(
+                "mode force-break breaks one lock: give one environment, not a list",
+            ));
+        }
+        ("acquire", None) => Command::Acquire(acquire::Request {
             target,
             wait,
             reason,
             releases_itself: true,
-            override_freeze: false,
+            override_freeze,
         }),
-        "check" => Command::Check(target),
-        "wait" => Command::Wait {
+        ("check", None) => Command::Check(target),
+        ("wait", None) => Command::Wait {
             env: env.clone(),
             timeout: match wait {
                 Some(d) => d,
                 None => commands::default_wait()?,
             },
         },
-        "release" => Command::Release(target),
-        "force-break" => Command::ForceBreak {
+        ("release", None) => Command::Release(target),
+        ("force-break", None) => Command::ForceBreak {
             env: env.clone(),
             reason: force_break::reason(
                 &reason,
                 "mode force-break needs the `reason` input: say why the lock is broken",
             )?,
         },
-        other => {
+        (other, _) => {
             return Err(Failure::usage(format!(
                 "input `mode` must be acquire, check, wait, release or force-break, not `{}`",
                 ci::escape_controls(other)
@@ -75,19 +118,34 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
     let reporter = Reporter::new(platform, cfg.output);
     let outcome = command.execute(&cfg, &reporter)?;
     reporter.report(&outcome)?;
-    if let Command::Acquire(_) = command {
+    if let Command::Acquire(_) | Command::AcquireSet(_) = command {
         // Nested in an acquisition of this job: its holder renews and releases it.
-        if let Outcome::Acquired(taken) = &outcome
-            && !taken.reentrant
-        {
-            let record = &taken.record;
+        let taken: Vec<&commands::outcome::Acquisition> = match &outcome {
+            Outcome::Acquired(taken) => vec![taken],
+            Outcome::Each(members) => members
+                .iter()
+                .filter_map(|m| match m {
+                    Outcome::Acquired(a) => Some(a),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let ours: Vec<_> = taken.into_iter().filter(|t| !t.reentrant).collect();
+        if !ours.is_empty() {
+            // A set's members, comma-separated in name order, as `run` exports them.
+            let joined = |f: &dyn Fn(&commands::outcome::Acquisition) -> String| {
+                ours.iter().map(|t| f(t)).collect::<Vec<_>>().join(",")
+            };
+            let environments = joined(&|t| t.env.to_string());
+            let tokens = joined(&|t| t.record.token.clone());
             let mut state = vec![
-                ("environment", env.to_string()),
+                ("environment", environments.clone()),
                 ("pipeline", pipeline.to_string()),
-                ("token", record.token.clone()),
+                ("token", tokens.clone()),
             ];
             if heartbeat {
-                let file = heartbeat::start(&env, &pipeline, &record.token, &cfg)?;
+                let file = heartbeat::start(&environments, &pipeline, &tokens, &cfg)?;
                 state.push(("heartbeat", file.display().to_string()));
             }
             platform.save_state(&state)?;

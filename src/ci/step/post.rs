@@ -27,13 +27,23 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
         heartbeat::stop(Path::new(&file));
     }
     if !inputs.release.get(true)? {
+        let how: Vec<String> = environment
+            .split(',')
+            .zip(token.split(','))
+            .map(|(env, token)| format!("`deploy-lock release {env} --token {token}`"))
+            .collect();
         log::note(&format!(
             "deploy-lock: release is false, so the lock on {environment} stays held; release it \
-             later with `deploy-lock release {environment} --token {token}`"
+             later with {}",
+            how.join(" and ")
         ));
         return Ok(0);
     }
-    let env = config::validate_environment(&environment)?;
+    // A lock set's members and tokens, comma-separated in the same order.
+    let envs = environment
+        .split(',')
+        .map(config::validate_environment)
+        .collect::<Result<Vec<_>>>()?;
     let cfg = inputs.config(global, platform)?;
     let pipeline = match platform.load_state("pipeline") {
         Some(p) => config::validate_pipeline(&p)?,
@@ -43,17 +53,21 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
     let events = event_sink(&cfg, &*store);
     let ctx = Context::new(&cfg, &*store, &*events);
     let reporter = Reporter::new(platform, cfg.output);
-    let released = match hand_back(&ctx, &env, &cfg.holder(&pipeline, &token)) {
-        Handback::Failed(e) => Err(anyhow::anyhow!(e).into()),
-        handback => {
-            reporter.handback(&env, &handback, Caller::PostStep);
-            Ok(0)
+    let mut failed = Vec::new();
+    for (env, token) in envs.iter().zip(token.split(',')) {
+        match hand_back(&ctx, env, &cfg.holder(&pipeline, token)) {
+            Handback::Failed(e) => failed.push(e),
+            handback => reporter.handback(env, &handback, Caller::PostStep),
         }
-    };
+    }
     if inputs.dashboard.get(false).unwrap_or(false) {
         publish_dashboard(&ctx, reporter);
     }
-    released
+    if failed.is_empty() {
+        Ok(0)
+    } else {
+        Err(anyhow::anyhow!(failed.join("; ")).into())
+    }
 }
 
 /// Publishes the dashboard after the release; a page that cannot be published is a warning,
