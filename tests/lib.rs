@@ -18,3 +18,4 @@ mod requests;
 mod simulation;
 mod skew;
 mod support;
+mod waiting;

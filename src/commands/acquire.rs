@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::context::{Context, Progress, Target};
+use super::context::{Context, Progress, Target, Watch};
+use super::estimate::typical_hold;
 use super::outcome::{Acquisition, Blocked, Outcome};
 use crate::config;
 use crate::exit::{ExitCode, Failure, Result};
@@ -37,11 +38,16 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
         run: &cfg.run,
         reason,
     };
-    let locker = ctx.locker();
+    let watch = Watch(progress);
+    let locker = ctx.locker().with_watch(&watch);
     if let Some(wait) = wait {
-        progress.waiting(env, *wait);
+        progress.waiting(env, *wait, typical_hold(ctx, env));
     }
-    match locker.acquire(env, &me, &holding, *wait)? {
+    let acquired = locker.acquire(env, &me, &holding, *wait);
+    if wait.is_some() {
+        progress.done_waiting();
+    }
+    match acquired? {
         Acquired::Taken {
             mut record,
             etag,

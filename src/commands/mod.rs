@@ -5,6 +5,7 @@
 pub mod acquire;
 pub mod check;
 pub mod context;
+pub mod estimate;
 pub mod force_break;
 pub mod history;
 pub mod outcome;
@@ -117,7 +118,7 @@ impl Command {
             Self::Check(t) => check::check(ctx, t),
             Self::Acquire(request) => acquire::acquire(ctx, request, progress),
             Self::Release(t) => release::release(ctx, t),
-            Self::Wait { env, timeout } => wait::wait(ctx, env, *timeout),
+            Self::Wait { env, timeout } => wait::wait(ctx, env, *timeout, progress),
             Self::ForceBreak { env, reason } => force_break::force_break(ctx, env, reason),
             Self::Status => status::status(ctx),
             Self::Renew(t) => renew::renew(ctx, t),

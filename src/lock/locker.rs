@@ -13,6 +13,7 @@ use super::protocol::{
 use super::queue::Queue;
 use super::record::{Holder, LockRecord, SCHEMA};
 use super::record::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
+use super::watch::{Unwatched, WaitSeen, WaitWatch};
 use crate::ci::RunInfo;
 use crate::clock::{Clock, SYSTEM};
 use crate::log;
@@ -39,6 +40,8 @@ pub struct Locker<'a> {
     pub poll: Duration,
     /// The local clock: paces waits and measures how long we waited, never judges staleness.
     pub(super) clock: &'a dyn Clock,
+    /// Told what a wait sees (the holder, our place in line), for the progress report.
+    watch: &'a dyn WaitWatch,
     /// The store's clock at its latest answer, for audit timestamps.
     last_now: Cell<Option<DateTime<Utc>>>,
 }
@@ -117,6 +120,7 @@ impl<'a> Locker<'a> {
             foreign_ttl: Duration::from_secs_f64(SEED_TIMEOUT_MINUTES * 60.0),
             poll,
             clock: &SYSTEM,
+            watch: &Unwatched,
             last_now: Cell::new(None),
         }
     }
@@ -125,6 +129,12 @@ impl<'a> Locker<'a> {
     #[must_use]
     pub fn with_clock(self, clock: &'a dyn Clock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// The same locker telling `watch` what its waits see.
+    #[must_use]
+    pub fn with_watch(self, watch: &'a dyn WaitWatch) -> Self {
+        Self { watch, ..self }
     }
 
     /// Another timeout for records without a ttl of their own (`LOCK_TIMEOUT_MINUTES`).
@@ -250,6 +260,11 @@ impl<'a> Locker<'a> {
                     if let Some(q) = queue.as_deref_mut() {
                         q.join(self.store_now());
                     }
+                    self.watch.seen(&WaitSeen {
+                        lock: lock.as_ref().and_then(Option::as_ref),
+                        place: queue.as_deref().and_then(Queue::place),
+                        elapsed: self.since(started),
+                    });
                     if !self.pause(left) {
                         return Ok(Acquired::Cancelled {
                             waited: self.since(started),
@@ -602,6 +617,11 @@ impl<'a> Locker<'a> {
                     }
                 },
             };
+            self.watch.seen(&WaitSeen {
+                lock: Some(&lock),
+                place: None,
+                elapsed: self.since(started),
+            });
             last = Some(lock.clone());
             let left = timeout.saturating_sub(self.since(started));
             if left.is_zero() {

@@ -11,12 +11,14 @@ pub mod locker;
 pub mod protocol;
 pub mod queue;
 pub mod record;
+pub mod watch;
 
 pub use audit::{AuditLog, Discard, EventKind, EventSink, LockEvent, audit_sink};
 pub use fence::Fenced;
 pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token};
 pub use protocol::{Identity, LockView, Ownership};
 pub use record::{Holder, LockRecord};
+pub use watch::{Unwatched, WaitSeen, WaitWatch};
 
 pub use record::{FENCE_PREFIX, KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
 

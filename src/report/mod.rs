@@ -2,17 +2,19 @@
 //! outputs (GitHub step outputs, Azure DevOps variables). The only place that prints outcomes.
 
 pub mod json;
+pub mod progress;
 pub mod summary;
 pub mod text;
 
+pub use progress::Live;
 pub use text::print_error;
 
 use std::time::Duration;
 
 use crate::ci::Platform;
 use crate::cli::OutputFormat;
+use crate::commands::Outcome;
 use crate::commands::outcome::{Handback, How, RenewEnd, WaitEnd};
-use crate::commands::{Outcome, Progress};
 use crate::config::Environment;
 use crate::exit::Result;
 use crate::human::{human, human_std};
@@ -347,19 +349,9 @@ pub enum Caller {
     PostStep,
 }
 
-impl Progress for Reporter {
-    fn waiting(&self, env: &Environment, timeout: Duration) {
-        log::note(&format!(
-            "waiting up to {} for the lock on {env}",
-            human_std(timeout)
-        ));
-    }
-
-    fn acquired(&self, outcome: &Outcome) -> Result<()> {
-        self.report(outcome)
-    }
-
-    fn lost(&self, env: &Environment, now_held_by: &str, kill: bool) {
+impl Reporter {
+    /// The lock was lost while `run`'s command runs.
+    pub fn lost(&self, env: &Environment, now_held_by: &str, kill: bool) {
         self.error(
             "Deployment lock lost",
             &format!(

@@ -8,7 +8,7 @@ use crate::cli::GlobalArgs;
 use crate::commands::{self, Command, Outcome, Target, acquire, force_break};
 use crate::config::{self, Pipeline};
 use crate::exit::{Failure, Result};
-use crate::report::{Reporter, summary};
+use crate::report::{Live, Reporter, summary};
 
 pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -> Result<i32> {
     let environment = inputs.environment.as_deref().ok_or_else(|| {
@@ -72,7 +72,7 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
         }
     };
     let reporter = Reporter::new(platform, cfg.output);
-    let outcome = command.execute(&cfg, &reporter)?;
+    let outcome = command.execute(&cfg, &Live::new(reporter))?;
     reporter.report(&outcome)?;
     if let Command::Acquire(_) = command {
         // Nested in an acquisition of this job: its holder renews and releases it.
