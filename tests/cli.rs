@@ -495,7 +495,7 @@ fn github_actions_outputs_and_annotations() {
         let blocked = gh("222").args(["acquire", "env1"]).run();
         blocked.code(3);
         assert!(
-            blocked.stderr.contains("::error title=Deployment lock held::env1 is locked by github build 111 (job deploy) by octocat"),
+            blocked.stderr.contains("::error title=Deployment lock held::env1 is locked by github build 111 (job deploy on testhost) by octocat"),
             "{}",
             blocked.stderr
         );

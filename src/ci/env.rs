@@ -7,6 +7,8 @@ use std::env;
 pub struct RunInfo {
     pub build_id: String,
     pub job: String,
+    /// The job as people know it (Azure DevOps: its display name, not the id).
+    pub job_name: String,
     pub attempt: String,
     pub run_url: String,
     pub repository: String,

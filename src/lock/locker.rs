@@ -418,6 +418,7 @@ impl<'a> Locker<'a> {
             pipeline: me.pipeline.clone(),
             build_id: me.build_id.clone(),
             job: me.job.clone(),
+            job_name: holding.run.job_name.clone(),
             attempt: holding.run.attempt.clone(),
             token: token.to_owned(),
             // The store's clock at its latest answer: no later than this write. Before any

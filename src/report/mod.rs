@@ -26,6 +26,8 @@ use crate::log;
 pub struct Reporter {
     pub platform: Platform,
     pub format: OutputFormat,
+    /// Reporting for the action's or task's step: advice names the step's inputs.
+    pub step: bool,
 }
 
 /// The holder outputs every command sets on CI.
@@ -46,7 +48,17 @@ fn holder_outputs(lock: Option<&LockView>) -> Vec<(&'static str, String)> {
 impl Reporter {
     #[must_use]
     pub fn new(platform: Platform, format: OutputFormat) -> Self {
-        Self { platform, format }
+        Self {
+            platform,
+            format,
+            step: false,
+        }
+    }
+
+    /// The same reporter for the action's or task's step.
+    #[must_use]
+    pub fn in_step(self) -> Self {
+        Self { step: true, ..self }
     }
 
     fn text(self) -> bool {
@@ -150,7 +162,7 @@ impl Reporter {
                 self.print_json(outcome);
                 self.error(
                     "Deployment lock held",
-                    &text::blocked_message(&b.env, &b.lock, b.timed_out, b.waited),
+                    &text::blocked_message(p, self.step, &b.env, &b.lock, b.timed_out, b.waited),
                 );
                 if self.text() {
                     for line in text::lock_lines(p, &b.lock) {
@@ -214,7 +226,7 @@ impl Reporter {
                 if let WaitEnd::TimedOut(lock) = &w.end {
                     self.error(
                         "Timed out",
-                        &text::blocked_message(&w.env, lock, true, w.waited),
+                        &text::blocked_message(p, self.step, &w.env, lock, true, w.waited),
                     );
                 }
                 p.set_outputs(&[("waited-seconds", w.waited.as_secs().to_string())])?;

@@ -108,6 +108,12 @@ impl WaitReport {
         }
     }
 
+    /// Our place in line as last seen.
+    #[must_use]
+    pub fn place(&self) -> Option<(usize, usize)> {
+        self.last_place
+    }
+
     fn escape(&self, text: &str) -> String {
         self.surface.platform().escape(text)
     }
@@ -269,6 +275,15 @@ impl Live {
             surface: Surface::of(reporter.platform, std::io::stderr().is_terminal()),
             wait: Mutex::new(None),
         }
+    }
+
+    /// Our place in the waiters' queue when the wait last looked, if it waited in one.
+    #[must_use]
+    pub fn place(&self) -> Option<(usize, usize)> {
+        self.wait
+            .lock()
+            .ok()
+            .and_then(|w| w.as_ref().and_then(WaitReport::place))
     }
 
     fn write(text: &str) {

@@ -53,6 +53,8 @@ pub struct StepInputs {
     pub reason: Option<String>,
     pub heartbeat: Flag,
     pub release: Flag,
+    /// `mode: check` fails the step when the lock is held.
+    pub fail_if_held: Flag,
     pub debug: Flag,
     pub store: Option<String>,
     pub container: Option<String>,
@@ -82,6 +84,7 @@ impl StepInputs {
             reason: input("reason"),
             heartbeat: Flag::load("heartbeat"),
             release: Flag::load("release"),
+            fail_if_held: Flag::load("fail-if-held"),
             debug: Flag::load("debug"),
             store: input("store"),
             container: input("container"),

@@ -13,7 +13,7 @@ use crate::config::{self, Pipeline};
 use crate::exit::Result;
 use crate::lock::audit_sink;
 use crate::log;
-use crate::report::{Caller, Reporter};
+use crate::report::{Caller, Reporter, summary};
 
 pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -> Result<i32> {
     let (Some(environment), Some(token)) = (
@@ -43,7 +43,11 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
     let store = open_store(&cfg)?;
     let events = audit_sink(&*store, cfg.audit);
     let ctx = Context::new(&cfg, &*store, &*events);
-    match hand_back(&ctx, &env, &cfg.holder(&pipeline, &token)) {
+    let handback = hand_back(&ctx, &env, &cfg.holder(&pipeline, &token));
+    if let Err(e) = summary::post_summary(platform, &env, &handback) {
+        log::warn(&format!("could not write the summary: {e}"));
+    }
+    match handback {
         Handback::Failed(e) => Err(anyhow::anyhow!(e).into()),
         handback => {
             Reporter::new(platform, cfg.output).handback(&env, &handback, Caller::PostStep);
