@@ -657,3 +657,23 @@ fn github_matrix_legs_exclude_each_other_and_a_rerun_takes_over() {
             .contains("took over the lock on shared from an earlier attempt of this job");
     }
 }
+
+#[test]
+fn slips_in_pipeline_env_are_caught_before_anything_is_written() {
+    let b = Backend::file();
+    for (args, needle) in [
+        (
+            ["acquire", "sandbox", "60"],
+            "looks like a number of minutes",
+        ),
+        (["acquire", "sandbox", "5m"], "--wait=5m"),
+        (["release", "sandbox", "github"], "`github sandbox`"),
+    ] {
+        as_build(&b, "100")
+            .args(args)
+            .run()
+            .code(2)
+            .contains(needle);
+    }
+    assert!(b.snapshot().is_empty(), "{:?}", b.snapshot().keys());
+}

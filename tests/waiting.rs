@@ -23,7 +23,7 @@ fn a_waiter_names_the_holder_at_once_and_its_place_in_line() {
     for b in backends() {
         hold(&b);
         let out = as_build(&b, "waiter")
-            .args(["acquire", "github", "sandbox", "--wait=1s"])
+            .args(["acquire", "github", "sandbox", "--wait=3s"])
             .run();
         out.code(4);
         let err = &out.stderr;
@@ -31,14 +31,13 @@ fn a_waiter_names_the_holder_at_once_and_its_place_in_line() {
             .find("sandbox is locked by github build holder")
             .unwrap_or_else(|| panic!("{}: no holder in {err}", b.name()));
         assert!(err.contains("  reason: release 1.2"), "{err}");
-        let status = err
-            .find("waited 0s of 1s · held by github build holder")
-            .expect(err);
+        // How long it waited at its first look depends on the machine's load.
+        let status = err.find(" of 3s · held by github build holder").expect(err);
         assert!(holder < status, "the holder comes first: {err}");
         // Once the waiter has its ticket, its place in line.
         assert!(err.contains("1st of 1 in line"), "{}: {err}", b.name());
         // Progress is on stderr: stdout keeps the outcome alone.
-        assert!(!out.stdout.contains("waited 0s"), "{}", out.stdout);
+        assert!(!out.stdout.contains("waited "), "{}", out.stdout);
     }
 }
 
@@ -49,7 +48,7 @@ fn wait_reports_progress_too() {
     let out = as_build(&b, "waiter").args(["wait", "sandbox", "1s"]).run();
     out.code(4);
     out.contains("sandbox is locked by github build holder")
-        .contains("waited 0s of 1s");
+        .contains(" of 1s · held by github build holder");
 }
 
 #[test]
@@ -91,7 +90,15 @@ fn github_groups_the_wait_and_azure_devops_sets_progress() {
                 );
             }
             Ci::AzureDevOps => {
-                out.contains("##vso[task.setprogress value=0;]Waiting for the lock on sandbox");
+                // The percentage of the budget waited at the first look: small, but timing-dependent.
+                assert!(
+                    out.stderr
+                        .lines()
+                        .any(|l| l.starts_with("##vso[task.setprogress value=")
+                            && l.ends_with(";]Waiting for the lock on sandbox")),
+                    "{}",
+                    out.stderr
+                );
             }
         }
         assert_no_injection(ci, &out, &[], "waiting");
@@ -110,7 +117,7 @@ fn a_terminal_gets_one_updating_line() {
     let b = Backend::file();
     hold(&b);
     // `script` gives the binary a terminal on stderr.
-    let command = format!("{} acquire github sandbox --wait=1s", bin().display());
+    let command = format!("{} acquire github sandbox --wait=3s", bin().display());
     let out = Cmd::of("script")
         .env("DEPLOY_LOCK_STORE", format!("file:{}", store_dir(&b)))
         .env("DEPLOY_LOCK_BUILD_ID", "waiter")

@@ -25,13 +25,42 @@ impl Target {
                 pipeline: cfg.default_pipeline.clone(),
                 env: config::validate_environment(env)?,
             }),
-            [pipeline, env] => Ok(Self {
-                pipeline: config::validate_pipeline(pipeline)?,
-                env: config::validate_environment(env)?,
-            }),
+            [pipeline, env] => {
+                slip(pipeline, env)?;
+                Ok(Self {
+                    pipeline: config::validate_pipeline(pipeline)?,
+                    env: config::validate_environment(env)?,
+                })
+            }
             _ => Err(Failure::usage("give [PIPELINE] ENV, e.g. `github sandbox`")),
         }
     }
+}
+
+/// Catches the usual slips of `PIPELINE ENV` before anything is written: a number where the
+/// environment goes (`acquire sandbox 60` meant a wait), or a pipeline type there
+/// (`acquire sandbox github`).
+fn slip(pipeline: &str, env: &str) -> Result<()> {
+    let words = crate::ci::escape_controls(&format!("{pipeline} {env}"));
+    if config::parse_minutes(env, "ENV").is_ok() {
+        return Err(Failure::usage(format!(
+            "`{words}`: `{}` looks like a number of minutes, not an environment. Give              [PIPELINE] ENV (e.g. `github sandbox`), and a wait as `--wait={}`",
+            crate::ci::escape_controls(env),
+            crate::ci::escape_controls(env)
+        )));
+    }
+    let pipelines = ["github", "azdevops", "local"];
+    if pipelines.contains(&env.to_ascii_lowercase().as_str())
+        && !pipelines.contains(&pipeline.to_ascii_lowercase().as_str())
+    {
+        return Err(Failure::usage(format!(
+            "`{words}`: `{}` is a pipeline type; the pipeline comes first: `{} {}`",
+            crate::ci::escape_controls(env),
+            crate::ci::escape_controls(env),
+            crate::ci::escape_controls(pipeline)
+        )));
+    }
+    Ok(())
 }
 
 /// What long-running commands say while they run: a wait reports who holds the lock and how the

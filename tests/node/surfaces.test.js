@@ -41,7 +41,7 @@ test('GitHub: the summaries show the holder with its link, and the post step how
 
   // A matrix leg of another run on another runner is blocked: its summary names the holder, and the
   // advice names the step's input.
-  const blocked = new GitHubJob(t, dir, { runId: 1102, withInputs: { ...base, 'wait-minutes': '1s', 'poll-seconds': '0.1' }, env: { RUNNER_NAME: 'runner-2' } });
+  const blocked = new GitHubJob(t, dir, { runId: 1102, withInputs: { ...base, 'wait-minutes': '3s', 'poll-seconds': '0.1' }, env: { RUNNER_NAME: 'runner-2' } });
   const out = await blocked.main();
   assert.equal(out.code, 4, out.stdout + out.stderr);
   assert.match(out.stderr, /::group::Waiting for the lock on stage/);
@@ -51,7 +51,7 @@ test('GitHub: the summaries show the holder with its link, and the post step how
   assert.match(summary, /not acquired: timed out/);
   assert.match(summary, /\[github build 1101 \\\(job deploy on runner-1\\\) by octocat\]\(https:\/\/github\.com\/octo\/app\/actions\/runs\/1101\/attempts\/1\)/);
   assert.match(summary, /\| Queue \| 1st of 1 when last seen \|/);
-  assert.match(summary, /\| Waited \| \d+s of 1s \|/);
+  assert.match(summary, /\| Waited \| \d+s of 3s \|/);
 
   assert.equal((await holder.post()).code, 0);
   assert.match(holder.summary(), /\| Release \| released \|/);
