@@ -32,7 +32,7 @@ use crate::cli::{Cli, EXIT_CODES};
 use crate::commands::Command;
 use crate::config::Config;
 use crate::exit::{ExitCode, Result};
-use crate::report::Reporter;
+use crate::report::{Live, Reporter};
 
 /// Runs the program on these arguments and returns its exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> std::process::ExitCode {
@@ -93,7 +93,7 @@ fn execute(cli: &Cli, platform: Platform) -> Result<i32> {
     cfg.mask_store_secrets();
     let command = Command::from_cli(&cli.command, &cfg)?;
     let reporter = Reporter::new(platform, cfg.output);
-    let outcome = command.execute(&cfg, &reporter)?;
+    let outcome = command.execute(&cfg, &Live::new(reporter))?;
     // `run` reported its acquisition before its command started; the rest is reported here.
     reporter.report(&outcome)?;
     Ok(outcome.exit_code())

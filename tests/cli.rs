@@ -495,7 +495,7 @@ fn github_actions_outputs_and_annotations() {
         let blocked = gh("222").args(["acquire", "env1"]).run();
         blocked.code(3);
         assert!(
-            blocked.stderr.contains("::error title=Deployment lock held::env1 is locked by github build 111 (job deploy) by octocat"),
+            blocked.stderr.contains("::error title=Deployment lock held::env1 is locked by github build 111 (job deploy on testhost) by octocat"),
             "{}",
             blocked.stderr
         );
@@ -656,4 +656,24 @@ fn github_matrix_legs_exclude_each_other_and_a_rerun_takes_over() {
             .code(0)
             .contains("took over the lock on shared from an earlier attempt of this job");
     }
+}
+
+#[test]
+fn slips_in_pipeline_env_are_caught_before_anything_is_written() {
+    let b = Backend::file();
+    for (args, needle) in [
+        (
+            ["acquire", "sandbox", "60"],
+            "looks like a number of minutes",
+        ),
+        (["acquire", "sandbox", "5m"], "--wait=5m"),
+        (["release", "sandbox", "github"], "`github sandbox`"),
+    ] {
+        as_build(&b, "100")
+            .args(args)
+            .run()
+            .code(2)
+            .contains(needle);
+    }
+    assert!(b.snapshot().is_empty(), "{:?}", b.snapshot().keys());
 }

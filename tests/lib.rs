@@ -25,3 +25,4 @@ mod sets;
 mod simulation;
 mod skew;
 mod support;
+mod waiting;

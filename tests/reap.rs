@@ -270,11 +270,9 @@ fn reap_removes_the_locks_and_tickets_of_azure_devops_builds_that_ended() {
     }
     let events = history(&b, "web");
     assert_eq!(events.last().expect("an event")["event"], "reaped");
-    b.cmd()
-        .args(["history", "web"])
-        .run()
-        .code(0)
-        .contains("reaped the lock of azdevops build 7 (job job-1), its run ended: canceled");
+    b.cmd().args(["history", "web"]).run().code(0).contains(
+        "reaped the lock of azdevops build 7 (job job-1 on testhost), its run ended: canceled",
+    );
     // Text, and only the environments asked for.
     api.azdo_build("8", "completed", Some("succeeded"));
     azdo(&b, &api, "50")

@@ -23,6 +23,9 @@ pub(super) fn run_info(host: String) -> RunInfo {
     RunInfo {
         build_id,
         job: var("SYSTEM_JOBID").unwrap_or_default(),
+        job_name: var("SYSTEM_JOBDISPLAYNAME")
+            .or_else(|| var("SYSTEM_JOBNAME"))
+            .unwrap_or_default(),
         attempt: var("SYSTEM_JOBATTEMPT").unwrap_or_default(),
         run_url,
         repository: var("BUILD_REPOSITORY_NAME").unwrap_or_default(),
@@ -80,6 +83,21 @@ pub(super) fn escape_data(s: &str) -> String {
 
 pub(super) fn log_issue(kind: &str, msg: &str) -> String {
     format!("##vso[task.logissue type={kind}]{}", message(msg))
+}
+
+/// Attaches a Markdown file to the build's summary page (its Extensions tab): one section per
+/// file, titled by the file's name.
+pub(super) fn upload_summary(markdown: &str, title: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let dir = var("AGENT_TEMPDIRECTORY").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let path = dir.join(format!("{title} ({}).md", std::process::id()));
+    std::fs::write(&path, markdown)
+        .with_context(|| format!("cannot write the build summary ({})", path.display()))?;
+    println!(
+        "##vso[task.uploadsummary]{}",
+        escape_data(&path.display().to_string())
+    );
+    Ok(())
 }
 
 /// Ends the task with a result; used by the task's own steps, not by scripts.

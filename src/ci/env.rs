@@ -9,6 +9,8 @@ use super::runs::CiRun;
 pub struct RunInfo {
     pub build_id: String,
     pub job: String,
+    /// The job as people know it (Azure DevOps: its display name, not the id).
+    pub job_name: String,
     pub attempt: String,
     pub run_url: String,
     pub repository: String,

@@ -28,6 +28,7 @@ pub(super) fn run_info(host: String) -> RunInfo {
     RunInfo {
         build_id,
         job: var("GITHUB_JOB").unwrap_or_default(),
+        job_name: String::new(),
         attempt: var("GITHUB_RUN_ATTEMPT").unwrap_or_default(),
         run_url,
         repository: var("GITHUB_REPOSITORY").unwrap_or_default(),

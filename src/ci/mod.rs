@@ -252,11 +252,13 @@ impl Platform {
         }
     }
 
-    /// Adds Markdown to the job summary (GitHub only).
-    pub fn summary(self, markdown: &str) -> anyhow::Result<()> {
+    /// Adds Markdown to the job summary on GitHub, or as a section titled `title` (our own
+    /// words, a valid file name) to the build summary on Azure DevOps.
+    pub fn summary(self, markdown: &str, title: &str) -> anyhow::Result<()> {
         match self {
             Self::GitHub => github::append_summary(markdown),
-            Self::AzureDevOps | Self::Local => Ok(()),
+            Self::AzureDevOps => azdo::upload_summary(markdown, title),
+            Self::Local => Ok(()),
         }
     }
 }

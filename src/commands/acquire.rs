@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::context::{Context, Progress, Target};
+use super::context::{Context, Progress, Target, Watch};
+use super::estimate::typical_hold;
 use super::freeze::{Gate, gate};
 use super::outcome::{Acquisition, Blocked, Outcome};
 use crate::config::{self, Environment, Pipeline};
@@ -36,6 +37,8 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
     let cfg = ctx.cfg;
     // Before any request: a reason too long to record writes nothing.
     config::validate_reason(reason)?;
+    // The user's whole budget, for the progress report; a freeze waited out uses part of it.
+    let budget = *wait;
     let wait = &match gate(
         ctx,
         &[env],
@@ -51,11 +54,16 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
         run: &cfg.run,
         reason,
     };
-    let locker = ctx.locker();
-    if let Some(wait) = wait {
-        progress.waiting(env, *wait);
+    let watch = Watch(progress);
+    let locker = ctx.locker().with_watch(&watch);
+    if let Some(budget) = budget {
+        progress.waiting(env, budget, typical_hold(ctx, env));
     }
-    match locker.acquire(env, &me, &holding, *wait)? {
+    let acquired = locker.acquire(env, &me, &holding, *wait);
+    if wait.is_some() {
+        progress.done_waiting();
+    }
+    match acquired? {
         Acquired::Taken {
             record,
             etag,

@@ -6,7 +6,7 @@ use super::outcome::Outcome;
 use crate::clock::{Clock, SYSTEM};
 use crate::config::{self, Config, Environment, Pipeline, StoreChoice};
 use crate::exit::{Failure, Result};
-use crate::lock::{EventSink, Fanout, Locker, Reaper, audit_sink};
+use crate::lock::{EventSink, Fanout, Locker, Reaper, WaitSeen, WaitWatch, audit_sink};
 use crate::store::Store;
 use crate::store::file::FileStore;
 
@@ -25,24 +25,68 @@ impl Target {
                 pipeline: cfg.default_pipeline.clone(),
                 env: config::validate_environment(env)?,
             }),
-            [pipeline, env] => Ok(Self {
-                pipeline: config::validate_pipeline(pipeline)?,
-                env: config::validate_environment(env)?,
-            }),
+            [pipeline, env] => {
+                slip(pipeline, env)?;
+                Ok(Self {
+                    pipeline: config::validate_pipeline(pipeline)?,
+                    env: config::validate_environment(env)?,
+                })
+            }
             _ => Err(Failure::usage("give [PIPELINE] ENV, e.g. `github sandbox`")),
         }
     }
 }
 
-/// What long-running commands say while they run: `run` tells the user it holds the lock before
-/// its command starts, and that the lock was lost while it runs.
+/// Catches the usual slips of `PIPELINE ENV` before anything is written: a number where the
+/// environment goes (`acquire sandbox 60` meant a wait), or a pipeline type there
+/// (`acquire sandbox github`).
+fn slip(pipeline: &str, env: &str) -> Result<()> {
+    let words = crate::ci::escape_controls(&format!("{pipeline} {env}"));
+    if config::parse_minutes(env, "ENV").is_ok() {
+        return Err(Failure::usage(format!(
+            "`{words}`: `{}` looks like a number of minutes, not an environment. Give              [PIPELINE] ENV (e.g. `github sandbox`), and a wait as `--wait={}`",
+            crate::ci::escape_controls(env),
+            crate::ci::escape_controls(env)
+        )));
+    }
+    let pipelines = ["github", "azdevops", "local"];
+    if pipelines.contains(&env.to_ascii_lowercase().as_str())
+        && !pipelines.contains(&pipeline.to_ascii_lowercase().as_str())
+    {
+        return Err(Failure::usage(format!(
+            "`{words}`: `{}` is a pipeline type; the pipeline comes first: `{} {}`",
+            crate::ci::escape_controls(env),
+            crate::ci::escape_controls(env),
+            crate::ci::escape_controls(pipeline)
+        )));
+    }
+    Ok(())
+}
+
+/// What long-running commands say while they run: a wait reports who holds the lock and how the
+/// wait goes; `run` tells the user it holds the lock before its command starts, and that the lock
+/// was lost while it runs.
 pub trait Progress: Sync {
-    /// An acquire is about to wait up to `timeout`.
-    fn waiting(&self, env: &Environment, timeout: Duration);
+    /// An acquire or `wait` is about to wait up to `timeout`; `typical_hold` is how long the
+    /// environment's recent holders kept the lock (from its audit log), when known.
+    fn waiting(&self, env: &Environment, timeout: Duration, typical_hold: Option<Duration>);
+    /// One look at the lock during the wait.
+    fn seen(&self, _seen: &WaitSeen<'_>) {}
+    /// The wait is over (whatever its end); the outcome is reported next.
+    fn done_waiting(&self) {}
     /// The lock is held now (or an acquire ended); the command's own work starts.
     fn acquired(&self, outcome: &Outcome) -> Result<()>;
     /// The lock was lost while `run`'s command runs.
     fn lost(&self, env: &Environment, now_held_by: &str, kill: bool);
+}
+
+/// A `Progress` as the locker's `WaitWatch`.
+pub struct Watch<'p>(pub &'p dyn Progress);
+
+impl WaitWatch for Watch<'_> {
+    fn seen(&self, seen: &WaitSeen<'_>) {
+        self.0.seen(seen);
+    }
 }
 
 /// What every command works with: the settings, the store, where events go, and the clock.

@@ -6,6 +6,7 @@ pub mod acquire;
 pub mod check;
 pub mod context;
 pub mod dashboard;
+pub mod estimate;
 pub mod force_break;
 pub mod freeze;
 pub mod history;
@@ -223,7 +224,7 @@ impl Command {
             Self::Check(t) => check::check(ctx, t),
             Self::Acquire(request) => acquire::acquire(ctx, request, progress),
             Self::Release(t) => release::release(ctx, t),
-            Self::Wait { env, timeout } => wait::wait(ctx, env, *timeout),
+            Self::Wait { env, timeout } => wait::wait(ctx, env, *timeout, progress),
             Self::ForceBreak { env, reason } => force_break::force_break(ctx, env, reason),
             Self::Status { stuck_after } => status::status(ctx, *stuck_after),
             Self::Renew(t) => renew::renew(ctx, t),
@@ -239,7 +240,7 @@ impl Command {
             Self::AcquireSet(request) => set::acquire(ctx, request, progress),
             Self::ReleaseSet(targets) => set::release(ctx, targets),
             Self::CheckSet(targets) => set::check(ctx, targets),
-            Self::WaitSet { envs, timeout } => set::wait(ctx, envs, *timeout),
+            Self::WaitSet { envs, timeout } => set::wait(ctx, envs, *timeout, progress),
             Self::Stats { envs, since } => stats::stats_command(ctx, envs, *since),
             Self::Dashboard(request) => dashboard::dashboard(ctx, request),
             Self::Reap(envs) => reap::reap(ctx, envs),

@@ -100,7 +100,7 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
     };
     let locker = ctx.locker();
     if let Some(wait) = wait {
-        progress.waiting(first, *wait);
+        progress.waiting(first, *wait, None);
     }
     let names: Vec<&str> = envs.iter().map(Environment::as_str).collect();
     match locker.acquire_set(&names, &me, &holding, *wait)? {
@@ -204,12 +204,17 @@ pub fn check(ctx: &Context<'_>, targets: &Targets) -> Result<Outcome> {
 
 /// Waits until every member is free, within one budget for the whole set; stops at the first
 /// member that is still held when the budget runs out.
-pub fn wait(ctx: &Context<'_>, envs: &[Environment], timeout: Duration) -> Result<Outcome> {
+pub fn wait(
+    ctx: &Context<'_>,
+    envs: &[Environment],
+    timeout: Duration,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
     let started = ctx.clock.elapsed();
     let mut outcomes = Vec::with_capacity(envs.len());
     for env in envs {
         let left = timeout.saturating_sub(ctx.clock.elapsed().saturating_sub(started));
-        let outcome = super::wait::wait(ctx, env, left)?;
+        let outcome = super::wait::wait(ctx, env, left, progress)?;
         let done = outcome.exit_code() != 0;
         outcomes.push(outcome);
         if done {

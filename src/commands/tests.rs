@@ -15,7 +15,7 @@ use crate::store::memory::MemoryStore;
 struct Quiet;
 
 impl Progress for Quiet {
-    fn waiting(&self, _env: &Environment, _timeout: Duration) {}
+    fn waiting(&self, _env: &Environment, _timeout: Duration, _typical: Option<Duration>) {}
     fn acquired(&self, _outcome: &Outcome) -> Result<()> {
         Ok(())
     }

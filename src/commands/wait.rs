@@ -3,15 +3,25 @@
 
 use std::time::Duration;
 
-use super::context::Context;
+use super::context::{Context, Progress, Watch};
+use super::estimate::typical_hold;
 use super::outcome::{Outcome, WaitEnd as End, Waited};
 use crate::config::Environment;
 use crate::exit::Result;
 use crate::lock::{self, EventKind, LockEvent};
 
-pub fn wait(ctx: &Context<'_>, env: &Environment, timeout: Duration) -> Result<Outcome> {
-    let locker = ctx.locker();
-    let (end, waited) = match locker.wait_free(env, timeout)? {
+pub fn wait(
+    ctx: &Context<'_>,
+    env: &Environment,
+    timeout: Duration,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    progress.waiting(env, timeout, typical_hold(ctx, env));
+    let watch = Watch(progress);
+    let locker = ctx.locker().with_watch(&watch);
+    let waited = locker.wait_free(env, timeout);
+    progress.done_waiting();
+    let (end, waited) = match waited? {
         lock::Waited::Free { waited } => {
             let cfg = ctx.cfg;
             let mut event = LockEvent::of(

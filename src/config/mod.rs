@@ -444,6 +444,7 @@ fn bound_run_info(run: &mut RunInfo) {
     let RunInfo {
         build_id,
         job,
+        job_name,
         attempt,
         run_url,
         repository,
@@ -457,6 +458,7 @@ fn bound_run_info(run: &mut RunInfo) {
     for (name, value) in [
         ("build id", build_id),
         ("job", job),
+        ("job name", job_name),
         ("attempt", attempt),
         ("run URL", run_url),
         ("repository", repository),

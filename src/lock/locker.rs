@@ -15,6 +15,7 @@ use super::queue::Queue;
 use super::reaper::Reaper;
 use super::record::{Holder, LockRecord, SCHEMA};
 use super::record::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
+use super::watch::{Unwatched, WaitSeen, WaitWatch};
 use crate::ci::RunInfo;
 use crate::clock::{Clock, SYSTEM};
 use crate::log;
@@ -41,6 +42,8 @@ pub struct Locker<'a> {
     pub poll: Duration,
     /// The local clock: paces waits and measures how long we waited, never judges staleness.
     pub(super) clock: &'a dyn Clock,
+    /// Told what a wait sees (the holder, our place in line), for the progress report.
+    watch: &'a dyn WaitWatch,
     /// The store's clock at its latest answer, for audit timestamps.
     last_now: Cell<Option<DateTime<Utc>>>,
     /// Where the events that happen inside an operation go (an acquire entering the queue).
@@ -125,6 +128,7 @@ impl<'a> Locker<'a> {
             foreign_ttl: Duration::from_secs_f64(SEED_TIMEOUT_MINUTES * 60.0),
             poll,
             clock: &SYSTEM,
+            watch: &Unwatched,
             last_now: Cell::new(None),
             events: &Discard,
             reaper: None,
@@ -147,6 +151,12 @@ impl<'a> Locker<'a> {
     #[must_use]
     pub fn with_reaper(self, reaper: Option<&'a Reaper<'a>>) -> Self {
         Self { reaper, ..self }
+    }
+
+    /// The same locker telling `watch` what its waits see.
+    #[must_use]
+    pub fn with_watch(self, watch: &'a dyn WaitWatch) -> Self {
+        Self { watch, ..self }
     }
 
     /// Another timeout for records without a ttl of their own (`LOCK_TIMEOUT_MINUTES`).
@@ -302,6 +312,11 @@ impl<'a> Locker<'a> {
                             .unwrap_or_default();
                         self.events.record(&event);
                     }
+                    self.watch.seen(&WaitSeen {
+                        lock: lock.as_ref().and_then(Option::as_ref),
+                        place: queue.as_deref().and_then(Queue::place),
+                        elapsed: self.since(started),
+                    });
                     if !self.pause(left) {
                         return Ok(Acquired::Cancelled {
                             waited: self.since(started),
@@ -456,6 +471,7 @@ impl<'a> Locker<'a> {
             pipeline: me.pipeline.clone(),
             build_id: me.build_id.clone(),
             job: me.job.clone(),
+            job_name: holding.run.job_name.clone(),
             attempt: holding.run.attempt.clone(),
             token: token.to_owned(),
             // The store's clock at its latest answer: no later than this write. Before any
@@ -656,6 +672,11 @@ impl<'a> Locker<'a> {
                     }
                 },
             };
+            self.watch.seen(&WaitSeen {
+                lock: Some(&lock),
+                place: None,
+                elapsed: self.since(started),
+            });
             last = Some(lock.clone());
             let left = timeout.saturating_sub(self.since(started));
             if left.is_zero() {

@@ -19,6 +19,7 @@ pub mod record;
 pub mod set;
 pub mod stats;
 pub mod waiters;
+pub mod watch;
 
 pub use audit::{
     AuditLog, Discard, EventKind, EventSink, Fanout, LockEvent, audit_sink, operation_id,
@@ -31,6 +32,7 @@ pub use reap::Reaped;
 pub use reaper::{Reaper, RunOracle};
 pub use record::{Holder, LockRecord};
 pub use set::{Member, SetAcquired};
+pub use watch::{Unwatched, WaitSeen, WaitWatch};
 
 pub use record::{FENCE_PREFIX, KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
 

@@ -60,6 +60,8 @@ pub struct Queue<'a> {
     /// Our run, named in our ticket so others can ask whether it ended; and who asks about theirs.
     run: Option<CiRun>,
     reaper: Option<&'a Reaper<'a>>,
+    /// Our place among the live tickets and how many there are, as of the latest look.
+    place: Option<(usize, usize)>,
 }
 
 /// A ticket as listed: its key, version and whether its owner still refreshes it.
@@ -83,6 +85,7 @@ impl<'a> Queue<'a> {
             ahead: 0,
             run: None,
             reaper: None,
+            place: None,
         }
     }
 
@@ -179,6 +182,7 @@ impl<'a> Queue<'a> {
                     // Best effort and conditional: a waiter that just came back keeps its ticket.
                     let _ = self.store.delete(&dead.key, &dead.etag);
                 }
+                self.place = place_in_line(&tickets, &key);
                 tickets
                     .iter()
                     .find(|t| t.live)
@@ -189,6 +193,12 @@ impl<'a> Queue<'a> {
                 true
             }
         }
+    }
+
+    /// Our place in line and how many wait (1-based), as of the latest `my_turn`.
+    #[must_use]
+    pub fn place(&self) -> Option<(usize, usize)> {
+        self.place
     }
 
     /// Gives up our ticket (we hold the lock, gave up, or were interrupted). A ticket left
@@ -236,6 +246,13 @@ impl<'a> Queue<'a> {
         tickets.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(tickets)
     }
+}
+
+/// Our place among the live tickets (1-based) and how many are live.
+fn place_in_line(tickets: &[Listed], ours: &str) -> Option<(usize, usize)> {
+    let live: Vec<&Listed> = tickets.iter().filter(|t| t.live).collect();
+    let at = live.iter().position(|t| t.key == ours)?;
+    Some((at + 1, live.len()))
 }
 
 /// `{joined:013}.{token:32 hex}.{poll ms}` → the poll interval, at most `MAX_DECLARED_POLL`;

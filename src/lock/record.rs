@@ -50,6 +50,9 @@ pub struct LockRecord {
     pub build_id: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub job: String,
+    /// The job's display name, where it differs from its id (Azure DevOps).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub job_name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub attempt: String,
     /// 128 random bits, hex: identifies this acquisition.
@@ -179,8 +182,16 @@ impl Holder {
         match self {
             Self::Current(r) => {
                 let mut s = format!("{} build {}", r.pipeline, r.build_id);
-                if !r.job.is_empty() {
-                    s.push_str(&format!(" (job {})", r.job));
+                // Parallel jobs and matrix legs share a job id: the runner tells them apart.
+                let job = if r.job_name.is_empty() {
+                    &r.job
+                } else {
+                    &r.job_name
+                };
+                match (job.is_empty(), r.host.is_empty()) {
+                    (false, false) => s.push_str(&format!(" (job {job} on {})", r.host)),
+                    (false, true) => s.push_str(&format!(" (job {job})")),
+                    (true, _) => {}
                 }
                 if !r.actor.is_empty() {
                     s.push_str(&format!(" by {}", r.actor));
@@ -352,6 +363,7 @@ mod tests {
             pipeline: "p".repeat(32),
             build_id: field.clone(),
             job: field.clone(),
+            job_name: field.clone(),
             attempt: field.clone(),
             token: "f".repeat(32),
             acquired_at: "2025-09-27T17:30:00Z".into(),
@@ -472,6 +484,7 @@ mod tests {
                 pipeline: field(rng),
                 build_id: field(rng),
                 job: field(rng),
+                job_name: field(rng),
                 attempt: field(rng),
                 token: field(rng),
                 acquired_at: field(rng),

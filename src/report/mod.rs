@@ -3,18 +3,20 @@
 
 pub mod insight;
 pub mod json;
+pub mod progress;
 pub mod summary;
 pub mod text;
 
+pub use progress::Live;
 pub use text::print_error;
 
 use std::time::Duration;
 
 use crate::ci::Platform;
 use crate::cli::OutputFormat;
+use crate::commands::Outcome;
 use crate::commands::freeze::Change;
 use crate::commands::outcome::{Handback, How, RenewEnd, WaitEnd};
-use crate::commands::{Outcome, Progress};
 use crate::config::Environment;
 use crate::exit::Result;
 use crate::human::{human, human_std};
@@ -28,6 +30,8 @@ pub struct Reporter {
     pub format: OutputFormat,
     /// Reports a member of a lock set, whose JSON is printed with the set's.
     member: bool,
+    /// Reporting for the action's or task's step: advice names the step's inputs.
+    pub step: bool,
 }
 
 /// The holder outputs every command sets on CI.
@@ -52,7 +56,14 @@ impl Reporter {
             platform,
             format,
             member: false,
+            step: false,
         }
+    }
+
+    /// The same reporter for the action's or task's step.
+    #[must_use]
+    pub fn in_step(self) -> Self {
+        Self { step: true, ..self }
     }
 
     fn text(self) -> bool {
@@ -157,7 +168,7 @@ impl Reporter {
                 self.print_json(outcome);
                 self.error(
                     "Deployment lock held",
-                    &text::blocked_message(&b.env, &b.lock, b.timed_out, b.waited),
+                    &text::blocked_message(p, self.step, &b.env, &b.lock, b.timed_out, b.waited),
                 );
                 if self.text() {
                     for line in text::lock_lines(p, &b.lock) {
@@ -221,7 +232,7 @@ impl Reporter {
                 if let WaitEnd::TimedOut(lock) = &w.end {
                     self.error(
                         "Timed out",
-                        &text::blocked_message(&w.env, lock, true, w.waited),
+                        &text::blocked_message(p, self.step, &w.env, lock, true, w.waited),
                     );
                 }
                 p.set_outputs(&[("waited-seconds", w.waited.as_secs().to_string())])?;
@@ -476,19 +487,9 @@ pub enum Caller {
     PostStep,
 }
 
-impl Progress for Reporter {
-    fn waiting(&self, env: &Environment, timeout: Duration) {
-        log::note(&format!(
-            "waiting up to {} for the lock on {env}",
-            human_std(timeout)
-        ));
-    }
-
-    fn acquired(&self, outcome: &Outcome) -> Result<()> {
-        self.report(outcome)
-    }
-
-    fn lost(&self, env: &Environment, now_held_by: &str, kill: bool) {
+impl Reporter {
+    /// The lock was lost while `run`'s command runs.
+    pub fn lost(&self, env: &Environment, now_held_by: &str, kill: bool) {
         self.error(
             "Deployment lock lost",
             &format!(

@@ -58,9 +58,17 @@ pub fn lock_lines(platform: Platform, lock: &LockView) -> Vec<String> {
     lines
 }
 
-/// "sandbox is locked by github build 42 … — https://…": the line an annotation shows.
+/// "sandbox is locked by github build 42 … — https://…": the line an annotation shows. `step`:
+/// the advice names the action's or task's own input instead of the command line's option.
 #[must_use]
-pub fn blocked_message(env: &str, lock: &LockView, timed_out: bool, waited: Duration) -> String {
+pub fn blocked_message(
+    platform: Platform,
+    step: bool,
+    env: &str,
+    lock: &LockView,
+    timed_out: bool,
+    waited: Duration,
+) -> String {
     let mut msg = if timed_out {
         format!(
             "gave up after waiting {} for {env}: still locked by {}",
@@ -85,12 +93,26 @@ pub fn blocked_message(env: &str, lock: &LockView, timed_out: bool, waited: Dura
              `deploy-lock force-break {env} --reason ...`"
         ));
     }
-    if !timed_out {
-        msg.push_str(&format!(
-            ". Wait for it with `deploy-lock acquire {env} --wait`, or see `deploy-lock check {env}`"
-        ));
-    }
+    msg.push_str(&wait_advice(platform, step, env, timed_out));
     msg
+}
+
+/// How to wait (longer): the step's own input in the action and the task, else the option.
+#[must_use]
+pub fn wait_advice(platform: Platform, step: bool, env: &str, timed_out: bool) -> String {
+    let input = match platform {
+        Platform::GitHub => "wait-minutes",
+        Platform::AzureDevOps => "waitMinutes",
+        Platform::Local => "",
+    };
+    match (step && !input.is_empty(), timed_out) {
+        (true, false) => format!(". To wait for it, set the step's `{input}` input"),
+        (true, true) => format!(". To wait longer, raise the step's `{input}` input"),
+        (false, false) => format!(
+            ". Wait for it with `deploy-lock acquire {env} --wait`, or see `deploy-lock check {env}`"
+        ),
+        (false, true) => String::new(),
+    }
 }
 
 /// `status` as a table: a header, then one row per environment, in columns as wide as their

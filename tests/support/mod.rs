@@ -352,7 +352,10 @@ impl Ci {
                     return false;
                 };
                 let name = head.split(' ').next().unwrap_or("");
-                ["add-mask", "error", "warning", "notice"].contains(&name)
+                [
+                    "add-mask", "error", "warning", "notice", "group", "endgroup",
+                ]
+                .contains(&name)
                     && !data.contains("##[")
                     && !head.contains("##[")
             }
@@ -370,6 +373,8 @@ impl Ci {
                     "task.setsecret",
                     "task.logissue",
                     "task.complete",
+                    "task.setprogress",
+                    "task.uploadsummary",
                 ]
                 .contains(&name)
                     && !self.is_command(head)

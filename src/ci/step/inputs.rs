@@ -67,6 +67,8 @@ pub struct StepInputs {
     pub release: Flag,
     /// Publish the dashboard to the storage account's static website after the release.
     pub dashboard: Flag,
+    /// `mode: check` fails the step when the lock is held.
+    pub fail_if_held: Flag,
     pub debug: Flag,
     pub store: Option<String>,
     pub container: Option<String>,
@@ -103,6 +105,7 @@ impl StepInputs {
             override_freeze: Flag::load("override-freeze"),
             release: Flag::load("release"),
             dashboard: Flag::load("dashboard"),
+            fail_if_held: Flag::load("fail-if-held"),
             debug: Flag::load("debug"),
             store: input("store"),
             container: input("container"),

@@ -8,8 +8,9 @@ use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
 use crate::commands::{self, Command, Outcome, Target, acquire, force_break, set};
 use crate::config::{self, Pipeline};
-use crate::exit::{Failure, Result};
-use crate::report::{Reporter, summary};
+use crate::exit::{ExitCode, Failure, Result};
+use crate::log;
+use crate::report::{Live, Reporter, summary};
 
 pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -> Result<i32> {
     let environment = inputs.environment.as_deref().ok_or_else(|| {
@@ -115,8 +116,10 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
             )));
         }
     };
-    let reporter = Reporter::new(platform, cfg.output);
-    let outcome = command.execute(&cfg, &reporter)?;
+    let fail_if_held = inputs.fail_if_held.get(false)?;
+    let reporter = Reporter::new(platform, cfg.output).in_step();
+    let live = Live::new(reporter);
+    let outcome = command.execute(&cfg, &live)?;
     reporter.report(&outcome)?;
     if let Command::Acquire(_) | Command::AcquireSet(_) = command {
         // Nested in an acquisition of this job: its holder renews and releases it.
@@ -150,7 +153,19 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
             }
             platform.save_state(&state)?;
         }
-        summary::step_summary(&cfg, &env, &outcome, wait)?;
     }
-    Ok(outcome.exit_code())
+    summary::step_summary(&cfg, &env, &outcome, wait, live.place())?;
+    let code = outcome.exit_code();
+    if mode == "check" && code == ExitCode::Held.code() && !fail_if_held {
+        log::note(&format!(
+            "deploy-lock: {env} is held; the step goes on (set the `{}` input to fail it)",
+            if platform == Platform::AzureDevOps {
+                "failIfHeld"
+            } else {
+                "fail-if-held"
+            }
+        ));
+        return Ok(ExitCode::Ok.code());
+    }
+    Ok(code)
 }

@@ -12,7 +12,7 @@ use crate::commands::{Context, Since, dashboard, event_sink, open_store};
 use crate::config::{self, Pipeline};
 use crate::exit::Result;
 use crate::log;
-use crate::report::{Caller, Reporter};
+use crate::report::{Caller, Reporter, summary};
 
 pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -> Result<i32> {
     let (Some(environment), Some(token)) = (
@@ -55,7 +55,11 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
     let reporter = Reporter::new(platform, cfg.output);
     let mut failed = Vec::new();
     for (env, token) in envs.iter().zip(token.split(',')) {
-        match hand_back(&ctx, env, &cfg.holder(&pipeline, token)) {
+        let handback = hand_back(&ctx, env, &cfg.holder(&pipeline, token));
+        if let Err(e) = summary::post_summary(platform, env, &handback) {
+            log::warn(&format!("could not write the summary: {e}"));
+        }
+        match handback {
             Handback::Failed(e) => failed.push(e),
             handback => reporter.handback(env, &handback, Caller::PostStep),
         }
