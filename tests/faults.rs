@@ -259,6 +259,8 @@ fn retry_after_is_honoured() {
 #[test]
 fn an_acquire_that_cannot_learn_its_outcome_fails_clearly_and_expires() {
     let mut plan = Plan::sometimes(Fault::ResetBefore, 100, 3);
+    // The read of the environment's freeze windows goes through; the create lands unanswered.
+    plan.script.push_back(Fault::Pass);
     plan.script.push_back(Fault::ResetAfter);
     let f = faulty(plan, "unknown-outcome");
     let out = f
