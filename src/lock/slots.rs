@@ -254,3 +254,25 @@ impl Locker<'_> {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_round_trip_and_plain_names_are_slot_one() {
+        assert_eq!(slot_name("prod", 1), "prod");
+        assert_eq!(slot_name("prod", 2), "prod..2");
+        for k in 1..=MAX_CAPACITY {
+            assert_eq!(split_slot(&slot_name("prod", k)), ("prod", k));
+        }
+        for plain in [
+            "prod", "prod..", "..2", "prod..1", "prod..0", "prod..x", "a..b..c",
+        ] {
+            assert_eq!(split_slot(plain), (plain, 1), "{plain}");
+        }
+        assert_eq!(slot_of("prod", "prod..3"), "prod..3");
+        assert_eq!(slot_of("prod", "staging..3"), "prod");
+        assert_eq!(slot_of("prod", "prod"), "prod");
+    }
+}
