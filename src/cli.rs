@@ -131,6 +131,17 @@ pub struct GlobalArgs {
     )]
     pub output: Option<OutputFormat>,
 
+    /// How many holders may share an environment (1-20): each takes a slot. Everyone sharing an
+    /// environment must give the same number [default: 1, a plain lock].
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_CAPACITY",
+        value_name = "N"
+    )]
+    pub capacity: Option<String>,
+
     /// Do not take a fencing number (saves three requests per acquire).
     #[arg(long, global = true, hide_env_values = true, env = "DEPLOY_LOCK_NO_FENCE", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_fence: bool,

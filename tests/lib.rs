@@ -5,6 +5,7 @@
 
 mod azure;
 mod browser;
+mod capacity;
 mod cli;
 mod clock;
 mod concurrency;

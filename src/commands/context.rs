@@ -125,6 +125,7 @@ impl<'a> Context<'a> {
             .with_clock(self.clock)
             .with_events(self.events)
             .with_reaper(self.reaper)
+            .with_capacity(self.cfg.capacity)
     }
 }
 

@@ -286,6 +286,8 @@ impl Renewal {
 #[derive(Debug)]
 pub struct Row {
     pub env: String,
+    /// The slot of `env` this lock is (capacity, `lock/slots.rs`); 1 for a plain lock.
+    pub slot: u32,
     pub valid_name: bool,
     pub lock: std::result::Result<LockView, StoreError>,
 }

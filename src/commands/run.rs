@@ -188,6 +188,7 @@ fn supervised(
                 &*hb_store,
                 cfg.ttl,
                 &kept,
+                cfg.capacity,
                 &*event_sink(cfg, &*hb_store),
                 &|| stop.load(Ordering::SeqCst),
                 &mut report,

@@ -7,6 +7,7 @@ use super::context::Context;
 use super::outcome::{Outcome, Row};
 use crate::config;
 use crate::exit::Result;
+use crate::lock::slots::split_slot;
 use crate::lock::waiters::all_queues;
 use crate::lock::{EventKind, LockEvent, LockRecord, LockView};
 use crate::log;
@@ -16,10 +17,15 @@ pub fn status(ctx: &Context<'_>, stuck_after: Option<Duration>) -> Result<Outcom
     let mut locks: Vec<Row> = locker
         .status()?
         .into_iter()
-        .map(|(env, lock)| Row {
-            valid_name: config::validate_environment(&env).is_ok(),
-            env,
-            lock,
+        .map(|(name, lock)| {
+            // A slot of a shared environment is shown as that environment's.
+            let (env, slot) = split_slot(&name);
+            Row {
+                valid_name: config::validate_environment(env).is_ok(),
+                env: env.to_owned(),
+                slot,
+                lock,
+            }
         })
         .collect();
     if let Some(limit) = stuck_after {

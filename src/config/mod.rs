@@ -50,6 +50,8 @@ pub struct Config {
     /// `LOCK_TIMEOUT_MINUTES`, the seed's own setting, whatever `--ttl-minutes` says.
     pub foreign_ttl: Duration,
     pub poll: Duration,
+    /// How many holders share each environment (`--capacity`); 1 is a plain lock.
+    pub capacity: u32,
     pub output: OutputFormat,
     pub debug: bool,
     pub run: RunInfo,
@@ -108,6 +110,7 @@ impl Config {
                 "the poll interval must be at least 0.01 seconds (--poll-seconds)",
             ));
         }
+        let capacity = parse_capacity(args.capacity.as_deref())?;
         let mut run = platform.run_info();
         if let Some(id) = &args.build_id {
             run.build_id = validate_word(id, "build id (--build-id / DEPLOY_LOCK_BUILD_ID)", 200)?;
@@ -134,6 +137,7 @@ impl Config {
             ttl,
             foreign_ttl,
             poll,
+            capacity,
             output: args.output.unwrap_or_default(),
             debug: args.debug,
             run,
@@ -486,6 +490,19 @@ fn validate_token(value: &str) -> Result<String> {
         Err(Failure::usage(
             "--token / DEPLOY_LOCK_TOKEN must be the 32-character hex token printed by `acquire`",
         ))
+    }
+}
+
+/// `--capacity` / `DEPLOY_LOCK_CAPACITY`: a whole number from 1 to 20.
+fn parse_capacity(text: Option<&str>) -> Result<u32> {
+    let Some(text) = text else { return Ok(1) };
+    let max = crate::lock::slots::MAX_CAPACITY;
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(Failure::usage(format!(
+            "--capacity / DEPLOY_LOCK_CAPACITY must be a whole number from 1 to {max}, not \"{}\"",
+            crate::ci::escape::escape_controls(text)
+        ))),
     }
 }
 

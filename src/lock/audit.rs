@@ -215,7 +215,8 @@ impl LockEvent {
         Self {
             at: store_time(at),
             kind,
-            environment: record.environment.clone(),
+            // A slot's holder (lock/slots.rs) is recorded in its environment's log.
+            environment: super::slots::split_slot(&record.environment).0.to_owned(),
             pipeline: record.pipeline.clone(),
             build_id: record.build_id.clone(),
             job: record.job.clone(),

@@ -32,6 +32,8 @@ impl Locker<'_> {
     ) -> anyhow::Result<Fenced> {
         let number = self.next_fence(environment)?;
         record.fence = Some(number);
+        // Capacity: the number is the environment's; the lock it goes into is our slot's.
+        let environment = &super::slots::slot_of(environment, &record.environment);
         let key = key(environment);
         let mut etag = etag.to_owned();
         for _ in 0..5 {

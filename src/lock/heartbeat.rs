@@ -59,11 +59,13 @@ pub fn keep_alive(
     store: &dyn Store,
     ttl: Duration,
     kept: &[Kept<'_>],
+    capacity: u32,
     events: &dyn EventSink,
     stop: &dyn Fn() -> bool,
     report: &mut dyn FnMut(&Beat),
 ) -> End {
-    let locker = Locker::new(store, ttl, Duration::from_secs(1));
+    // Capacity (`slots.rs`): each renewal finds the holder's own slot.
+    let locker = Locker::new(store, ttl, Duration::from_secs(1)).with_capacity(capacity);
     let mut ttl = ttl;
     let mut last_renewed = Instant::now();
     let mut next = pace(ttl);

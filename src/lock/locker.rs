@@ -43,13 +43,15 @@ pub struct Locker<'a> {
     /// The local clock: paces waits and measures how long we waited, never judges staleness.
     pub(super) clock: &'a dyn Clock,
     /// Told what a wait sees (the holder, our place in line), for the progress report.
-    watch: &'a dyn WaitWatch,
+    pub(super) watch: &'a dyn WaitWatch,
     /// The store's clock at its latest answer, for audit timestamps.
     last_now: Cell<Option<DateTime<Utc>>>,
     /// Where the events that happen inside an operation go (an acquire entering the queue).
     events: &'a dyn EventSink,
     /// Asks whether a holder's run has ended (`reap.rs`); None without a CI token.
     pub(super) reaper: Option<&'a Reaper<'a>>,
+    /// Capacity (`slots.rs`): how many holders share each environment; 1 is a plain lock.
+    pub(super) capacity: u32,
 }
 
 #[derive(Debug)]
@@ -132,6 +134,25 @@ impl<'a> Locker<'a> {
             last_now: Cell::new(None),
             events: &Discard,
             reaper: None,
+            capacity: 1,
+        }
+    }
+
+    /// The same locker letting up to `capacity` holders share an environment (`slots.rs`).
+    #[must_use]
+    pub fn with_capacity(self, capacity: u32) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            ..self
+        }
+    }
+
+    /// This locker on one slot at a time (capacity 1), for `slots.rs`.
+    pub(super) fn single(&self) -> Locker<'a> {
+        Locker {
+            capacity: 1,
+            last_now: Cell::new(self.last_now.get()),
+            ..*self
         }
     }
 
@@ -207,6 +228,10 @@ impl<'a> Locker<'a> {
         holding: &Holding<'_>,
         wait: Option<Duration>,
     ) -> anyhow::Result<Acquired> {
+        // Capacity: the slots of a shared environment (lock/slots.rs).
+        if self.capacity > 1 {
+            return self.acquire_shared(environment, me, holding, wait);
+        }
         // A token of our own making can only be on the lock if one of our writes put it there.
         let fresh_token = me.token.is_none();
         let token = match &me.token {
@@ -448,7 +473,7 @@ impl<'a> Locker<'a> {
     }
 
     /// Sleeps one jittered poll interval (at most `left`); false when cancelled meanwhile.
-    fn pause(&self, left: Duration) -> bool {
+    pub(super) fn pause(&self, left: Duration) -> bool {
         let interval = self.clock.jitter(self.poll).min(left);
         self.clock.sleep(interval)
     }
@@ -514,6 +539,10 @@ impl<'a> Locker<'a> {
 
     /// Releases our lock: by token when we have one, else any lock of our run.
     pub fn release(&self, environment: &str, me: &Identity) -> anyhow::Result<Released> {
+        // Capacity: the slot of a shared environment that is ours (lock/slots.rs).
+        if self.capacity > 1 {
+            return self.release_shared(environment, me);
+        }
         let key = key(environment);
         // A lock refreshed by ourselves between read and delete moves the version; a few rounds
         // settle it, and anything else is a real conflict.
@@ -573,6 +602,10 @@ impl<'a> Locker<'a> {
         me: &Identity,
         ttl: Option<Duration>,
     ) -> anyhow::Result<Renewed> {
+        // Capacity: the slot of a shared environment that is ours (lock/slots.rs).
+        if self.capacity > 1 {
+            return self.renew_shared(environment, me, ttl);
+        }
         let key = key(environment);
         let mut lock = self.read(environment)?;
         let mut last_error = None;
@@ -644,6 +677,10 @@ impl<'a> Locker<'a> {
 
     /// Waits until the lock is free (or stale), up to `timeout`.
     pub fn wait_free(&self, environment: &str, timeout: Duration) -> anyhow::Result<Waited> {
+        // Capacity: free when any slot is (lock/slots.rs).
+        if self.capacity > 1 {
+            return self.wait_shared(environment, timeout);
+        }
         let started = self.clock.elapsed();
         let mut last: Option<LockView> = None;
         loop {

@@ -17,6 +17,7 @@ pub mod reap;
 pub mod reaper;
 pub mod record;
 pub mod set;
+pub mod slots;
 pub mod stats;
 pub mod waiters;
 pub mod watch;

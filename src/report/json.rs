@@ -157,6 +157,9 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
                     if !row.valid_name {
                         v["invalid_name"] = json!(true);
                     }
+                    if row.slot > 1 {
+                        v["slot"] = json!(row.slot);
+                    }
                     (row.env.clone(), v)
                 })
                 .collect(),

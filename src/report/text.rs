@@ -123,11 +123,14 @@ pub fn status_table(platform: Platform, locks: &[Row]) -> Vec<String> {
     let rows: Vec<[String; 5]> = locks
         .iter()
         .map(|row| {
-            let name = if row.valid_name {
+            let mut name = if row.valid_name {
                 row.env.clone()
             } else {
                 format!("(invalid name) {}", p.escape(&row.env))
             };
+            if row.slot > 1 {
+                name.push_str(&format!(" (slot {})", row.slot));
+            }
             let (holder, age, run) = match &row.lock {
                 Ok(l) => (
                     p.escape(&l.holder.describe()),

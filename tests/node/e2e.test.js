@@ -364,6 +364,28 @@ for (const [storeName, makeStore] of stores) {
     assert.equal(check(store, 'us').code, 0, 'us freed by the post step');
   });
 
+  test(`GitHub runner and Azure DevOps agent, ${storeName}: capacity 2 admits one of each, refuses a third, and each post frees its own slot`, { skip, todo: ghTodo }, async (t) => {
+    const dir = tempDir(t);
+    const store = await makeStore(t);
+    if (!store) return;
+    const taskDir = stageTask(t);
+    const gh = { environment: 'shared', capacity: '2', heartbeat: 'false', 'binary-path': binary, ...store.inputs };
+    const azdo = { environment: 'shared', capacity: '2', heartbeat: 'false', ...Object.fromEntries(Object.entries(store.inputs).map(([k, v]) => [camel(k), v])) };
+    const first = new GitHubJob(t, dir, { runId: 1301, withInputs: gh });
+    assert.equal((await first.main()).code, 0);
+    const second = new AzureJob(t, dir, taskDir, { buildId: 1302, inputs: azdo });
+    const m2 = await second.main();
+    assert.equal(taskResult(m2.vso), 'Succeeded', m2.stdout + m2.stderr);
+    const third = new GitHubJob(t, dir, { runId: 1303, withInputs: gh });
+    assert.equal((await third.main()).code, 3);
+    assert.equal(check(store, 'shared', { DEPLOY_LOCK_CAPACITY: '2' }).code, 3);
+    const p2 = await second.post();
+    assert.equal(taskResult(p2.vso), 'Succeeded', p2.stdout + p2.stderr);
+    assert.equal(check(store, 'shared').code, 3, 'slot 1 is still the GitHub run\'s');
+    assert.equal((await first.post()).code, 0);
+    assert.equal(check(store, 'shared').code, 0);
+  });
+
   test(`Azure DevOps agent, ${storeName}: environment eu,us with overrideFreeze is taken whole and the post-job step frees both`, { skip }, async (t) => {
     const dir = tempDir(t);
     const store = await makeStore(t);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use deploy_lock::ci::RunInfo;
 use deploy_lock::clock::Clock;
 use deploy_lock::lock::record::LockRecord;
+use deploy_lock::lock::slots::{slot_of, split_slot};
 use deploy_lock::lock::{Acquired, Fenced, Holding, Identity, Locker, Released, Renewed};
 use deploy_lock::store::memory::MemoryStore;
 
@@ -31,7 +32,7 @@ pub(super) enum Got {
 /// The environments of one round's acquire, in the order the client names them.
 fn draw_members(sim: &Sim, me: usize, kind: Kind) -> Result<Vec<String>, Stopped> {
     sim.with(me, |w| match kind {
-        Kind::Single => vec![ENV.to_owned()],
+        Kind::Single | Kind::Capacity => vec![ENV.to_owned()],
         Kind::Sets => sets::draw(&mut w.rng),
     })
 }
@@ -52,7 +53,9 @@ pub(super) fn client(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Res
         run: &run,
         reason: "simulated",
     };
-    let locker = Locker::new(&store, params.ttl, params.poll).with_clock(&clock);
+    let locker = Locker::new(&store, params.ttl, params.poll)
+        .with_clock(&clock)
+        .with_capacity(params.capacity);
     for _ in 0..params.rounds {
         let members = draw_members(sim, me, params.kind)?;
         let (token, wait) = sim.with(me, |w| {
@@ -135,8 +138,9 @@ fn acquire_one(
     wait: Option<Duration>,
 ) -> Got {
     match locker.acquire(env, me_id, holding, wait) {
+        // Held by the name of its lock: a slot of `env` under capacity.
         Ok(Acquired::Taken { record, etag, .. }) => Got::Held(vec![Held {
-            env: env.to_owned(),
+            env: slot_of(env, &record.environment),
             record,
             etag,
         }]),
@@ -155,7 +159,7 @@ fn release(
     token: &str,
 ) -> Result<(), Stopped> {
     sim.with(me, |w| w.slots[me].believes.remove(env))?;
-    let released = locker.release(env, me_id);
+    let released = locker.release(split_slot(env).0, me_id);
     sim.with(me, |w| {
         if let Ok(Released::Refused(_)) = released
             && w.token_on_lock(env).as_deref() == Some(token)
@@ -185,7 +189,7 @@ fn hold(
         if !sim.with(me, |w| w.rng.chance(70))? {
             continue;
         }
-        match locker.fence(&h.env, &mut h.record, &h.etag) {
+        match locker.fence(split_slot(&h.env).0, &mut h.record, &h.etag) {
             Ok(Fenced::Fenced { fence, .. }) => sim.with(me, |w| w.fenced(me, &h.env, fence))?,
             Ok(Fenced::Lost(_)) => return lost(sim, me, &h.env, "fencing"),
             Err(e) => sim.with(me, |w| w.note(me, &format!("fence failed: {e:#}")))?,
@@ -200,7 +204,7 @@ fn hold(
         }
         so_far += every;
         for h in held.iter() {
-            match locker.renew(&h.env, me_id, None) {
+            match locker.renew(split_slot(&h.env).0, me_id, None) {
                 Ok(Renewed::Renewed(_)) => {
                     sim.with(me, |w| w.note(me, &format!("renewed {}", h.env)))?;
                 }

@@ -21,6 +21,7 @@
 //! trace; `DEPLOY_LOCK_SIM_RUNS=N` runs more schedules than the default (which stays well under a
 //! minute).
 
+mod capacity;
 mod client;
 mod sets;
 mod store;
@@ -60,12 +61,16 @@ enum Kind {
     Single,
     /// Clients take one environment or a set of 2–3, in any order, of `sets::ENVS`.
     Sets,
+    /// Every client takes a slot of `ENV`, shared by `capacity::CAPACITY` holders.
+    Capacity,
 }
 
 /// The knobs of one schedule, drawn from its seed.
 #[derive(Debug, Clone, Copy)]
 struct Params {
     kind: Kind,
+    /// How many holders share an environment: 1 but for `Kind::Capacity`.
+    capacity: u32,
     clients: usize,
     rounds: u64,
     ttl: Duration,
@@ -82,6 +87,11 @@ impl Params {
     fn draw(rng: &mut XorShift, kind: Kind) -> Self {
         Self {
             kind,
+            capacity: if kind == Kind::Capacity {
+                capacity::CAPACITY
+            } else {
+                1
+            },
             clients: 2 + rng.below(4) as usize,
             rounds: 1 + rng.below(3),
             ttl: Duration::from_secs(2 + rng.below(9)),
@@ -176,6 +186,7 @@ impl World {
                 ));
             }
         }
+        self.check_capacity();
         if self.steps > MAX_STEPS || self.now > MAX_TIME {
             self.fail(format!(
                 "no end after {} steps and {:.0}s of virtual time",
@@ -429,6 +440,7 @@ fn simulate(seed: u64, kind: Kind) -> Result<(u64, usize), String> {
             let test = match kind {
                 Kind::Single => "simulation::simulation_keeps_every_promise",
                 Kind::Sets => "simulation::sets::",
+                Kind::Capacity => "simulation::capacity::",
             };
             Err(format!(
                 "seed {seed}: {why}\nparams: {:?}\nlast {} steps:\n{}\nreplay: \

@@ -294,6 +294,7 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
         &*store,
         cfg.ttl,
         &kept,
+        cfg.capacity,
         &*event_sink(&cfg, &*store),
         &stop,
         &mut |beat| match beat {

@@ -74,6 +74,8 @@ pub struct StepInputs {
     pub container: Option<String>,
     pub lock_timeout_minutes: Option<String>,
     pub poll_seconds: Option<String>,
+    /// How many holders share the environment (`--capacity`).
+    pub capacity: Option<String>,
     pub job: Option<String>,
     pub auth: Option<String>,
     pub connection_string: Option<String>,
@@ -111,6 +113,7 @@ impl StepInputs {
             container: input("container"),
             lock_timeout_minutes: input("lock-timeout-minutes"),
             poll_seconds: input("poll-seconds"),
+            capacity: input("capacity"),
             job: input("job"),
             auth: input("auth"),
             connection_string: input("connection-string"),
@@ -165,6 +168,7 @@ impl StepInputs {
         set(&mut args.container, &inputs.container);
         set(&mut args.ttl_minutes, &inputs.lock_timeout_minutes);
         set(&mut args.poll_seconds, &inputs.poll_seconds);
+        set(&mut args.capacity, &inputs.capacity);
         set(&mut args.job, &inputs.job);
         set(&mut args.auth, &inputs.auth);
         if let Some(lines) = &inputs.notify {

@@ -91,7 +91,9 @@ pub fn check(request: &Request, store: &StoreChoice) -> Result<()> {
 
 /// Gathers what the page shows: the locks, the queues and the audit logs.
 pub fn gather(ctx: &Context<'_>, since: Since) -> Result<Dashboard> {
-    let locks = ctx.locker().status()?;
+    // One panel per environment, for its first slot (capacity, `lock/slots.rs`).
+    let mut locks = ctx.locker().status()?;
+    locks.retain(|(name, _)| crate::lock::slots::split_slot(name).1 == 1);
     let queues = all_queues(ctx.store).unwrap_or_else(|e| {
         log::warn(&format!("cannot read the waiters' queues: {e}"));
         BTreeMap::new()
