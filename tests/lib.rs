@@ -18,6 +18,7 @@ mod insight;
 mod long;
 mod monitor;
 mod notify;
+mod output;
 mod reap;
 mod release;
 mod requests;

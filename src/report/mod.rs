@@ -23,6 +23,20 @@ use crate::human::{human, human_std};
 use crate::lock::{Holder, LockView};
 use crate::log;
 
+/// Prints a failure: the error line on stderr and, for `--output json`, `{"error": …}` on stdout.
+/// Returns its exit code.
+pub fn print_failure(
+    platform: Platform,
+    format: OutputFormat,
+    failure: &crate::exit::Failure,
+) -> i32 {
+    let code = print_error(platform, failure);
+    if format == OutputFormat::Json {
+        json::print_json(platform, &json::error_json(code, &failure.to_string()));
+    }
+    code
+}
+
 /// Prints outcomes for one platform in one format.
 #[derive(Debug, Clone, Copy)]
 pub struct Reporter {
@@ -72,6 +86,16 @@ impl Reporter {
 
     fn print(self, line: &str) {
         self.platform.print_line(line);
+    }
+
+    /// A line of text beside a JSON answer (`run`'s handback): on stderr, so that stdout holds
+    /// only the one JSON object.
+    fn say(self, line: &str) {
+        if self.text() {
+            self.print(line);
+        } else {
+            self.platform.eprint_line(line);
+        }
     }
 
     fn error(self, title: &str, msg: &str) {
@@ -353,7 +377,7 @@ impl Reporter {
             }
             Outcome::Ran(r) => {
                 if let Some(outer) = &r.outer_holder {
-                    self.print(&format!(
+                    self.say(&format!(
                         "The deployment lock on {} stays held: it is the outer holder's \
                          ({outer}), which releases it.",
                         r.env
@@ -453,7 +477,7 @@ impl Reporter {
     /// What giving back a lock found, as `run` or the action's post step says it.
     pub fn handback(&self, env: &Environment, handback: &Handback, caller: Caller) {
         match handback {
-            Handback::Released(lock) => self.print(&format!(
+            Handback::Released(lock) => self.say(&format!(
                 "Released the deployment lock on {env} (held {}).",
                 human(lock.age)
             )),
