@@ -25,7 +25,7 @@ mod testgen;
 
 use std::ffi::OsString;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 
 use crate::ci::Platform;
 use crate::cli::{Cli, EXIT_CODES};
@@ -43,7 +43,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> std::process::ExitCode 
 /// Parses the arguments, runs the command, reports its outcome and returns the exit code. The
 /// one place that prints errors.
 fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let command = Cli::command().after_help(format!(
+    let command = cli::command().after_help(format!(
         "{EXIT_CODES}\n\nLocal store (the default outside CI): {}\nDocs: README.md, `deploy-lock <command> --help`",
         config::default_local_dir().display()
     ));

@@ -12,6 +12,7 @@ mod contract;
 mod entra;
 mod faults;
 mod freeze;
+mod help;
 mod hostile;
 mod identity;
 mod insight;
