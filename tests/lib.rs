@@ -26,5 +26,6 @@ mod requests;
 mod sets;
 mod simulation;
 mod skew;
+mod slips;
 mod support;
 mod waiting;

@@ -176,8 +176,8 @@ impl Reporter {
                     }
                     if !a.releases_itself && !a.reentrant {
                         self.print(&format!(
-                            "Release it with: deploy-lock release {} {env}",
-                            a.pipeline
+                            "Release it with: deploy-lock release {} {env}{}",
+                            a.pipeline, a.release_with
                         ));
                     }
                 }
@@ -237,16 +237,31 @@ impl Reporter {
                         build_id,
                     } => self.error(
                         "Not released",
-                        &format!(
-                            "{env} is locked by {}, not by {pipeline} build {build_id}: not \
-                             released. Break it only if you are sure with `deploy-lock \
-                             force-break {env} --reason ...`{}",
-                            lock.holder.describe(),
-                            match text::run_url(&lock.holder) {
-                                "" => String::new(),
-                                url => format!(" — {url}"),
+                        &match &lock.holder {
+                            // Our build under another pipeline type: the slip is the name.
+                            Holder::Current(r)
+                                if r.build_id == *build_id && r.pipeline != pipeline.as_str() =>
+                            {
+                                format!(
+                                    "{env} is locked by {}, not by {pipeline} build {build_id}: \
+                                     you took it as pipeline {}; run `deploy-lock release {} \
+                                     {env}`",
+                                    lock.holder.describe(),
+                                    r.pipeline,
+                                    r.pipeline
+                                )
                             }
-                        ),
+                            _ => format!(
+                                "{env} is locked by {}, not by {pipeline} build {build_id}: not \
+                                 released. Break it only if you are sure with `deploy-lock \
+                                 force-break {env} --reason ...`{}",
+                                lock.holder.describe(),
+                                match text::run_url(&lock.holder) {
+                                    "" => String::new(),
+                                    url => format!(" — {url}"),
+                                }
+                            ),
+                        },
                     ),
                     _ => {}
                 }
