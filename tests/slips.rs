@@ -50,3 +50,46 @@ fn the_release_hint_carries_the_token_acquire_was_given() {
             "Release it with: deploy-lock release local qa --token {token}"
         ));
 }
+
+#[test]
+fn force_break_reports_once_in_text_and_in_json() {
+    let b = Backend::file();
+    b.cmd().args(["acquire", "qa"]).run().code(0);
+    let text = b
+        .cmd()
+        .args(["force-break", "qa", "--reason", "runner died"])
+        .run();
+    text.code(0)
+        .contains("Broke the deployment lock on qa")
+        .contains("reason: runner died");
+    assert!(text.stderr.is_empty(), "{}", text.stderr);
+    b.cmd().args(["acquire", "qa"]).run().code(0);
+    let json = b
+        .cmd()
+        .args(["force-break", "qa", "--reason", "stuck", "--output", "json"])
+        .run();
+    assert_eq!(json.code(0).json()["state"], "broken");
+    assert!(json.stderr.is_empty(), "{}", json.stderr);
+    let nothing = b
+        .cmd()
+        .args(["force-break", "qa", "--reason", "again"])
+        .run();
+    nothing.code(0);
+    assert!(nothing.stdout.is_empty(), "{}", nothing.stdout);
+    assert!(nothing.stderr.contains("there is no lock on qa to break"));
+}
+
+#[test]
+fn an_unknown_command_is_a_usage_error_that_writes_nothing() {
+    let b = Backend::file();
+    b.cmd().args(["acquire", "qa"]).run().code(0);
+    let before = b.snapshot();
+    for words in [vec!["aquire", "qa"], vec!["lock", "qa", "--reason", "x"]] {
+        b.cmd()
+            .args(&words)
+            .run()
+            .code(2)
+            .contains("unrecognized subcommand");
+    }
+    assert_eq!(b.snapshot(), before);
+}

@@ -284,19 +284,27 @@ impl Reporter {
                     ));
                 }
             }
-            Outcome::Broken { env, lock, .. } => {
-                if let Some(lock) = lock
-                    && self.text()
-                {
-                    self.print(&format!(
-                        "Broke the deployment lock on {env}, held by {}.",
-                        lock.holder.describe()
-                    ));
-                    for line in text::lock_lines(p, lock) {
-                        self.print(&line);
-                    }
-                }
+            // Reported once: the text (or the warning that there was nothing to break), or the
+            // JSON object.
+            Outcome::Broken { env, lock, reason } => {
                 self.print_json(outcome);
+                match lock {
+                    Some(lock) if self.text() => {
+                        self.print(&format!(
+                            "Broke the deployment lock on {env}, held by {} (held {}); reason: \
+                             {reason}",
+                            lock.holder.describe(),
+                            human(lock.age)
+                        ));
+                        for line in text::lock_lines(p, lock) {
+                            self.print(&line);
+                        }
+                    }
+                    None if self.text() => {
+                        log::warn(&format!("there is no lock on {env} to break"));
+                    }
+                    _ => {}
+                }
             }
             Outcome::Status {
                 store,
