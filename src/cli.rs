@@ -1,6 +1,6 @@
 //! The command line: argument definitions only. `config` turns them into typed settings.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -107,7 +107,13 @@ pub struct GlobalArgs {
 
     /// How to sign in to Azure Storage: auto, key, sas, connection-string, github-oidc,
     /// azure-devops-oidc, managed-identity, azure-cli or token (see docs/entra-id.md) [default: auto].
-    #[arg(long, global = true, env = "DEPLOY_LOCK_AUTH", value_name = "METHOD")]
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_AUTH",
+        value_name = "METHOD"
+    )]
     pub auth: Option<String>,
 
     /// Extra trusted CA certificates (PEM), for TLS-inspecting proxies and the emulator over HTTPS.
@@ -191,6 +197,59 @@ pub struct GlobalArgs {
     pub debug: bool,
 }
 
+/// The shared options every command that reaches the store uses.
+const STORE_OPTIONS: &[&str] = &["store", "container", "auth", "ca_file", "output", "debug"];
+const WHO: &[&str] = &["build_id", "job", "token"];
+const EVENTS: &[&str] = &["no_audit", "notify", "notify_on", "app_insights"];
+const TTL: &[&str] = &["ttl_minutes"];
+const POLL: &[&str] = &["poll_seconds"];
+const FENCE: &[&str] = &["no_fence"];
+
+/// Which shared options, beyond [`STORE_OPTIONS`], each command uses.
+const USES: &[(&str, &[&[&str]])] = &[
+    ("check", &[WHO, TTL]),
+    ("acquire", &[WHO, TTL, POLL, FENCE, EVENTS]),
+    ("release", &[WHO, EVENTS]),
+    ("wait", &[TTL, POLL, EVENTS]),
+    ("force-break", &[WHO, EVENTS]),
+    ("status", &[TTL, EVENTS]),
+    ("renew", &[WHO, TTL, EVENTS]),
+    ("run", &[WHO, TTL, POLL, FENCE, EVENTS]),
+    ("history", &[]),
+    ("freeze", &[WHO, EVENTS]),
+    ("unfreeze", &[WHO, EVENTS]),
+    ("freezes", &[]),
+    ("stats", &[]),
+    ("dashboard", &[]),
+    ("reap", &[EVENTS]),
+];
+
+/// The command line with its help: each command's `--help` lists only the shared options it
+/// uses. Every shared option stays accepted before or after any command, and its environment
+/// variable keeps working.
+#[must_use]
+pub fn command() -> clap::Command {
+    let command = Cli::command();
+    let shared: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    USES.iter().fold(command, |command, (name, uses)| {
+        command.mut_subcommand(name, |sub| {
+            // A hidden copy is given to the command before the shared option is propagated to
+            // it, which then leaves it alone.
+            shared
+                .iter()
+                .filter(|a| {
+                    let id = a.get_id().as_str();
+                    !STORE_OPTIONS.contains(&id) && !uses.iter().any(|group| group.contains(&id))
+                })
+                .fold(sub, |sub, a| sub.arg(a.clone().hide(true)))
+        })
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
     #[default]
@@ -201,39 +260,80 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show who holds ENV's lock. Exit 0 when free (or ours, or stale), 3 when held.
+    #[command(
+        after_help = "Examples:\n  deploy-lock check prod\n  deploy-lock check github prod --output json\n  deploy-lock check eu,us"
+    )]
     Check(Target),
     /// Take ENV's lock. Exit 0 when taken (or already ours), 3 when held, 4 after --wait ran out.
+    #[command(
+        after_help = "Examples:\n  deploy-lock acquire prod --reason \"release 1.4\"\n  deploy-lock acquire github prod --wait 30\n  deploy-lock acquire eu,us --wait=10 --output json"
+    )]
     Acquire(AcquireArgs),
     /// Release our lock on ENV. Someone else's is refused (exit 3); no lock at all is a warning (exit 0).
+    #[command(
+        after_help = "Examples:\n  deploy-lock release prod\n  deploy-lock release github prod --build-id 1234\n  deploy-lock release prod --token \"$DEPLOY_LOCK_TOKEN\""
+    )]
     Release(Target),
     /// Wait until ENV's lock is free, then exit 0; exit 4 after MINUTES [default: DEPLOYMENT_TIMEOUT_MINUTES, 120].
+    #[command(
+        after_help = "Examples:\n  deploy-lock wait prod\n  deploy-lock wait prod 15\n  deploy-lock wait prod 90s --notify slack:https://hooks.slack.com/services/…"
+    )]
     Wait(WaitArgs),
     /// Break ENV's lock whoever holds it, and record who did it and why.
+    #[command(
+        after_help = "Examples:\n  deploy-lock force-break prod --reason \"runner died, checked with the team\"\n  deploy-lock force-break prod --reason \"stuck\" --output json"
+    )]
     ForceBreak(ForceBreakArgs),
     /// List every environment in the store with its holder. With --stuck-after, only the locks
     /// held longer than that, and exit 3 when there is one.
+    #[command(
+        after_help = "Examples:\n  deploy-lock status\n  deploy-lock status --output json\n  deploy-lock status --stuck-after 2h --notify teams:https://…"
+    )]
     Status(StatusArgs),
     /// Extend our lock on ENV by another ttl. Exit 5 if it is no longer ours.
+    #[command(
+        after_help = "Examples:\n  deploy-lock renew prod\n  deploy-lock renew github prod --token \"$DEPLOY_LOCK_TOKEN\""
+    )]
     Renew(Target),
     /// Take ENV's lock, run COMMAND while renewing it, release it when COMMAND ends, and exit
     /// with COMMAND's exit code (5 if the lock was lost meanwhile).
+    #[command(
+        after_help = "Examples:\n  deploy-lock run prod -- ./deploy.sh\n  deploy-lock run prod --wait 30 --reason \"release 1.4\" -- make deploy\n  deploy-lock run eu,us --on-lost kill -- ./deploy-both.sh"
+    )]
     Run(RunArgs),
     /// Show ENV's audit log: acquisitions, releases, steals, force-breaks, blocked attempts.
+    #[command(
+        after_help = "Examples:\n  deploy-lock history prod\n  deploy-lock history prod --since 7d\n  deploy-lock history prod --since 2026-03-01T00:00:00Z --output json"
+    )]
     History(HistoryArgs),
     /// Freeze ENV: no new acquire until the window ends (exit 3 naming the freeze), unless
     /// `acquire --override-freeze --reason TEXT`.
+    #[command(
+        after_help = "Examples:\n  deploy-lock freeze prod --for 2h --reason \"incident 42\"\n  deploy-lock freeze prod --until 2026-03-01T18:00:00+01:00 --reason \"quarter close\"\n  deploy-lock freeze prod --weekly \"Fri 16:00-Mon 08:00 +02:00\" --reason \"no weekend deploys\""
+    )]
     Freeze(FreezeArgs),
     /// Remove every freeze window of ENV.
+    #[command(after_help = "Examples:\n  deploy-lock unfreeze prod --reason \"incident resolved\"")]
     Unfreeze(UnfreezeArgs),
     /// List the freeze windows of every environment, and which are in force now.
+    #[command(after_help = "Examples:\n  deploy-lock freezes\n  deploy-lock freezes --output json")]
     Freezes,
     /// Counts, wait and hold percentiles, by pipeline and hour of the week, from the audit logs.
+    #[command(
+        after_help = "Examples:\n  deploy-lock stats\n  deploy-lock stats prod --since 7d\n  deploy-lock stats --output json"
+    )]
     Stats(StatsArgs),
     /// Write one self-contained HTML page of every environment (--out DIR), or publish it to the
     /// storage account's static website (--publish).
+    #[command(
+        after_help = "Examples:\n  deploy-lock dashboard --out site\n  deploy-lock dashboard --publish --since 14d"
+    )]
     Dashboard(DashboardArgs),
     /// Remove the locks and queue tickets of runs that have ended, in every environment (or the
     /// given ones), asking GitHub or Azure DevOps with GITHUB_TOKEN/GH_TOKEN or SYSTEM_ACCESSTOKEN.
+    #[command(
+        after_help = "Examples:\n  GITHUB_TOKEN=… deploy-lock reap\n  deploy-lock reap prod staging --output json"
+    )]
     Reap(ReapArgs),
     /// Run by the GitHub Action and the Azure DevOps task: read the step's inputs and act.
     #[command(hide = true)]

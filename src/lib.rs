@@ -25,7 +25,7 @@ mod testgen;
 
 use std::ffi::OsString;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 
 use crate::ci::Platform;
 use crate::cli::{Cli, EXIT_CODES};
@@ -43,13 +43,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> std::process::ExitCode 
 /// Parses the arguments, runs the command, reports its outcome and returns the exit code. The
 /// one place that prints errors.
 fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let command = Cli::command().after_help(format!(
+    let command = cli::command().after_help(format!(
         "{EXIT_CODES}\n\nLocal store (the default outside CI): {}\nDocs: README.md, `deploy-lock <command> --help`",
         config::default_local_dir().display()
     ));
     let platform = Platform::detect();
+    let args: Vec<OsString> = args.into_iter().collect();
     let cli = match command
-        .try_get_matches_from(args)
+        .try_get_matches_from(&args)
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(cli) => cli,
@@ -65,6 +66,21 @@ fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
                 }
             } else {
                 let _ = e.print();
+            }
+            if e.use_stderr() && json_requested(&args) {
+                // The error's own paragraph, without the usage line and the advice after it.
+                let rendered = e.render().to_string();
+                let paragraph: Vec<&str> = rendered
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                let joined = paragraph.join(" ");
+                let message = joined.strip_prefix("error: ").unwrap_or(&joined);
+                report::json::print_json(
+                    platform,
+                    &report::json::error_json(ExitCode::Usage.code(), message),
+                );
             }
             return if e.use_stderr() {
                 ExitCode::Usage.code()
@@ -84,8 +100,28 @@ fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
     match execute(&cli, platform) {
         Ok(code) => code,
-        Err(failure) => report::print_error(platform, &failure),
+        Err(failure) => {
+            report::print_failure(platform, cli.global.output.unwrap_or_default(), &failure)
+        }
     }
+}
+
+/// Whether a command line that clap refused asked for JSON: `--output json`, `--output=json` or
+/// DEPLOY_LOCK_OUTPUT=json, so that even a usage error is one JSON object on stdout.
+fn json_requested(args: &[OsString]) -> bool {
+    let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let given = words
+        .iter()
+        .zip(words.iter().skip(1).map(Some).chain(std::iter::once(None)))
+        .filter_map(|(word, next)| match *word {
+            "--output" => next.copied(),
+            _ => word.strip_prefix("--output="),
+        })
+        .last();
+    given.map_or_else(
+        || std::env::var("DEPLOY_LOCK_OUTPUT").is_ok_and(|v| v.eq_ignore_ascii_case("json")),
+        |v| v.eq_ignore_ascii_case("json"),
+    )
 }
 
 fn execute(cli: &Cli, platform: Platform) -> Result<i32> {

@@ -139,8 +139,7 @@ fn events(f: &Faulty, env: &str) -> Vec<(String, String)> {
         .cmd()
         .args(["history", env, "--output", "json"])
         .run();
-    out.code(0)
-        .json()
+    out.code(0).json()["events"]
         .as_array()
         .expect("an array of events")
         .iter()

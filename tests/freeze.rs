@@ -55,8 +55,7 @@ fn an_acquire_during_a_freeze_is_refused_naming_it_unless_overridden() {
         let history = as_build(&b, "2")
             .args(["--output", "json", "history", "prod"])
             .run();
-        let events: Vec<String> = history
-            .json()
+        let events: Vec<String> = history.json()["events"]
             .as_array()
             .expect("events")
             .iter()

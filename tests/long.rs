@@ -329,7 +329,7 @@ fn history_shows_every_event_of_a_scenario_in_order() {
             .code(5);
         let events = b.cmd().args(["history", "h", "--output", "json"]).run();
         let events = events.code(0).json();
-        let seen: Vec<(String, String)> = events
+        let seen: Vec<(String, String)> = events["events"]
             .as_array()
             .expect("array")
             .iter()
@@ -354,7 +354,7 @@ fn history_shows_every_event_of_a_scenario_in_order() {
             .map(|(e, w)| ((*e).to_owned(), (*w).to_owned()))
             .collect();
         assert_eq!(seen, expected, "{}", b.name());
-        let all = events.as_array().expect("array");
+        let all = events["events"].as_array().expect("array");
         assert_eq!(all[0]["reason"], "deploy v1");
         assert_eq!(all[1]["other"], "github build A by tester");
         assert!(all[2]["held_seconds"].is_i64());
@@ -368,7 +368,10 @@ fn history_shows_every_event_of_a_scenario_in_order() {
             .cmd()
             .args(["history", "h", "--since", "1h", "--output", "json"])
             .run();
-        assert_eq!(recent.code(0).json().as_array().map(Vec::len), Some(7));
+        assert_eq!(
+            recent.code(0).json()["events"].as_array().map(Vec::len),
+            Some(7)
+        );
         let future = b
             .cmd()
             .args([
@@ -380,7 +383,10 @@ fn history_shows_every_event_of_a_scenario_in_order() {
                 "json",
             ])
             .run();
-        assert_eq!(future.code(0).json().as_array().map(Vec::len), Some(0));
+        assert_eq!(
+            future.code(0).json()["events"].as_array().map(Vec::len),
+            Some(0)
+        );
         b.cmd()
             .args(["history", "h", "--since", "yesterday"])
             .run()
@@ -467,7 +473,7 @@ fn age_and_hold_time_count_from_the_acquisition_not_the_last_renewal() {
         assert!(seconds_in(held) >= 3, "{}: {line}", b.name());
         let events = b.cmd().args(["history", "held", "--output", "json"]).run();
         let events = events.code(0).json();
-        let releases: Vec<i64> = events
+        let releases: Vec<i64> = events["events"]
             .as_array()
             .expect("events")
             .iter()

@@ -51,7 +51,10 @@ fn json_of(out: &crate::support::Out) -> serde_json::Value {
 fn history(b: &Backend, env: &str) -> Vec<serde_json::Value> {
     let out = b.cmd().args(["history", env, "--output", "json"]).run();
     out.code(0);
-    out.json().as_array().cloned().unwrap_or_default()
+    out.json()["events"]
+        .as_array()
+        .cloned()
+        .expect("{\"events\": [...]}")
 }
 
 #[test]

@@ -20,7 +20,9 @@ fn a_set_is_taken_whole_with_a_token_and_fence_per_member() {
             .run();
         out.code(0);
         let members = out.json();
-        let members = members.as_array().expect("one object per member");
+        let members = members["environments"]
+            .as_array()
+            .expect("one object per member");
         let envs: Vec<&str> = members
             .iter()
             .map(|m| m["environment"].as_str().expect("environment"))

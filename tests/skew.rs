@@ -52,7 +52,7 @@ fn faketime_moves_the_binarys_clock() {
         .env("DEPLOY_LOCK_STORE", &store)
         .args(["history", "probe", "--output", "json"])
         .run();
-    let at = out.code(0).json()[0]["at"]
+    let at = out.code(0).json()["events"][0]["at"]
         .as_str()
         .expect("an event time")
         .to_owned();

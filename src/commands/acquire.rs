@@ -7,7 +7,7 @@ use super::context::{Context, Progress, Target, Watch};
 use super::estimate::typical_hold;
 use super::freeze::{Gate, gate};
 use super::outcome::{Acquisition, Blocked, Outcome};
-use crate::config::{self, Environment, Pipeline};
+use crate::config::{self, Config, Environment, Pipeline};
 use crate::exit::{ExitCode, Failure, Result};
 use crate::human::human_std;
 use crate::lock::protocol::{Ownership, from_another_attempt, ownership};
@@ -243,5 +243,18 @@ pub(super) fn confirm(
         waited,
         ttl: cfg.ttl,
         releases_itself,
+        release_with: release_with(cfg),
     })
+}
+
+/// The `--build-id` and `--token` this acquire was given, for the release hint.
+fn release_with(cfg: &Config) -> String {
+    let mut with = String::new();
+    if cfg.build_id_given {
+        with.push_str(&format!(" --build-id {}", cfg.run.build_id));
+    }
+    if let Some(token) = &cfg.token {
+        with.push_str(&format!(" --token {token}"));
+    }
+    with
 }

@@ -4,9 +4,7 @@ use super::context::Context;
 use super::outcome::Outcome;
 use crate::config::{self, Environment};
 use crate::exit::{Failure, Result};
-use crate::human::human;
 use crate::lock::{EventKind, LockEvent, operation_id};
-use crate::log;
 
 /// The reason, trimmed; an empty one is refused with `missing` (it is recorded and shown).
 pub fn reason(text: &str, missing: &str) -> Result<String> {
@@ -37,15 +35,6 @@ pub fn force_break(ctx: &Context<'_>, env: &Environment, reason: &str) -> Result
             event.operation = operation_id(&record.token);
         }
         ctx.events.record(&event);
-        log::warn(&format!(
-            "broke the lock on {env} held by {} (held {}); by {} build {}, reason: {reason}",
-            lock.holder.describe(),
-            human(lock.age),
-            cfg.default_pipeline,
-            cfg.run.build_id
-        ));
-    } else {
-        log::warn(&format!("there is no lock on {env} to break"));
     }
     Ok(Outcome::Broken {
         env: env.clone(),

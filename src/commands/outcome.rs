@@ -160,6 +160,9 @@ pub struct Acquisition {
     /// The ttl we asked for.
     pub ttl: Duration,
     pub releases_itself: bool,
+    /// What `release` needs besides PIPELINE ENV to act as this holder: the `--build-id` and
+    /// `--token` this acquire was given.
+    pub release_with: String,
 }
 
 impl Acquisition {

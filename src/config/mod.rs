@@ -60,6 +60,8 @@ pub struct Config {
     pub token: Option<String>,
     /// The build id is the default outside CI, shared by every process of this user on this host.
     pub shared_build_id: bool,
+    /// Whether the build id was given (--build-id / DEPLOY_LOCK_BUILD_ID), not detected.
+    pub build_id_given: bool,
     /// Whether `ttl` was given (else the default applies, which a heartbeat shortens).
     pub ttl_given: bool,
     pub fence: bool,
@@ -144,6 +146,7 @@ impl Config {
             default_pipeline: Pipeline::of(platform),
             token,
             shared_build_id: platform.build_id_is_shared() && args.build_id.is_none(),
+            build_id_given: args.build_id.is_some(),
             ttl_given: args.ttl_minutes.is_some(),
             fence: !args.no_fence,
             audit: !args.no_audit,

@@ -1,5 +1,5 @@
-//! Outcomes as JSON for scripts: one object (or, for `history`, one array) per
-//! command, printed on one line and escaped for the platform.
+//! Outcomes as JSON for scripts: exactly one object per command, printed on one line and escaped
+//! for the platform. The shapes are docs/output.schema.json.
 
 use serde_json::{Value, json};
 
@@ -86,6 +86,8 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
                 "token": record.token,
                 "fence": record.fence,
                 "ttl_seconds": record.ttl_seconds,
+                // Just taken or renewed: stale after one whole ttl.
+                "expires_in_seconds": record.ttl_seconds,
                 "waited_seconds": a.waited.as_secs(),
                 "stolen_from": a.stolen_from.as_ref().map(holder_json),
                 "reaped": a.reaped,
@@ -103,7 +105,15 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
             v["waited_seconds"] = json!(b.waited.as_secs());
             v
         }
-        Outcome::AcquireInterrupted { .. } | Outcome::Ran(_) => return None,
+        Outcome::AcquireInterrupted { env, waited, taken } => json!({
+            "environment": env.as_str(),
+            "state": State::Interrupted.as_str(),
+            "acquired": false,
+            "given_back": taken,
+            "waited_seconds": waited.as_secs(),
+        }),
+        // `run` printed its acquisition before its command started: nothing more.
+        Outcome::Ran(_) => return None,
         Outcome::Reaped(r) => json!({
             "environments_checked": r.checked,
             "reaped": r.removed.iter().map(|item| json!({
@@ -170,7 +180,10 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
             RenewEnd::NotOurs { lock, .. } => lock_json(&r.env, State::Held.as_str(), Some(lock)),
             RenewEnd::Lost(lock) => lock_json(&r.env, State::Lost.as_str(), lock.as_deref()),
         },
-        Outcome::History { events, .. } => json!(events),
+        Outcome::History { env, events } => json!({
+            "environment": env.as_str(),
+            "events": events,
+        }),
         Outcome::Frozen {
             env,
             window,
@@ -182,8 +195,9 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
             "timed_out": timed_out,
             "freeze": window_json(window),
         }),
-        Outcome::Freezes { rows, .. } => json!(
-            rows.iter()
+        Outcome::Freezes { rows, .. } => json!({
+            "freezes": rows
+                .iter()
                 .map(|(env, active, w)| {
                     let mut v = window_json(w);
                     v["environment"] = json!(env);
@@ -191,16 +205,22 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
                     v
                 })
                 .collect::<Vec<_>>()
-        ),
+        }),
         Outcome::Each(members) => {
             let each: Vec<_> = members.iter().filter_map(outcome_json).collect();
             // `run` over a set says nothing in JSON after its command, as for one lock.
             if each.is_empty() {
                 return None;
             }
-            json!(each)
+            json!({ "environments": each })
         }
         Outcome::Stats(s) => super::insight::stats_json(s),
         Outcome::Dashboard(d) => super::insight::dashboard_json(d),
     })
+}
+
+/// A failure as JSON: `{"error": {"code": N, "message": "..."}}`.
+#[must_use]
+pub fn error_json(code: i32, message: &str) -> Value {
+    json!({ "error": { "code": code, "message": message } })
 }

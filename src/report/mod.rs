@@ -23,6 +23,20 @@ use crate::human::{human, human_std};
 use crate::lock::{Holder, LockView};
 use crate::log;
 
+/// Prints a failure: the error line on stderr and, for `--output json`, `{"error": …}` on stdout.
+/// Returns its exit code.
+pub fn print_failure(
+    platform: Platform,
+    format: OutputFormat,
+    failure: &crate::exit::Failure,
+) -> i32 {
+    let code = print_error(platform, failure);
+    if format == OutputFormat::Json {
+        json::print_json(platform, &json::error_json(code, &failure.to_string()));
+    }
+    code
+}
+
 /// Prints outcomes for one platform in one format.
 #[derive(Debug, Clone, Copy)]
 pub struct Reporter {
@@ -72,6 +86,16 @@ impl Reporter {
 
     fn print(self, line: &str) {
         self.platform.print_line(line);
+    }
+
+    /// A line of text beside a JSON answer (`run`'s handback): on stderr, so that stdout holds
+    /// only the one JSON object.
+    fn say(self, line: &str) {
+        if self.text() {
+            self.print(line);
+        } else {
+            self.platform.eprint_line(line);
+        }
     }
 
     fn error(self, title: &str, msg: &str) {
@@ -152,8 +176,8 @@ impl Reporter {
                     }
                     if !a.releases_itself && !a.reentrant {
                         self.print(&format!(
-                            "Release it with: deploy-lock release {} {env}",
-                            a.pipeline
+                            "Release it with: deploy-lock release {} {env}{}",
+                            a.pipeline, a.release_with
                         ));
                     }
                 }
@@ -213,16 +237,31 @@ impl Reporter {
                         build_id,
                     } => self.error(
                         "Not released",
-                        &format!(
-                            "{env} is locked by {}, not by {pipeline} build {build_id}: not \
-                             released. Break it only if you are sure with `deploy-lock \
-                             force-break {env} --reason ...`{}",
-                            lock.holder.describe(),
-                            match text::run_url(&lock.holder) {
-                                "" => String::new(),
-                                url => format!(" — {url}"),
+                        &match &lock.holder {
+                            // Our build under another pipeline type: the slip is the name.
+                            Holder::Current(r)
+                                if r.build_id == *build_id && r.pipeline != pipeline.as_str() =>
+                            {
+                                format!(
+                                    "{env} is locked by {}, not by {pipeline} build {build_id}: \
+                                     you took it as pipeline {}; run `deploy-lock release {} \
+                                     {env}`",
+                                    lock.holder.describe(),
+                                    r.pipeline,
+                                    r.pipeline
+                                )
                             }
-                        ),
+                            _ => format!(
+                                "{env} is locked by {}, not by {pipeline} build {build_id}: not \
+                                 released. Break it only if you are sure with `deploy-lock \
+                                 force-break {env} --reason ...`{}",
+                                lock.holder.describe(),
+                                match text::run_url(&lock.holder) {
+                                    "" => String::new(),
+                                    url => format!(" — {url}"),
+                                }
+                            ),
+                        },
                     ),
                     _ => {}
                 }
@@ -245,19 +284,27 @@ impl Reporter {
                     ));
                 }
             }
-            Outcome::Broken { env, lock, .. } => {
-                if let Some(lock) = lock
-                    && self.text()
-                {
-                    self.print(&format!(
-                        "Broke the deployment lock on {env}, held by {}.",
-                        lock.holder.describe()
-                    ));
-                    for line in text::lock_lines(p, lock) {
-                        self.print(&line);
-                    }
-                }
+            // Reported once: the text (or the warning that there was nothing to break), or the
+            // JSON object.
+            Outcome::Broken { env, lock, reason } => {
                 self.print_json(outcome);
+                match lock {
+                    Some(lock) if self.text() => {
+                        self.print(&format!(
+                            "Broke the deployment lock on {env}, held by {} (held {}); reason: \
+                             {reason}",
+                            lock.holder.describe(),
+                            human(lock.age)
+                        ));
+                        for line in text::lock_lines(p, lock) {
+                            self.print(&line);
+                        }
+                    }
+                    None if self.text() => {
+                        log::warn(&format!("there is no lock on {env} to break"));
+                    }
+                    _ => {}
+                }
             }
             Outcome::Status {
                 store,
@@ -353,7 +400,7 @@ impl Reporter {
             }
             Outcome::Ran(r) => {
                 if let Some(outer) = &r.outer_holder {
-                    self.print(&format!(
+                    self.say(&format!(
                         "The deployment lock on {} stays held: it is the outer holder's \
                          ({outer}), which releases it.",
                         r.env
@@ -453,7 +500,7 @@ impl Reporter {
     /// What giving back a lock found, as `run` or the action's post step says it.
     pub fn handback(&self, env: &Environment, handback: &Handback, caller: Caller) {
         match handback {
-            Handback::Released(lock) => self.print(&format!(
+            Handback::Released(lock) => self.say(&format!(
                 "Released the deployment lock on {env} (held {}).",
                 human(lock.age)
             )),
