@@ -26,14 +26,44 @@ fn renew_extends_our_lock_and_reports_a_lost_one() {
         }
         // Three renewals spanned more than the ttl: still held.
         as_build(&b, "2").args(["acquire", "r1"]).run().code(3);
+        // Someone who never held it is told who does, and nothing is written.
+        let before = b.snapshot();
         as_build(&b, "2")
             .args(["renew", "r1"])
             .run()
-            .code(5)
-            .contains("no longer ours");
+            .code(3)
+            .contains("nothing was renewed");
+        assert_eq!(
+            b.snapshot(),
+            before,
+            "{}: a refused renewal wrote",
+            b.name()
+        );
         as_build(&b, "1").args(["release", "r1"]).run().code(0);
+        let before = b.snapshot();
         as_build(&b, "1")
             .args(["renew", "r1"])
+            .run()
+            .code(5)
+            .contains("gone");
+        assert_eq!(
+            b.snapshot(),
+            before,
+            "{}: a renewal of no lock wrote",
+            b.name()
+        );
+        // With the token, a renewal that finds the lock gone reports it lost.
+        let token = as_build(&b, "1")
+            .args(["acquire", "r1", "--output", "json"])
+            .run()
+            .code(0)
+            .json()["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        as_build(&b, "1").args(["release", "r1"]).run().code(0);
+        as_build(&b, "1")
+            .args(["renew", "r1", "--token", &token])
             .run()
             .code(5)
             .contains("gone");

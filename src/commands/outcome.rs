@@ -271,6 +271,9 @@ pub enum RenewEnd {
         host: String,
     },
     Lost(Option<Box<LockView>>),
+    /// Renewed without the token, and the lock is someone else's (or there is none): nothing
+    /// shows this caller ever held it.
+    NotHeld(Option<Box<LockView>>),
 }
 
 impl Renewal {
@@ -279,7 +282,8 @@ impl Renewal {
         match self.end {
             RenewEnd::Renewed(_) => ExitCode::Ok,
             RenewEnd::NotOurs { .. } => ExitCode::Held,
-            RenewEnd::Lost(_) => ExitCode::Lost,
+            RenewEnd::Lost(_) | RenewEnd::NotHeld(None) => ExitCode::Lost,
+            RenewEnd::NotHeld(Some(_)) => ExitCode::Held,
         }
     }
 }

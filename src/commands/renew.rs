@@ -1,4 +1,6 @@
-//! `renew`: extend our lock by another ttl.
+//! `renew`: extend our lock by another ttl. A renewal with the lock's token that finds the lock
+//! gone or someone else's reports it lost (exit 5, recorded); one without the token cannot tell a
+//! lost lock from one it never held, so it only says what it found and records nothing.
 
 use super::context::{Context, Target};
 use super::outcome::{Outcome, RenewEnd as End, Renewal};
@@ -23,6 +25,9 @@ pub fn renew(ctx: &Context<'_>, target: &Target) -> Result<Outcome> {
                 host: cfg.run.host.clone(),
             }
         }
+        // Without the token a caller cannot prove it ever held this acquisition: it says so and
+        // records nothing (held by another: exit 3; no lock at all: exit 5).
+        Renewed::Lost(lock) if me.token.is_none() => End::NotHeld(lock),
         Renewed::Lost(lock) => {
             let mut event = LockEvent::of(
                 EventKind::RenewFailed,

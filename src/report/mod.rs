@@ -376,6 +376,19 @@ impl Reporter {
                         };
                         self.error("Deployment lock lost", &msg);
                     }
+                    RenewEnd::NotHeld(lock) => {
+                        let msg = match lock {
+                            Some(l) => format!(
+                                "the lock on {env} is held by {}, and nothing shows this caller                                  holds it: nothing was renewed. The holder renews with its token                                  (--token or DEPLOY_LOCK_TOKEN)",
+                                l.holder.describe()
+                            ),
+                            None => format!(
+                                "there is no lock on {env} to renew: it is gone (released, \
+                                 broken or expired), or was never taken"
+                            ),
+                        };
+                        self.error("Not renewed", &msg);
+                    }
                 }
                 self.print_json(outcome);
             }
