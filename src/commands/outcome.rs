@@ -281,9 +281,8 @@ impl Renewal {
     pub fn exit_code(&self) -> ExitCode {
         match self.end {
             RenewEnd::Renewed(_) => ExitCode::Ok,
-            RenewEnd::NotOurs { .. } => ExitCode::Held,
+            RenewEnd::NotOurs { .. } | RenewEnd::NotHeld(Some(_)) => ExitCode::Held,
             RenewEnd::Lost(_) | RenewEnd::NotHeld(None) => ExitCode::Lost,
-            RenewEnd::NotHeld(Some(_)) => ExitCode::Held,
         }
     }
 }
