@@ -177,9 +177,10 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
         ),
         Outcome::Renewed(r) => match &r.end {
             RenewEnd::Renewed(lock) => lock_json(&r.env, State::Renewed.as_str(), Some(lock)),
-            RenewEnd::NotOurs { lock, .. } => lock_json(&r.env, State::Held.as_str(), Some(lock)),
+            RenewEnd::NotOurs { lock, .. } | RenewEnd::NotHeld(Some(lock)) => {
+                lock_json(&r.env, State::Held.as_str(), Some(lock))
+            }
             RenewEnd::Lost(lock) => lock_json(&r.env, State::Lost.as_str(), lock.as_deref()),
-            RenewEnd::NotHeld(Some(lock)) => lock_json(&r.env, State::Held.as_str(), Some(lock)),
             RenewEnd::NotHeld(None) => lock_json(&r.env, State::Free.as_str(), None),
         },
         Outcome::History { env, events } => json!({
