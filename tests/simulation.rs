@@ -639,7 +639,7 @@ fn hold(
 ) -> Result<(), Stopped> {
     let ttl = sim.with(me, |w| w.params.ttl)?;
     if sim.with(me, |w| w.rng.chance(70))? {
-        match locker.fence(ENV, record, etag) {
+        match locker.fence(ENV, record, etag, None) {
             Ok(Fenced::Fenced { fence, .. }) => sim.with(me, |w| {
                 // The number counts from when the lock carried it, which may be long before a
                 // paused client reports it: order by that time.

@@ -1,13 +1,16 @@
 //! `run ENV -- COMMAND`: hold the lock exactly as long as a command runs.
 
 use std::process::{Child, Command, ExitStatus};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use super::acquire;
 use super::context::{Context, Progress, Target, open_store, parse_wait};
 use super::outcome::{Acquisition, Handback, Outcome, Ran};
-use super::release::hand_back;
+use super::release::{hand_back, hand_back_known};
 use crate::cli::{OnLost, RunArgs};
 use crate::clock::Clock;
 use crate::config::{Config, Environment};
@@ -78,6 +81,7 @@ fn supervised(
     let env = &taken.env;
     let record = &taken.record;
     let me = taken.holder(ctx.cfg);
+    let held_since = Instant::now();
     let program = &request.command[0];
     let mut command = Command::new(program);
     command
@@ -105,6 +109,9 @@ fn supervised(
             ));
         }
     };
+    // The lock's version after our latest write: the heartbeat renews from it without a read,
+    // and the release after it needs none either.
+    let known: heartbeat::Known = Mutex::new((record.clone(), taken.etag.clone()));
     let stop = AtomicBool::new(false);
     let lost = AtomicBool::new(false);
     let renewals = AtomicUsize::new(0);
@@ -120,11 +127,12 @@ fn supervised(
                     renewals.fetch_add(1, Ordering::Relaxed);
                 }
             };
-            let end = heartbeat::keep_alive(
+            let end = heartbeat::keep_alive_known(
                 &*hb_store,
                 cfg.ttl,
                 env,
                 &me,
+                Some(&known),
                 &*audit_sink(&*hb_store, cfg.audit),
                 &|| stop.load(Ordering::SeqCst),
                 &mut report,
@@ -150,7 +158,17 @@ fn supervised(
     } else if taken.reentrant {
         (Some(Holder::Current(record.clone()).describe()), None)
     } else {
-        let handback = hand_back(ctx, env, &me);
+        let handback = match known.into_inner() {
+            Ok((record, etag)) => {
+                // The store's time now, from the acquiring write's and the time held since.
+                let held = chrono::Duration::from_std(held_since.elapsed()).unwrap_or_default();
+                let now = DateTime::parse_from_rfc3339(&record.acquired_at)
+                    .map(|t| t.with_timezone(&Utc) + held)
+                    .ok();
+                hand_back_known(ctx, env, &me, &record, &etag, now)
+            }
+            Err(_) => hand_back(ctx, env, &me),
+        };
         if let Handback::Failed(e) = &handback {
             warn_unreleased(env, e);
         }

@@ -7,11 +7,13 @@
 //! only when the store shows it gone or someone else's. While renewals fail for longer than the
 //! ttl, another may have taken the lock over as stale; that is said once per outage.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::audit::{EventKind, EventSink, LockEvent};
 use super::locker::{Locker, Renewed};
 use super::protocol::{Identity, LockView};
+use super::record::LockRecord;
 use crate::ci::RunInfo;
 use crate::human::human_std;
 use crate::log;
@@ -55,6 +57,27 @@ pub fn keep_alive(
     stop: &dyn Fn() -> bool,
     report: &mut dyn FnMut(&Beat),
 ) -> End {
+    keep_alive_known(store, ttl, environment, me, None, events, stop, report)
+}
+
+/// Our acquisition's record and the lock's current version, shared between the heartbeat that
+/// renews it and the holder that releases it after the heartbeat stopped.
+pub type Known = Mutex<(LockRecord, String)>;
+
+/// `keep_alive` for a holder that knows its record and the lock's version: each renewal is one
+/// conditional write (it reads only after a conflict), and `known` follows every renewal, so
+/// the release after the heartbeat stopped needs no read either.
+#[allow(clippy::too_many_arguments)]
+pub fn keep_alive_known(
+    store: &dyn Store,
+    ttl: Duration,
+    environment: &str,
+    me: &Identity,
+    known: Option<&Known>,
+    events: &dyn EventSink,
+    stop: &dyn Fn() -> bool,
+    report: &mut dyn FnMut(&Beat),
+) -> End {
     let locker = Locker::new(store, ttl, Duration::from_secs(1));
     let mut ttl = ttl;
     let mut last_renewed = Instant::now();
@@ -74,8 +97,18 @@ pub fn keep_alive(
         if stop() {
             return End::Stopped;
         }
-        match locker.renew(environment, me, None) {
+        let current = known.and_then(|k| k.lock().ok().map(|k| k.clone()));
+        let renewed = match &current {
+            Some((record, etag)) => locker.renew_known(environment, me, record, etag),
+            None => locker.renew(environment, me, None),
+        };
+        match renewed {
             Ok(Renewed::Renewed(lock)) => {
+                if let (Some(known), Some(record)) = (known, lock.holder.record())
+                    && let Ok(mut k) = known.lock()
+                {
+                    *k = (record.clone(), lock.etag.clone());
+                }
                 if failing {
                     log::note(&format!(
                         "renewed the lock on {environment} again after {} without a renewal",

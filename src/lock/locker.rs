@@ -209,7 +209,7 @@ impl<'a> Locker<'a> {
         let started = self.clock.elapsed();
         let token = me.token.clone().unwrap_or_default();
         // A newcomer behind earlier waiters takes its place in line instead of trying first.
-        let mut our_turn = queue.as_deref().is_none_or(|q| !q.others_waiting());
+        let mut our_turn = queue.as_deref_mut().is_none_or(|q| !q.others_waiting());
         let mut lock: Option<Option<LockView>> = if our_turn {
             None
         } else {
@@ -250,13 +250,19 @@ impl<'a> Locker<'a> {
                     if let Some(q) = queue.as_deref_mut() {
                         q.join(self.store_now());
                     }
-                    if !self.pause(left) {
+                    // Our place in the queue paces us (docs/design.md, "Requests").
+                    let interval = queue.as_deref().map_or(self.poll, |q| q.cadence().wake);
+                    if !self.pause(interval, left) {
                         return Ok(Acquired::Cancelled {
                             waited: self.since(started),
                         });
                     }
                     our_turn = queue.as_deref_mut().is_none_or(Queue::my_turn);
-                    if let Look::Seen(current) = self.read_while_waiting(environment)? {
+                    // Only the first waiter reads the lock, and anyone for its last try.
+                    let last_try = time_left(wait, self.since(started)).is_none();
+                    if (our_turn || last_try)
+                        && let Look::Seen(current) = self.read_while_waiting(environment)?
+                    {
                         lock = Some(current);
                     }
                     continue;
@@ -379,9 +385,9 @@ impl<'a> Locker<'a> {
         }
     }
 
-    /// Sleeps one jittered poll interval (at most `left`); false when cancelled meanwhile.
-    fn pause(&self, left: Duration) -> bool {
-        let interval = self.clock.jitter(self.poll).min(left);
+    /// Sleeps `interval`, jittered (at most `left`); false when cancelled meanwhile.
+    fn pause(&self, interval: Duration, left: Duration) -> bool {
+        let interval = self.clock.jitter(interval).min(left);
         self.clock.sleep(interval)
     }
 
@@ -490,6 +496,76 @@ impl<'a> Locker<'a> {
         ))
     }
 
+    /// Releases the acquisition `record` whose current version `etag` we know (`run`, after its
+    /// own heartbeat stopped): one conditional delete, no read. A version that moved or an
+    /// unanswered delete falls back to `release`, which reads and decides. `now` is the store's
+    /// time as the caller estimates it, for the view of the released lock.
+    pub fn release_known(
+        &self,
+        environment: &str,
+        me: &Identity,
+        record: &LockRecord,
+        etag: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Released> {
+        match self.store.delete(&key(environment), etag) {
+            Ok(()) => {
+                let blob = crate::store::Blob {
+                    data: record.to_bytes(),
+                    etag: etag.to_owned(),
+                    last_modified: now,
+                    created: None,
+                    metadata: record.metadata(),
+                };
+                self.saw(now);
+                Ok(Released::Released(Box::new(LockView::new(
+                    &blob,
+                    now,
+                    self.foreign_ttl_chrono(),
+                ))))
+            }
+            Err(StoreError::NotFound(_)) => Ok(Released::Absent),
+            Err(StoreError::Conflict | StoreError::Transient(_)) => self.release(environment, me),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Renews our lock whose current version we know: one conditional write, no read. Anything
+    /// but success falls back to `renew`, which reads first and settles a lost answer.
+    pub fn renew_known(
+        &self,
+        environment: &str,
+        me: &Identity,
+        record: &LockRecord,
+        etag: &str,
+    ) -> anyhow::Result<Renewed> {
+        let key = key(environment);
+        match self
+            .store
+            .replace(&key, &record.to_bytes(), &record.metadata(), etag)
+        {
+            Ok(w) => {
+                self.saw(w.now);
+                let blob = crate::store::Blob {
+                    data: record.to_bytes(),
+                    etag: w.etag,
+                    last_modified: w.last_modified,
+                    created: None,
+                    metadata: record.metadata(),
+                };
+                Ok(Renewed::Renewed(LockView::new(
+                    &blob,
+                    w.now,
+                    self.foreign_ttl_chrono(),
+                )))
+            }
+            Err(StoreError::Conflict | StoreError::NotFound(_) | StoreError::Transient(_)) => {
+                self.renew(environment, me, None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Extends our lock: rewrites it conditional on its version, which moves `Last-Modified`.
     /// `ttl` sets a new ttl; without one the lock keeps its own.
     ///
@@ -588,7 +664,7 @@ impl<'a> Locker<'a> {
                 Look::Unreadable => match last.take() {
                     Some(l) => l,
                     None if self.since(started) < timeout => {
-                        if !self.pause(timeout.saturating_sub(self.since(started))) {
+                        if !self.pause(self.poll, timeout.saturating_sub(self.since(started))) {
                             return Ok(Waited::Cancelled {
                                 waited: self.since(started),
                             });
@@ -610,7 +686,7 @@ impl<'a> Locker<'a> {
                     waited: self.since(started),
                 });
             }
-            if !self.pause(left) {
+            if !self.pause(self.poll, left) {
                 return Ok(Waited::Cancelled {
                     waited: self.since(started),
                 });
@@ -642,16 +718,25 @@ impl<'a> Locker<'a> {
     /// Every lock in the store.
     pub fn status(&self) -> anyhow::Result<Vec<(String, Result<LockView, StoreError>)>> {
         let listing = self.store.list(KEY_PREFIX)?;
+        let envs: Vec<&str> = listing
+            .entries
+            .iter()
+            .filter_map(|e| e.key.strip_prefix(KEY_PREFIX))
+            .collect();
+        let keys: Vec<String> = envs.iter().map(|env| key(env)).collect();
+        // Read whole, concurrently where the store can: the record's ttl and a seed-format body
+        // are not in the listing. A blob that cannot be read is reported in its row; one odd
+        // blob never hides the others.
         let mut out = Vec::new();
-        for entry in listing.entries {
-            let Some(env) = entry.key.strip_prefix(KEY_PREFIX) else {
-                continue;
-            };
-            // Read whole: the record's ttl and a seed-format body are not in the listing. A blob
-            // that cannot be read is reported in its row; one odd blob never hides the others.
-            match self.read(env) {
-                Ok(Some(view)) => out.push((env.to_owned(), Ok(view))),
-                Ok(None) => {}
+        for (env, read) in envs.into_iter().zip(self.store.get_many(&keys)) {
+            match read {
+                Ok(read) => {
+                    self.saw(read.now);
+                    if let Some(blob) = read.blob {
+                        let view = LockView::new(&blob, read.now, self.foreign_ttl_chrono());
+                        out.push((env.to_owned(), Ok(view)));
+                    }
+                }
                 Err(e) => out.push((env.to_owned(), Err(e))),
             }
         }

@@ -18,7 +18,7 @@ pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token
 pub use protocol::{Identity, LockView, Ownership};
 pub use record::{Holder, LockRecord};
 
-pub use record::{FENCE_PREFIX, KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
+pub use record::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
 
 #[cfg(test)]
 mod tests;

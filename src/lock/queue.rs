@@ -8,10 +8,16 @@
 //!
 //! A ticket is `deployment-queue-{env}.{joined}.{token}.{poll}`: `joined` is the store's time
 //! (milliseconds) when the waiter joined, so names sort in arrival order, then by token; `poll`
-//! (milliseconds) says how often its owner refreshes it. A ticket not refreshed for three polls
-//! (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up. Ticket names are
-//! written by anyone who can write to the container: a declared poll counts for at most
-//! `MAX_DECLARED_POLL`, so no ticket holds up the queue for longer than a few minutes.
+//! (milliseconds) says how often its owner refreshed it when it joined, and the ticket's metadata
+//! `refresh_ms` how often it does now (listings return both). A ticket not refreshed for three of
+//! its refreshes (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up.
+//! Ticket names and metadata are written by anyone who can write to the container: a declared
+//! refresh counts for at most `MAX_DECLARED_POLL`, so no ticket holds up the queue for long.
+//!
+//! The store's load is bounded however many wait (`cadence`): only the first waiter reads the
+//! lock, about every second; the second looks at the queue every few seconds; the rest look and
+//! refresh more rarely the longer the queue, so all of them together send about three requests
+//! a second.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,9 +29,81 @@ use crate::store::{Store, StoreError};
 
 pub const QUEUE_PREFIX: &str = "deployment-queue-";
 
-/// The longest poll interval a ticket's name is believed for. A live waiter that polls less
-/// often is taken for dead between its polls, and puts its ticket back in the same place.
-const MAX_DECLARED_POLL: Duration = Duration::from_secs(60);
+/// The longest refresh interval a ticket's name or metadata is believed for. A live waiter that
+/// refreshes less often is taken for dead between its refreshes, and puts its ticket back in
+/// the same place.
+const MAX_DECLARED_POLL: Duration = Duration::from_secs(75);
+
+/// The ticket metadata that says how often its owner refreshes it now, in milliseconds.
+const REFRESH_META: &str = "refresh_ms";
+
+/// How often the first waiter reads the lock at most: a freed lock passes to it within about
+/// this (plus its create).
+pub const HEAD_POLL: Duration = Duration::from_secs(1);
+
+/// The first waiter refreshes its ticket every this many looks at the lock.
+const HEAD_REFRESH_EVERY: u32 = 5;
+
+/// The waiters behind the second share about this many requests a second between them.
+const BACK_REQUESTS_PER_SECOND: f64 = 1.4;
+
+/// What a waiter does while it waits, by its place: how long it sleeps between wakes, whether a
+/// wake reads the lock, every how many wakes it refreshes its ticket, and whether a wake lists
+/// the queue (to learn its place and clean up dead tickets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    pub wake: Duration,
+    pub reads_lock: bool,
+    pub refresh_every: u32,
+    pub lists: bool,
+}
+
+impl Cadence {
+    /// How often the ticket is refreshed: what it declares to the others.
+    #[must_use]
+    pub fn refresh(&self) -> Duration {
+        self.wake * self.refresh_every
+    }
+}
+
+/// The cadence of the waiter at `position` (0: first) among `waiting` live tickets, for the
+/// configured poll `poll` (the first waiter reads the lock at most every `HEAD_POLL`).
+///
+/// Requests a second: the first reads the lock every `head` and refreshes every fifth time,
+/// `1.2 / head`; the second refreshes and lists every `5 head`, `0.4 / head`; each of the other
+/// `waiting - 2` refreshes and lists every `(waiting - 2) · 2 / 1.4 s` (at least `5 head`, at
+/// most `MAX_DECLARED_POLL`), so together about 1.4. With a one-second head that is about three
+/// a second, for any length of queue up to about 55; a longer one adds little per waiter.
+#[must_use]
+pub fn cadence(position: usize, waiting: usize, poll: Duration) -> Cadence {
+    let head = poll.min(HEAD_POLL);
+    match position {
+        0 => Cadence {
+            wake: head,
+            reads_lock: true,
+            refresh_every: HEAD_REFRESH_EVERY,
+            lists: false,
+        },
+        1 => Cadence {
+            wake: head * HEAD_REFRESH_EVERY,
+            reads_lock: false,
+            refresh_every: 1,
+            lists: true,
+        },
+        _ => {
+            let behind = u32::try_from(waiting.saturating_sub(2)).unwrap_or(u32::MAX);
+            let spread =
+                Duration::from_secs_f64(f64::from(behind) * 2.0 / BACK_REQUESTS_PER_SECOND);
+            let low = head * HEAD_REFRESH_EVERY;
+            Cadence {
+                wake: spread.clamp(low, MAX_DECLARED_POLL.max(low)),
+                reads_lock: false,
+                refresh_every: 1,
+                lists: true,
+            }
+        }
+    }
+}
 
 /// How long a ticket lives without a refresh, for its owner's poll interval. Taking a live
 /// waiter for dead costs little (it puts its ticket back in the same place at its next poll),
@@ -44,6 +122,11 @@ pub struct Queue<'a> {
     poll: Duration,
     /// Our ticket's key and version, once we joined.
     ticket: Option<(String, String)>,
+    /// Our place among the live tickets (0: first) and how many there are, as last listed.
+    position: usize,
+    waiting: usize,
+    /// Wakes since we joined, for the refreshes every so many wakes.
+    wakes: u32,
 }
 
 /// A ticket as listed: its key, version and whether its owner still refreshes it.
@@ -62,13 +145,25 @@ impl<'a> Queue<'a> {
             token: token.to_owned(),
             poll,
             ticket: None,
+            position: 0,
+            waiting: 0,
+            wakes: 0,
         }
     }
 
+    /// Our cadence at our place in the queue.
+    #[must_use]
+    pub fn cadence(&self) -> Cadence {
+        cadence(self.position, self.waiting, self.poll)
+    }
+
     /// Whether anyone is waiting already (a newcomer then queues instead of jumping ahead).
-    pub fn others_waiting(&self) -> bool {
+    pub fn others_waiting(&mut self) -> bool {
         match self.tickets() {
-            Ok(tickets) => tickets.iter().any(|t| t.live),
+            Ok(tickets) => {
+                self.waiting = tickets.iter().filter(|t| t.live).count();
+                self.waiting > 0
+            }
             Err(e) => {
                 log::debug(&format!("cannot read the waiters' queue: {e}"));
                 false
@@ -81,41 +176,59 @@ impl<'a> Queue<'a> {
         if self.ticket.is_some() {
             return;
         }
+        // Behind everyone listed so far.
+        self.position = self.waiting;
+        self.waiting += 1;
         let key = format!(
             "{}{:013}.{}.{}",
             self.prefix,
             now.timestamp_millis().max(0),
             self.token,
-            self.poll.as_millis()
+            self.cadence().refresh().as_millis()
         );
-        match self.store.create(&key, b"waiting", &BTreeMap::new()) {
+        match self.store.create(&key, b"waiting", &self.metadata()) {
             Ok(w) => self.ticket = Some((key, w.etag)),
             Err(e) => log::debug(&format!("cannot join the waiters' queue: {e}")),
         }
     }
 
-    /// Refreshes our ticket and says whether it is first among the live ones. Without a ticket,
-    /// or when the queue cannot be read, it is always our turn (racing, as without a queue).
+    /// Our ticket's metadata: how often we refresh it at our place.
+    fn metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(
+            REFRESH_META.to_owned(),
+            self.cadence().refresh().as_millis().to_string(),
+        )])
+    }
+
+    /// One wake of a waiter: refreshes our ticket and lists the queue when our cadence says so,
+    /// and says whether we are first among the live ones. Without a ticket, or when the queue
+    /// cannot be read, it is always our turn (racing, as without a queue).
     pub fn my_turn(&mut self) -> bool {
         let Some((key, etag)) = self.ticket.clone() else {
             return true;
         };
-        match self
-            .store
-            .replace(&key, b"waiting", &BTreeMap::new(), &etag)
-        {
-            Ok(w) => self.ticket = Some((key.clone(), w.etag)),
-            // Someone took our ticket for a dead one: put it back in the same place.
-            Err(StoreError::Conflict | StoreError::NotFound(_)) => {
-                match self.store.create(&key, b"waiting", &BTreeMap::new()) {
-                    Ok(w) => self.ticket = Some((key.clone(), w.etag)),
-                    Err(_) => return true,
+        let cadence = self.cadence();
+        self.wakes = self.wakes.wrapping_add(1);
+        if self.wakes.is_multiple_of(cadence.refresh_every) {
+            let metadata = self.metadata();
+            match self.store.replace(&key, b"waiting", &metadata, &etag) {
+                Ok(w) => self.ticket = Some((key.clone(), w.etag)),
+                // Someone took our ticket for a dead one: put it back in the same place.
+                Err(StoreError::Conflict | StoreError::NotFound(_)) => {
+                    match self.store.create(&key, b"waiting", &metadata) {
+                        Ok(w) => self.ticket = Some((key.clone(), w.etag)),
+                        Err(_) => return true,
+                    }
+                }
+                Err(e) => {
+                    log::debug(&format!("cannot refresh our place in the queue: {e}"));
+                    return true;
                 }
             }
-            Err(e) => {
-                log::debug(&format!("cannot refresh our place in the queue: {e}"));
-                return true;
-            }
+        }
+        // The first wake after joining confirms our place, which joining only estimated.
+        if !cadence.lists && self.wakes > 1 {
+            return self.position == 0;
         }
         match self.tickets() {
             Ok(tickets) => {
@@ -123,10 +236,11 @@ impl<'a> Queue<'a> {
                     // Best effort and conditional: a waiter that just came back keeps its ticket.
                     let _ = self.store.delete(&dead.key, &dead.etag);
                 }
-                tickets
-                    .iter()
-                    .find(|t| t.live)
-                    .is_none_or(|first| first.key == key)
+                let live: Vec<&Listed> = tickets.iter().filter(|t| t.live).collect();
+                self.waiting = live.len();
+                // Not listed (taken for dead meanwhile): first, as without a queue.
+                self.position = live.iter().position(|t| t.key == key).unwrap_or(0);
+                self.position == 0
             }
             Err(e) => {
                 log::debug(&format!("cannot read the waiters' queue: {e}"));
@@ -165,7 +279,12 @@ impl<'a> Queue<'a> {
             .entries
             .into_iter()
             .filter_map(|e| {
-                let poll = parse_ticket(e.key.get(self.prefix.len()..)?)?;
+                let named = parse_ticket(e.key.get(self.prefix.len()..)?)?;
+                let poll = e
+                    .metadata
+                    .get(REFRESH_META)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map_or(named, |ms| Duration::from_millis(ms).min(MAX_DECLARED_POLL));
                 let live = e
                     .last_modified
                     .checked_add_signed(ticket_ttl(poll))
@@ -237,7 +356,7 @@ mod tests {
         ] {
             let poll = parse_ticket(&format!("0000000000000.{token}.{poll}")).expect("a ticket");
             assert_eq!(poll, MAX_DECLARED_POLL);
-            assert_eq!(ticket_ttl(poll), chrono::Duration::minutes(3));
+            assert_eq!(ticket_ttl(poll), chrono::Duration::seconds(225));
         }
     }
 
@@ -250,6 +369,54 @@ mod tests {
         assert_eq!(
             ticket_ttl(Duration::from_secs(30)),
             chrono::Duration::seconds(90)
+        );
+    }
+
+    /// Requests a second of a queue of `waiting` with a one-second head, from the cadences.
+    fn load(waiting: usize) -> f64 {
+        (0..waiting)
+            .map(|p| {
+                let c = cadence(p, waiting, Duration::from_secs(30));
+                let per_wake = f64::from(u8::from(c.reads_lock))
+                    + 1.0 / f64::from(c.refresh_every)
+                    + f64::from(u8::from(c.lists));
+                per_wake / c.wake.as_secs_f64()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn fifty_waiters_send_about_three_requests_a_second() {
+        for waiting in [1, 2, 3, 10, 50] {
+            assert!(load(waiting) <= 3.1, "{waiting}: {}", load(waiting));
+        }
+        // Beyond what the cadence spreads, each further waiter adds one request per 37.5 s.
+        assert!(load(100) <= 4.5, "{}", load(100));
+    }
+
+    #[test]
+    fn the_first_waiter_polls_every_second_and_is_taken_for_dead_within_fifteen() {
+        let head = cadence(0, 50, Duration::from_secs(30));
+        assert_eq!(head.wake, HEAD_POLL);
+        assert!(head.reads_lock && !head.lists);
+        assert_eq!(ticket_ttl(head.refresh()), chrono::Duration::seconds(15));
+        // The second notices within five seconds that it became the first.
+        let second = cadence(1, 50, Duration::from_secs(30));
+        assert_eq!(second.wake, Duration::from_secs(5));
+        assert!(!second.reads_lock && second.lists);
+        // The rest refresh at most every 75 s; a short queue keeps them close.
+        assert_eq!(
+            cadence(2, 100, Duration::from_secs(30)).wake,
+            MAX_DECLARED_POLL
+        );
+        assert_eq!(
+            cadence(2, 3, Duration::from_secs(30)).wake,
+            Duration::from_secs(5)
+        );
+        // A short configured poll shortens every cadence (the simulation's virtual clock).
+        assert_eq!(
+            cadence(0, 5, Duration::from_millis(10)).wake,
+            Duration::from_millis(10)
         );
     }
 }
