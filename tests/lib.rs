@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod identity;
 mod long;
+mod polling;
 mod release;
 mod requests;
 mod simulation;

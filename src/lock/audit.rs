@@ -458,4 +458,55 @@ mod tests {
         let kinds: Vec<_> = events.iter().map(|e| e.kind.clone()).collect();
         assert_eq!(kinds, [EventKind::Blocked, EventKind::TimedOut]);
     }
+
+    #[test]
+    fn history_derives_fences_counts_a_retried_fencing_line_once_and_hides_place_holders() {
+        use crate::lock::fence::{month_of, number};
+        let store = MemoryStore::new();
+        let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        let month = month_of(at);
+        let record = LockRecord {
+            environment: "prod".into(),
+            pipeline: "github".into(),
+            build_id: "1".into(),
+            ..LockRecord::default()
+        };
+        let mut fenced = LockEvent::by(EventKind::Acquire, &record, at);
+        fenced.fence_is_position = true;
+        let mut line = serde_json::to_vec(&fenced).expect("json");
+        line.push(b'\n');
+        let segment = segment_key("prod", month);
+        let first = store.append(&segment, &line).expect("append");
+        // The same append once more, as after a lost answer.
+        store.append(&segment, &line).expect("append");
+        let mut mark = serde_json::to_vec(&fence_mark("prod", at)).expect("json");
+        mark.push(b'\n');
+        store.append(&segment, &mark).expect("append");
+        let old = LockEvent::by(EventKind::Release, &record, at);
+        let mut old_line = serde_json::to_vec(&old).expect("json");
+        old_line.push(b'\n');
+        store.append(&key("prod"), &old_line).expect("append");
+        // Another environment whose name extends this one's is not read.
+        store
+            .append(&key("prod.2023-11"), &old_line)
+            .expect("append");
+        let (events, _) = AuditLog::new(&store).read("prod").expect("read");
+        let kinds: Vec<_> = events.iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(kinds, [EventKind::Release, EventKind::Acquire]);
+        assert_eq!(events[1].fence, number(month, first));
+    }
+
+    #[test]
+    fn segment_names_never_meet_another_environments_log() {
+        assert_eq!(parse_month("2025-09"), Some(55 * 12 + 8));
+        for bad in [
+            "2025-13", "2025-00", "1969-12", "25-09", "2025-9", "2025-09x",
+        ] {
+            assert_eq!(parse_month(bad), None, "{bad}");
+        }
+        // Environment names never contain `..` (config/names.rs), so `prod..` starts no other
+        // environment's log, and `prod.2025-09` is that environment's own.
+        assert!(segment_key("prod", 0).starts_with(&segments_prefix("prod")));
+        assert!(!key("prod.2025-09").starts_with(&segments_prefix("prod")));
+    }
 }

@@ -48,18 +48,25 @@ const HEAD_REFRESH_EVERY: u32 = 5;
 const BACK_REQUESTS_PER_SECOND: f64 = 1.4;
 
 /// What a waiter does while it waits, by its place: how long it sleeps between wakes, whether a
-/// wake reads the lock, every how many wakes it refreshes its ticket, and whether a wake lists
-/// the queue (to learn its place and clean up dead tickets).
+/// wake reads the lock, every how many wakes it refreshes its ticket, whether a wake lists the
+/// queue (to learn its place and clean up dead tickets), and the refresh interval its ticket
+/// declares to the others.
+///
+/// The first two declare how often they really refresh, so a dead one is skipped soon. The
+/// others declare the longest believed interval: their cadence changes with every listing (as
+/// the queue grows and shrinks) and must never be slower than what their ticket says, or they
+/// would be taken for dead between their refreshes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cadence {
     pub wake: Duration,
     pub reads_lock: bool,
     pub refresh_every: u32,
     pub lists: bool,
+    pub declared: Duration,
 }
 
 impl Cadence {
-    /// How often the ticket is refreshed: what it declares to the others.
+    /// How often the ticket is refreshed.
     #[must_use]
     pub fn refresh(&self) -> Duration {
         self.wake * self.refresh_every
@@ -83,23 +90,27 @@ pub fn cadence(position: usize, waiting: usize, poll: Duration) -> Cadence {
             reads_lock: true,
             refresh_every: HEAD_REFRESH_EVERY,
             lists: false,
+            declared: head * HEAD_REFRESH_EVERY,
         },
         1 => Cadence {
             wake: head * HEAD_REFRESH_EVERY,
             reads_lock: false,
             refresh_every: 1,
             lists: true,
+            declared: head * HEAD_REFRESH_EVERY,
         },
         _ => {
             let behind = u32::try_from(waiting.saturating_sub(2)).unwrap_or(u32::MAX);
             let spread =
                 Duration::from_secs_f64(f64::from(behind) * 2.0 / BACK_REQUESTS_PER_SECOND);
             let low = head * HEAD_REFRESH_EVERY;
+            let wake = spread.clamp(low, MAX_DECLARED_POLL.max(low));
             Cadence {
-                wake: spread.clamp(low, MAX_DECLARED_POLL.max(low)),
+                wake,
                 reads_lock: false,
                 refresh_every: 1,
                 lists: true,
+                declared: MAX_DECLARED_POLL.max(wake),
             }
         }
     }
@@ -127,6 +138,8 @@ pub struct Queue<'a> {
     waiting: usize,
     /// Wakes since we joined, for the refreshes every so many wakes.
     wakes: u32,
+    /// The refresh interval our ticket declares now.
+    declared: Duration,
 }
 
 /// A ticket as listed: its key, version and whether its owner still refreshes it.
@@ -148,6 +161,7 @@ impl<'a> Queue<'a> {
             position: 0,
             waiting: 0,
             wakes: 0,
+            declared: Duration::ZERO,
         }
     }
 
@@ -184,10 +198,13 @@ impl<'a> Queue<'a> {
             self.prefix,
             now.timestamp_millis().max(0),
             self.token,
-            self.cadence().refresh().as_millis()
+            self.cadence().declared.as_millis()
         );
         match self.store.create(&key, b"waiting", &self.metadata()) {
-            Ok(w) => self.ticket = Some((key, w.etag)),
+            Ok(w) => {
+                self.ticket = Some((key, w.etag));
+                self.declared = self.cadence().declared;
+            }
             Err(e) => log::debug(&format!("cannot join the waiters' queue: {e}")),
         }
     }
@@ -196,8 +213,29 @@ impl<'a> Queue<'a> {
     fn metadata(&self) -> BTreeMap<String, String> {
         BTreeMap::from([(
             REFRESH_META.to_owned(),
-            self.cadence().refresh().as_millis().to_string(),
+            self.cadence().declared.as_millis().to_string(),
         )])
+    }
+
+    /// Rewrites our ticket (with what our place declares now); false when that failed.
+    fn refresh(&mut self, key: &str, etag: &str) -> bool {
+        let metadata = self.metadata();
+        match self.store.replace(key, b"waiting", &metadata, etag) {
+            Ok(w) => self.ticket = Some((key.to_owned(), w.etag)),
+            // Someone took our ticket for a dead one: put it back in the same place.
+            Err(StoreError::Conflict | StoreError::NotFound(_)) => {
+                match self.store.create(key, b"waiting", &metadata) {
+                    Ok(w) => self.ticket = Some((key.to_owned(), w.etag)),
+                    Err(_) => return false,
+                }
+            }
+            Err(e) => {
+                log::debug(&format!("cannot refresh our place in the queue: {e}"));
+                return false;
+            }
+        }
+        self.declared = self.cadence().declared;
+        true
     }
 
     /// One wake of a waiter: refreshes our ticket and lists the queue when our cadence says so,
@@ -209,22 +247,8 @@ impl<'a> Queue<'a> {
         };
         let cadence = self.cadence();
         self.wakes = self.wakes.wrapping_add(1);
-        if self.wakes.is_multiple_of(cadence.refresh_every) {
-            let metadata = self.metadata();
-            match self.store.replace(&key, b"waiting", &metadata, &etag) {
-                Ok(w) => self.ticket = Some((key.clone(), w.etag)),
-                // Someone took our ticket for a dead one: put it back in the same place.
-                Err(StoreError::Conflict | StoreError::NotFound(_)) => {
-                    match self.store.create(&key, b"waiting", &metadata) {
-                        Ok(w) => self.ticket = Some((key.clone(), w.etag)),
-                        Err(_) => return true,
-                    }
-                }
-                Err(e) => {
-                    log::debug(&format!("cannot refresh our place in the queue: {e}"));
-                    return true;
-                }
-            }
+        if self.wakes.is_multiple_of(cadence.refresh_every) && !self.refresh(&key, &etag) {
+            return true;
         }
         // The first wake after joining confirms our place, which joining only estimated.
         if !cadence.lists && self.wakes > 1 {
@@ -240,6 +264,13 @@ impl<'a> Queue<'a> {
                 self.waiting = live.len();
                 // Not listed (taken for dead meanwhile): first, as without a queue.
                 self.position = live.iter().position(|t| t.key == key).unwrap_or(0);
+                // A new place that refreshes more rarely than our ticket says is declared at
+                // once, before the others take us for dead.
+                if self.cadence().declared > self.declared
+                    && let Some((key, etag)) = self.ticket.clone()
+                {
+                    self.refresh(&key, &etag);
+                }
                 self.position == 0
             }
             Err(e) => {
