@@ -53,9 +53,10 @@ const BACK_REQUESTS_PER_SECOND: f64 = 1.4;
 /// declares to the others.
 ///
 /// The first two declare how often they really refresh, so a dead one is skipped soon. The
-/// others declare the longest believed interval: their cadence changes with every listing (as
-/// the queue grows and shrinks) and must never be slower than what their ticket says, or they
-/// would be taken for dead between their refreshes.
+/// others declare twice their interval (at most `MAX_DECLARED_POLL`): their cadence changes
+/// with every listing as the queue grows and shrinks, and must never be slower than what their
+/// ticket says, or they would be taken for dead between their refreshes; a waiter whose new
+/// place needs more rewrites its ticket at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cadence {
     pub wake: Duration,
@@ -78,9 +79,10 @@ impl Cadence {
 ///
 /// Requests a second: the first reads the lock every `head` and refreshes every fifth time,
 /// `1.2 / head`; the second refreshes and lists every `5 head`, `0.4 / head`; each of the other
-/// `waiting - 2` refreshes and lists every `(waiting - 2) · 2 / 1.4 s` (at least `5 head`, at
-/// most `MAX_DECLARED_POLL`), so together about 1.4. With a one-second head that is about three
-/// a second, for any length of queue up to about 55; a longer one adds little per waiter.
+/// `waiting - 2` refreshes and lists every `(waiting - 2) · 2 / 1.4 head` (at least `5 head`, at
+/// most `MAX_DECLARED_POLL`), so together about `1.4 / head`. With the one-second head (any
+/// poll of a second or more) that is about three a second for a queue of up to about 55; a
+/// longer one adds little per waiter. A shorter poll speeds every cadence up alike.
 #[must_use]
 pub fn cadence(position: usize, waiting: usize, poll: Duration) -> Cadence {
     let head = poll.min(HEAD_POLL);
@@ -101,8 +103,8 @@ pub fn cadence(position: usize, waiting: usize, poll: Duration) -> Cadence {
         },
         _ => {
             let behind = u32::try_from(waiting.saturating_sub(2)).unwrap_or(u32::MAX);
-            let spread =
-                Duration::from_secs_f64(f64::from(behind) * 2.0 / BACK_REQUESTS_PER_SECOND);
+            // In units of the head's poll: with the one-second head, seconds.
+            let spread = head.mul_f64(f64::from(behind) * 2.0 / BACK_REQUESTS_PER_SECOND);
             let low = head * HEAD_REFRESH_EVERY;
             let wake = spread.clamp(low, MAX_DECLARED_POLL.max(low));
             Cadence {
@@ -110,7 +112,7 @@ pub fn cadence(position: usize, waiting: usize, poll: Duration) -> Cadence {
                 reads_lock: false,
                 refresh_every: 1,
                 lists: true,
-                declared: MAX_DECLARED_POLL.max(wake),
+                declared: (wake * 2).min(MAX_DECLARED_POLL.max(wake)),
             }
         }
     }
