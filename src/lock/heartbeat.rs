@@ -114,6 +114,15 @@ pub fn keep_alive_known(
                         "renewed the lock on {environment} again after {} without a renewal",
                         human_std(last_renewed.elapsed())
                     ));
+                } else if !warned_past_ttl && last_renewed.elapsed() >= ttl {
+                    // One renewal (its write retried by the client through an outage) took
+                    // longer than the ttl: said as a failed one would have said it.
+                    log::warn(&format!(
+                        "the lock on {environment} went {} without a renewal, longer than its \
+                         ttl: it may have been taken by another meanwhile; nobody did, and it \
+                         is renewed",
+                        human_std(last_renewed.elapsed())
+                    ));
                 }
                 failing = false;
                 warned_past_ttl = false;
