@@ -148,7 +148,7 @@ pub struct GlobalArgs {
     )]
     pub capacity: Option<String>,
 
-    /// Do not take a fencing number (saves three requests per acquire).
+    /// Do not take a fencing number (saves one request per acquire).
     #[arg(long, global = true, hide_env_values = true, env = "DEPLOY_LOCK_NO_FENCE", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_fence: bool,
 

@@ -21,6 +21,7 @@ mod long;
 mod monitor;
 mod notify;
 mod output;
+mod polling;
 mod reap;
 mod release;
 mod requests;

@@ -23,14 +23,14 @@ fn requests(proxy: &Proxy, b: &Backend, args: &[&str], expect: i32) -> u64 {
 }
 
 #[test]
-fn uncontended_acquire_is_two_requests_check_one_release_two() {
+fn acquire_is_the_freeze_read_and_three_check_one_release_two_from_run() {
     let proxy = Proxy::start(Plan::pass());
     let b = Backend::Azurite {
         connection_string: proxy.connection_string(),
         container: azurite().unique_container("requests"),
     };
-    // The container, the fencing counter and the audit log exist before counting: creating
-    // them is a one-time cost.
+    // The container and this month's audit log segment exist before counting: creating them
+    // is a one-time cost.
     requests(&proxy, &b, &["acquire", "env"], 0);
     requests(&proxy, &b, &["release", "env"], 0);
     let lean = ["--no-fence", "--no-audit"];
@@ -43,16 +43,38 @@ fn uncontended_acquire_is_two_requests_check_one_release_two() {
     assert_eq!(run(&["acquire", "env"], 0), 2, "acquire");
     assert_eq!(run(&["check", "env"], 0), 1, "check");
     assert_eq!(run(&["release", "env"], 0), 2, "release");
-    // Fencing adds three (read and swap the counter, record the number), the audit one append.
+    // The acquisition's audit event is appended, and its position in the log is the fencing
+    // number, recorded in the lock: two more (three for the lock, fence and audit, plus the
+    // read of the freeze windows).
     assert_eq!(
         requests(&proxy, &b, &["acquire", "env"], 0),
-        6,
+        4,
         "acquire with fence and audit"
     );
+    // A new process knows nothing of the lock: it reads, deletes on that version, appends.
     assert_eq!(
         requests(&proxy, &b, &["release", "env"], 0),
         3,
         "release with audit"
+    );
+    assert_eq!(
+        requests(&proxy, &b, &["acquire", "env", "--no-fence"], 0),
+        3,
+        "acquire with audit"
+    );
+    requests(&proxy, &b, &["release", "env"], 0);
+    // Without the audit the fencing line holds only a place in the log: still four.
+    assert_eq!(
+        requests(&proxy, &b, &["acquire", "env", "--no-audit"], 0),
+        4,
+        "acquire with fence"
+    );
+    requests(&proxy, &b, &["release", "env"], 0);
+    // `run` knows the version it wrote: release is one conditional delete and the append.
+    assert_eq!(
+        requests(&proxy, &b, &["run", "env", "--", "true"], 0),
+        6,
+        "run: acquire with fence and audit, release with audit"
     );
 }
 

@@ -178,9 +178,36 @@ pub(super) fn confirm(
     } = *taken;
     let cfg = ctx.cfg;
     let locker = ctx.locker();
+    // The acquisition's event, appended by the fencing step when it is on (its position in the
+    // log is the fencing number: docs/design.md, "Fencing"), else recorded after it.
+    let mut event = (!reentrant).then(|| {
+        let kind = if reaped.is_some() {
+            EventKind::Reaped
+        } else if stolen_from.is_some() {
+            EventKind::Steal
+        } else {
+            EventKind::Acquire
+        };
+        let mut event = LockEvent::by(kind, &record, locker.store_now());
+        event.waited_seconds = Some(waited.as_secs());
+        event.other = stolen_from
+            .as_ref()
+            .map(Holder::describe)
+            .unwrap_or_default();
+        event.conclusion = reaped.clone().unwrap_or_default();
+        event
+    });
+    let mut etag = etag.to_owned();
     if cfg.fence && record.fence.is_none() {
-        match locker.fence(env, &mut record, etag) {
-            Ok(Fenced::Fenced { .. }) => {}
+        let logged = event.as_ref().filter(|_| cfg.audit);
+        match locker.fence(env, &mut record, &etag, logged) {
+            Ok(Fenced::Fenced { fence, etag: now }) => {
+                etag = now;
+                if let Some(e) = event.as_mut().filter(|_| cfg.audit) {
+                    e.fence = Some(fence);
+                    e.fence_is_position = true;
+                }
+            }
             Ok(Fenced::Lost(now)) => {
                 let who = now.map_or_else(|| "nobody".into(), |l| l.holder.describe());
                 return Err(Failure::new(
@@ -216,27 +243,14 @@ pub(super) fn confirm(
             ));
         }
     }
-    if !reentrant {
-        let kind = if reaped.is_some() {
-            EventKind::Reaped
-        } else if stolen_from.is_some() {
-            EventKind::Steal
-        } else {
-            EventKind::Acquire
-        };
-        let mut event = LockEvent::by(kind, &record, locker.store_now());
-        event.waited_seconds = Some(waited.as_secs());
-        event.other = stolen_from
-            .as_ref()
-            .map(Holder::describe)
-            .unwrap_or_default();
-        event.conclusion = reaped.clone().unwrap_or_default();
-        ctx.events.record(&event);
+    if let Some(event) = &event {
+        ctx.events.record(event);
     }
     Ok(Acquisition {
         env: env.clone(),
         pipeline: pipeline.clone(),
         record,
+        etag,
         reentrant,
         stolen_from: stolen_from.clone(),
         reaped: reaped.clone(),

@@ -150,6 +150,9 @@ pub struct Acquisition {
     pub env: Environment,
     pub pipeline: Pipeline,
     pub record: LockRecord,
+    /// The lock's version after our latest write: a release or renewal conditional on it needs
+    /// no read first.
+    pub etag: String,
     /// It was already ours (nested in the acquisition that took it): the caller must not
     /// release it, and must not shorten its ttl.
     pub reentrant: bool,

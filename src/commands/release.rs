@@ -6,7 +6,9 @@ use super::outcome::{Handback, How, Outcome, Released};
 use crate::config::Environment;
 use crate::exit::Result;
 use crate::lock::protocol::{Ownership, ownership};
-use crate::lock::{self, Identity, LockEvent};
+use chrono::{DateTime, Utc};
+
+use crate::lock::{self, Identity, LockEvent, LockRecord};
 
 /// Releases the lock `me` holds and records the release.
 pub fn release_as(
@@ -27,6 +29,31 @@ pub fn release_as(
 pub fn hand_back(ctx: &Context<'_>, env: &Environment, me: &Identity) -> Handback {
     match release_as(ctx, env, me) {
         Ok(lock::Released::Released(lock)) => Handback::Released(lock),
+        Ok(lock::Released::Absent) => Handback::Absent,
+        Ok(lock::Released::Refused(lock)) => Handback::HeldByOther(lock),
+        Err(e) => Handback::Failed(format!("{e:#}")),
+    }
+}
+
+/// `hand_back` for the holder that knows its record and the lock's current version (`run`):
+/// one conditional delete and the audit append, no read. `now` is the store's time as the
+/// caller estimates it (the acquiring write's plus the time held), for the release event.
+pub fn hand_back_known(
+    ctx: &Context<'_>,
+    env: &Environment,
+    me: &Identity,
+    record: &LockRecord,
+    etag: &str,
+    now: Option<DateTime<Utc>>,
+) -> Handback {
+    let locker = ctx.locker();
+    let now = now.unwrap_or_else(|| locker.store_now());
+    match locker.release_known(env, me, record, etag, now) {
+        Ok(lock::Released::Released(lock)) => {
+            ctx.events
+                .record(&LockEvent::released(env, &lock, locker.store_now()));
+            Handback::Released(lock)
+        }
         Ok(lock::Released::Absent) => Handback::Absent,
         Ok(lock::Released::Refused(lock)) => Handback::HeldByOther(lock),
         Err(e) => Handback::Failed(format!("{e:#}")),

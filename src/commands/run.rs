@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::acquire;
 use super::context::{Context, Progress, Target, event_sink, open_store, parse_wait};
 use super::outcome::{Acquisition, Handback, Outcome, Ran};
-use super::release::hand_back;
+use super::release::{hand_back, hand_back_known};
 use super::set;
 use crate::cli::{OnLost, RunArgs};
 use crate::clock::Clock;
@@ -160,12 +160,21 @@ fn supervised(
             ));
         }
     };
+    // Each lock's version after our latest write: the heartbeat renews from it without a read,
+    // and the release after it needs none either (docs/design.md, "Requests").
+    let known: Vec<heartbeat::Known> = taken
+        .iter()
+        .map(|t| std::sync::Mutex::new((t.record.clone(), t.etag.clone())))
+        .collect();
+    let held_since = Instant::now();
     let kept: Vec<Kept<'_>> = taken
         .iter()
         .zip(&holders)
-        .map(|(t, me)| Kept {
+        .zip(&known)
+        .map(|((t, me), known)| Kept {
             environment: &t.env,
             me,
+            known: Some(known),
         })
         .collect();
     let stop = AtomicBool::new(false);
@@ -217,18 +226,32 @@ fn supervised(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let code = exit_code(status);
+    drop(kept);
     Ok(taken
         .iter()
         .zip(&holders)
-        .map(|(t, me)| {
+        .zip(known)
+        .map(|((t, me), known)| {
             let lost = lost.as_deref() == Some(&*t.env);
             let (outer_holder, handback) = if lost {
                 (None, None)
             } else if t.reentrant {
                 (Some(Holder::Current(t.record.clone()).describe()), None)
             } else {
-                // The other members of a set whose lock was lost are still ours: given back.
-                let handback = hand_back(ctx, &t.env, me);
+                // The other members of a set whose lock was lost are still ours: given back,
+                // on the version the heartbeat left, without a read.
+                let handback = match known.into_inner() {
+                    Ok((record, etag)) => {
+                        // The store's time now: the acquiring write's, plus the time held since.
+                        let held =
+                            chrono::Duration::from_std(held_since.elapsed()).unwrap_or_default();
+                        let now = chrono::DateTime::parse_from_rfc3339(&record.acquired_at)
+                            .map(|at| at.with_timezone(&chrono::Utc) + held)
+                            .ok();
+                        hand_back_known(ctx, &t.env, me, &record, &etag, now)
+                    }
+                    Err(_) => hand_back(ctx, &t.env, me),
+                };
                 if let Handback::Failed(e) = &handback {
                     warn_unreleased(&t.env, e);
                 }

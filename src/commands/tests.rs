@@ -81,7 +81,7 @@ fn acquire_check_and_release_report_what_they_did() {
         panic!("{outcome:?}");
     };
     assert!(!taken.reentrant);
-    assert_eq!(taken.record.fence, Some(1));
+    assert!(taken.record.fence.is_some());
     assert_eq!(outcome.exit_code(), 0);
 
     let check = Command::Check(target(&theirs))
@@ -160,7 +160,7 @@ fn a_wait_that_runs_out_times_out_and_force_break_frees_the_lock() {
 }
 
 #[test]
-fn renewing_a_lock_that_is_gone_reports_it_lost() {
+fn renewing_a_lock_that_is_gone_says_so_and_records_nothing_without_the_token() {
     let store = MemoryStore::new();
     let events = Recorded::default();
     let ours = cfg("build-1");
@@ -169,7 +169,7 @@ fn renewing_a_lock_that_is_gone_reports_it_lost() {
         .execute_in(&me, &Quiet)
         .expect("renew");
     assert_eq!(renewed.exit_code(), ExitCode::Lost.code());
-    assert_eq!(events.kinds(), [EventKind::RenewFailed]);
+    assert!(events.kinds().is_empty(), "{:?}", events.kinds());
 }
 
 #[test]

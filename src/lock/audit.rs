@@ -10,6 +10,7 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::fence;
 use super::protocol::{Identity, LockView};
 use super::record::LockRecord;
 use crate::ci::RunInfo;
@@ -19,9 +20,42 @@ use crate::store::Store;
 /// Outside the lock prefix, so listings of locks skip it.
 pub const AUDIT_PREFIX: &str = "deployment-audit-";
 
+/// The log as it was before it was split into monthly segments; still read by `history`.
 #[must_use]
 pub fn key(environment: &str) -> String {
     format!("{AUDIT_PREFIX}{environment}")
+}
+
+/// Where the segments of an environment's log start: `deployment-audit-{env}..`. An environment
+/// name never contains `..`, so no other environment's log or segment starts like this.
+#[must_use]
+pub fn segments_prefix(environment: &str) -> String {
+    format!("{AUDIT_PREFIX}{environment}..")
+}
+
+/// The segment of month `month` (months since 1970-01): `deployment-audit-{env}..{YYYY-MM}`.
+/// An append blob takes at most 50,000 appends, so the log starts a new one every month.
+#[must_use]
+pub fn segment_key(environment: &str, month: u32) -> String {
+    format!(
+        "{}{:04}-{:02}",
+        segments_prefix(environment),
+        1970 + month / 12,
+        month % 12 + 1
+    )
+}
+
+/// `YYYY-MM` → months since 1970-01.
+fn parse_month(text: &str) -> Option<u32> {
+    let (year, month) = text.split_once('-')?;
+    let shaped = year.len() == 4
+        && month.len() == 2
+        && year
+            .bytes()
+            .chain(month.bytes())
+            .all(|b| b.is_ascii_digit());
+    let (year, month) = (year.parse::<u32>().ok()?, month.parse::<u32>().ok()?);
+    (shaped && year >= 1970 && (1..=12).contains(&month)).then(|| (year - 1970) * 12 + month - 1)
 }
 
 /// What happened.
@@ -185,6 +219,11 @@ pub struct LockEvent {
     /// `reaped`: how the other party's run ended, as its CI said (`cancelled`, `failed`, ...).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub conclusion: String,
+    /// This event's position in its log segment is its acquisition's fencing number
+    /// (docs/design.md, "Fencing"): the line carries no `fence`, readers derive it. Also tells
+    /// the audit log that the event is in it already.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fence_is_position: bool,
 }
 
 /// A stable id for the acquisition that `token` names, which can be shown: one-way, so it
@@ -341,22 +380,23 @@ impl<'a> AuditLog<'a> {
         Self { store }
     }
 
-    /// Reads the log, oldest first, with the store's time. Lines that are not events are
-    /// skipped with a note.
+    /// Reads the log, oldest first, with the store's time: the log from before the monthly
+    /// segments, then every segment in order. Lines that are not events are skipped with a note.
     pub fn read(&self, environment: &str) -> anyhow::Result<(Vec<LockEvent>, DateTime<Utc>)> {
         let read = self.store.get(&key(environment))?;
-        let Some(blob) = read.blob else {
-            return Ok((Vec::new(), read.now));
-        };
         let mut events = Vec::new();
         let mut skipped = 0usize;
-        for line in blob.data.split(|b| *b == b'\n') {
-            if line.iter().all(u8::is_ascii_whitespace) {
+        if let Some(blob) = read.blob {
+            skipped += parse_log(&blob.data, None, &mut events);
+        }
+        let prefix = segments_prefix(environment);
+        let listing = self.store.list(&prefix)?;
+        for entry in &listing.entries {
+            let Some(month) = entry.key.get(prefix.len()..).and_then(parse_month) else {
                 continue;
-            }
-            match serde_json::from_slice::<LockEvent>(line) {
-                Ok(e) => events.push(e),
-                Err(_) => skipped += 1,
+            };
+            if let Some(blob) = self.store.get(&entry.key)?.blob {
+                skipped += parse_log(&blob.data, Some(month), &mut events);
             }
         }
         if skipped > 0 {
@@ -364,18 +404,79 @@ impl<'a> AuditLog<'a> {
                 "skipped {skipped} line(s) of the audit log of {environment} that are not events"
             ));
         }
-        Ok((events, read.now))
+        Ok((events, listing.now.max(read.now)))
     }
 }
 
-/// The environments that have an audit log, from one listing, in name order.
+/// The environments that have an audit log, from one listing, in name order: the log of
+/// earlier versions (`deployment-audit-{env}`) and the monthly segments (`{env}..{YYYY-MM}`) each
+/// name their environment once.
 pub fn logged_environments(store: &dyn Store) -> anyhow::Result<Vec<String>> {
     let listing = store.list(AUDIT_PREFIX)?;
-    Ok(listing
+    let mut envs: Vec<String> = listing
         .entries
         .into_iter()
-        .filter_map(|e| e.key.strip_prefix(AUDIT_PREFIX).map(str::to_owned))
-        .collect())
+        .filter_map(|e| {
+            let rest = e.key.strip_prefix(AUDIT_PREFIX)?;
+            Some(
+                rest.split_once("..")
+                    .map_or(rest, |(env, _)| env)
+                    .to_owned(),
+            )
+        })
+        .collect();
+    envs.sort();
+    envs.dedup();
+    Ok(envs)
+}
+
+/// The kind of the line the fencing step appends when the audit is off: it only holds a place.
+const FENCE_MARK: &str = "fence";
+
+/// A line that only takes a fencing number (the audit is off): no holder details.
+#[must_use]
+pub fn fence_mark(environment: &str, at: DateTime<Utc>) -> LockEvent {
+    LockEvent {
+        at: store_time(at),
+        kind: EventKind::Other(FENCE_MARK.to_owned()),
+        environment: environment.to_owned(),
+        fence_is_position: true,
+        ..LockEvent::default()
+    }
+}
+
+/// Parses one log's lines into `events`; returns how many were not events. In a segment of
+/// `month`, an event whose position is its fencing number gets that number; a fencing line
+/// appended twice (an append retried after its answer was lost) counts once, and the lines
+/// that only hold a fencing number are not events.
+fn parse_log(data: &[u8], month: Option<u32>, events: &mut Vec<LockEvent>) -> usize {
+    let mut skipped = 0;
+    let mut offset = 0u64;
+    let mut last_fenced: Option<&[u8]> = None;
+    for line in data.split(|b| *b == b'\n') {
+        let at = offset;
+        offset += line.len() as u64 + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let Ok(mut event) = serde_json::from_slice::<LockEvent>(line) else {
+            skipped += 1;
+            continue;
+        };
+        if event.fence_is_position {
+            if last_fenced == Some(line) {
+                continue;
+            }
+            last_fenced = Some(line);
+            if let Some(month) = month {
+                event.fence = event.fence.or_else(|| fence::number(month, at));
+            }
+        }
+        if event.kind != EventKind::Other(FENCE_MARK.to_owned()) {
+            events.push(event);
+        }
+    }
+    skipped
 }
 
 impl EventSink for AuditLog<'_> {
@@ -393,7 +494,15 @@ impl EventSink for AuditLog<'_> {
             }
         };
         line.push(b'\n');
-        if let Err(e) = self.store.append(&key(&event.environment), &line) {
+        if event.fence_is_position {
+            // Appended by the fencing step already: its position is the fencing number.
+            return;
+        }
+        let log = event.time().map_or_else(
+            || key(&event.environment),
+            |t| segment_key(&event.environment, fence::month_of(t)),
+        );
+        if let Err(e) = self.store.append(&log, &line) {
             log::warn(&format!(
                 "could not append to the audit log of {} (the deployment is not affected): {e}",
                 event.environment
@@ -476,5 +585,56 @@ mod tests {
             [EventKind::Blocked, EventKind::TimedOut],
             "observations are not in the audit log"
         );
+    }
+
+    #[test]
+    fn history_derives_fences_counts_a_retried_fencing_line_once_and_hides_place_holders() {
+        use crate::lock::fence::{month_of, number};
+        let store = MemoryStore::new();
+        let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        let month = month_of(at);
+        let record = LockRecord {
+            environment: "prod".into(),
+            pipeline: "github".into(),
+            build_id: "1".into(),
+            ..LockRecord::default()
+        };
+        let mut fenced = LockEvent::by(EventKind::Acquire, &record, at);
+        fenced.fence_is_position = true;
+        let mut line = serde_json::to_vec(&fenced).expect("json");
+        line.push(b'\n');
+        let segment = segment_key("prod", month);
+        let first = store.append(&segment, &line).expect("append");
+        // The same append once more, as after a lost answer.
+        store.append(&segment, &line).expect("append");
+        let mut mark = serde_json::to_vec(&fence_mark("prod", at)).expect("json");
+        mark.push(b'\n');
+        store.append(&segment, &mark).expect("append");
+        let old = LockEvent::by(EventKind::Release, &record, at);
+        let mut old_line = serde_json::to_vec(&old).expect("json");
+        old_line.push(b'\n');
+        store.append(&key("prod"), &old_line).expect("append");
+        // Another environment whose name extends this one's is not read.
+        store
+            .append(&key("prod.2023-11"), &old_line)
+            .expect("append");
+        let (events, _) = AuditLog::new(&store).read("prod").expect("read");
+        let kinds: Vec<_> = events.iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(kinds, [EventKind::Release, EventKind::Acquire]);
+        assert_eq!(events[1].fence, number(month, first));
+    }
+
+    #[test]
+    fn segment_names_never_meet_another_environments_log() {
+        assert_eq!(parse_month("2025-09"), Some(55 * 12 + 8));
+        for bad in [
+            "2025-13", "2025-00", "1969-12", "25-09", "2025-9", "2025-09x",
+        ] {
+            assert_eq!(parse_month(bad), None, "{bad}");
+        }
+        // Environment names never contain `..` (config/names.rs), so `prod..` starts no other
+        // environment's log, and `prod.2025-09` is that environment's own.
+        assert!(segment_key("prod", 0).starts_with(&segments_prefix("prod")));
+        assert!(!key("prod.2025-09").starts_with(&segments_prefix("prod")));
     }
 }

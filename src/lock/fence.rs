@@ -1,12 +1,33 @@
-//! Fencing numbers (docs/design.md, "Fencing"): a per-environment counter, incremented after the
-//! lock was taken and recorded in the lock conditional on the version our acquisition created.
+//! Fencing numbers (docs/design.md, "Fencing"): the position at which the acquisition's event
+//! is appended to the environment's audit log, recorded in the lock conditional on the version
+//! our acquisition created.
 
-use std::time::Duration;
+use chrono::{DateTime, Datelike, Utc};
 
-use super::locker::{Locker, MAX_UNANSWERED_WRITES};
+use super::audit::{self, LockEvent};
+use super::locker::Locker;
 use super::protocol::LockView;
-use super::record::{FENCE_PREFIX, LockRecord, key};
+use super::record::{LockRecord, key};
 use crate::store::StoreError;
+
+/// The bits of a fencing number that hold the position in the month's segment; the month
+/// (months since 1970-01) is above them. An append blob holds at most 50,000 blocks of 4 MiB,
+/// far below 2^40 bytes.
+const POSITION_BITS: u32 = 40;
+
+/// Months since 1970-01 of a store time.
+#[must_use]
+pub fn month_of(t: DateTime<Utc>) -> u32 {
+    let months = (i64::from(t.year()) - 1970) * 12 + i64::from(t.month0());
+    u32::try_from(months).unwrap_or(0)
+}
+
+/// The fencing number of the line appended at `position` of month `month`'s segment; None
+/// past the position's bits.
+#[must_use]
+pub fn number(month: u32, position: u64) -> Option<u64> {
+    (position < 1 << POSITION_BITS).then(|| (u64::from(month) << POSITION_BITS) | position)
+}
 
 /// What the fencing step after an acquisition found.
 #[derive(Debug)]
@@ -18,19 +39,43 @@ pub enum Fenced {
 }
 
 impl Locker<'_> {
-    /// Gives a fresh acquisition its fencing number.
+    /// Gives a fresh acquisition its fencing number: appends `event` (the acquisition's event;
+    /// without one, a line that only holds a place) to the audit log segment of the month of
+    /// the write that took the lock, and records the position in the lock.
     ///
-    /// The counter is incremented *after* the lock was taken, and the number only counts once it
-    /// is written into the lock conditional on the version our acquisition created. So a holder
-    /// that stalls between taking the lock and recording its number, and meanwhile loses the
-    /// lock, finds out here instead of using a number that a later holder's could be below.
+    /// Appends to one segment take strictly increasing positions, and the number only counts
+    /// once it is written into the lock conditional on the version our acquisition created. So
+    /// a holder that stalls between taking the lock and recording its number, and meanwhile
+    /// loses the lock, finds out here instead of using a number that a later holder's could be
+    /// below. An append whose answer was lost is tried once more; its position is skipped.
     pub fn fence(
         &self,
         environment: &str,
         record: &mut LockRecord,
         etag: &str,
+        event: Option<&LockEvent>,
     ) -> anyhow::Result<Fenced> {
-        let number = self.next_fence(environment)?;
+        let taken = DateTime::parse_from_rfc3339(&record.acquired_at)
+            .map_or_else(|_| self.store_now(), |t| t.with_timezone(&Utc));
+        let month = month_of(taken);
+        let line = match event {
+            Some(e) => LockEvent {
+                fence_is_position: true,
+                fence: None,
+                ..e.clone()
+            },
+            None => audit::fence_mark(environment, self.store_now()),
+        };
+        let mut bytes = serde_json::to_vec(&line)?;
+        bytes.push(b'\n');
+        let log = audit::segment_key(environment, month);
+        let position = match self.store.append(&log, &bytes) {
+            Err(StoreError::Transient(_)) => self.store.append(&log, &bytes),
+            other => other,
+        }?;
+        let number = number(month, position).ok_or_else(|| {
+            anyhow::anyhow!("the audit log segment {log} is full; no fencing number")
+        })?;
         record.fence = Some(number);
         // Capacity: the number is the environment's; the lock it goes into is our slot's.
         let environment = &super::slots::slot_of(environment, &record.environment);
@@ -72,60 +117,6 @@ impl Locker<'_> {
         }
         Err(anyhow::anyhow!(
             "the lock on {environment} kept changing while its fencing number was recorded"
-        ))
-    }
-
-    /// Increments the environment's counter by compare-and-swap and returns the new value.
-    fn next_fence(&self, environment: &str) -> anyhow::Result<u64> {
-        let key = format!("{FENCE_PREFIX}{environment}");
-        let no_metadata = std::collections::BTreeMap::new();
-        let mut unanswered = 0;
-        for _ in 0..50 {
-            let read = self.store.get(&key)?;
-            self.saw(read.now);
-            let attempt = match read.blob {
-                None => self.store.create(&key, b"1", &no_metadata).map(|_| 1),
-                Some(blob) => {
-                    let current = std::str::from_utf8(&blob.data)
-                        .ok()
-                        .and_then(|t| t.trim().parse::<u64>().ok())
-                        .ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "the fencing counter {key} does not hold a number; it must only \
-                                 ever be written by deploy-lock"
-                            )
-                        })?;
-                    let next = current
-                        .checked_add(1)
-                        .ok_or_else(|| anyhow::anyhow!("the fencing counter {key} is exhausted"))?;
-                    self.store
-                        .replace(&key, next.to_string().as_bytes(), &no_metadata, &blob.etag)
-                        .map(|_| next)
-                }
-            };
-            match attempt {
-                Ok(n) => return Ok(n),
-                // Someone else incremented first, or our answer was lost: read and try again.
-                // A number whose answer we lost is skipped, never handed out twice.
-                Err(StoreError::Conflict) => {
-                    self.clock
-                        .sleep(self.clock.jitter(Duration::from_millis(5)));
-                }
-                // Each already used the client's retries: a store that never answers writes
-                // ends this soon, as it ends an acquire.
-                Err(StoreError::Transient(msg)) => {
-                    unanswered += 1;
-                    if unanswered >= MAX_UNANSWERED_WRITES {
-                        return Err(anyhow::anyhow!(
-                            "{msg}; the fencing counter {key} could not be written"
-                        ));
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(anyhow::anyhow!(
-            "the fencing counter of {environment} is too contended; try again"
         ))
     }
 }

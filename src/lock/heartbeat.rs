@@ -7,11 +7,13 @@
 //! only when the store shows it gone or someone else's. While renewals fail for longer than the
 //! ttl, another may have taken the lock over as stale; that is said once per outage.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::audit::{EventKind, EventSink, LockEvent};
 use super::locker::{Locker, Renewed};
 use super::protocol::{Identity, LockView};
+use super::record::LockRecord;
 use crate::ci::RunInfo;
 use crate::human::human_std;
 use crate::log;
@@ -26,11 +28,18 @@ pub enum End {
     Lost(String, Option<Box<LockView>>),
 }
 
-/// One lock the heartbeat keeps alive: its environment and its holder (with the token).
+/// Our acquisition's record and the lock's current version, shared between the heartbeat that
+/// renews it and the holder that releases it after the heartbeat stopped.
+pub type Known = Mutex<(LockRecord, String)>;
+
+/// One lock the heartbeat keeps alive: its environment and its holder (with the token); and,
+/// where the holder knows it, the lock's record and current version, so that each renewal is one
+/// conditional write (it reads only after a conflict) and the release after it needs no read.
 #[derive(Debug, Clone, Copy)]
 pub struct Kept<'a> {
     pub environment: &'a str,
     pub me: &'a Identity,
+    pub known: Option<&'a Known>,
 }
 
 /// What happened at one beat, for the caller to report.
@@ -86,9 +95,24 @@ pub fn keep_alive(
         }
         let mut shortest: Option<Duration> = None;
         let mut failed: Option<(&str, String)> = None;
-        for &Kept { environment, me } in kept {
-            match locker.renew(environment, me, None) {
+        for &Kept {
+            environment,
+            me,
+            known,
+        } in kept
+        {
+            let current = known.and_then(|k| k.lock().ok().map(|k| k.clone()));
+            let renewed = match &current {
+                Some((record, etag)) => locker.renew_known(environment, me, record, etag),
+                None => locker.renew(environment, me, None),
+            };
+            match renewed {
                 Ok(Renewed::Renewed(lock)) => {
+                    if let (Some(known), Some(record)) = (known, lock.holder.record())
+                        && let Ok(mut k) = known.lock()
+                    {
+                        *k = (record.clone(), lock.etag.clone());
+                    }
                     if let Ok(own) = lock.ttl.to_std()
                         && !own.is_zero()
                     {
@@ -136,6 +160,15 @@ pub fn keep_alive(
             if failing {
                 log::note(&format!(
                     "renewed {} again after {} without a renewal",
+                    names(kept),
+                    human_std(last_renewed.elapsed())
+                ));
+            } else if !warned_past_ttl && last_renewed.elapsed() >= ttl {
+                // One renewal (its write retried by the client through an outage) took longer
+                // than the ttl: said as a failed one would have said it.
+                log::warn(&format!(
+                    "{} went {} without a renewal, longer than its ttl: it may have been taken by \
+                     another meanwhile; nobody did, and it is renewed",
                     names(kept),
                     human_std(last_renewed.elapsed())
                 ));

@@ -204,7 +204,7 @@ impl<'a> Locker<'a> {
         ttl_seconds(self.ttl)
     }
 
-    fn foreign_ttl_chrono(&self) -> chrono::Duration {
+    pub(super) fn foreign_ttl_chrono(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.foreign_ttl).unwrap_or(chrono::Duration::MAX)
     }
 
@@ -342,13 +342,19 @@ impl<'a> Locker<'a> {
                         place: queue.as_deref().and_then(Queue::place),
                         elapsed: self.since(started),
                     });
-                    if !self.pause(left) {
+                    // Our place in the queue paces us (docs/design.md, "Requests").
+                    let interval = queue.as_deref().map_or(self.poll, |q| q.cadence().wake);
+                    if !self.pause(interval, left) {
                         return Ok(Acquired::Cancelled {
                             waited: self.since(started),
                         });
                     }
                     our_turn = queue.as_deref_mut().is_none_or(Queue::my_turn);
-                    if let Look::Seen(current) = self.read_while_waiting(environment)? {
+                    // Only the first waiter reads the lock, and anyone for its last try.
+                    let last_try = time_left(wait, self.since(started)).is_none();
+                    if (our_turn || last_try)
+                        && let Look::Seen(current) = self.read_while_waiting(environment)?
+                    {
                         lock = Some(current);
                     }
                     continue;
@@ -472,9 +478,9 @@ impl<'a> Locker<'a> {
         }
     }
 
-    /// Sleeps one jittered poll interval (at most `left`); false when cancelled meanwhile.
-    pub(super) fn pause(&self, left: Duration) -> bool {
-        let interval = self.clock.jitter(self.poll).min(left);
+    /// Sleeps `interval`, jittered (at most `left`); false when cancelled meanwhile.
+    pub(super) fn pause(&self, interval: Duration, left: Duration) -> bool {
+        let interval = self.clock.jitter(interval).min(left);
         self.clock.sleep(interval)
     }
 
@@ -695,7 +701,7 @@ impl<'a> Locker<'a> {
                 Look::Unreadable => match last.take() {
                     Some(l) => l,
                     None if self.since(started) < timeout => {
-                        if !self.pause(timeout.saturating_sub(self.since(started))) {
+                        if !self.pause(self.poll, timeout.saturating_sub(self.since(started))) {
                             return Ok(Waited::Cancelled {
                                 waited: self.since(started),
                             });
@@ -722,7 +728,7 @@ impl<'a> Locker<'a> {
                     waited: self.since(started),
                 });
             }
-            if !self.pause(left) {
+            if !self.pause(self.poll, left) {
                 return Ok(Waited::Cancelled {
                     waited: self.since(started),
                 });
@@ -754,16 +760,25 @@ impl<'a> Locker<'a> {
     /// Every lock in the store.
     pub fn status(&self) -> anyhow::Result<Vec<(String, Result<LockView, StoreError>)>> {
         let listing = self.store.list(KEY_PREFIX)?;
+        let envs: Vec<&str> = listing
+            .entries
+            .iter()
+            .filter_map(|e| e.key.strip_prefix(KEY_PREFIX))
+            .collect();
+        let keys: Vec<String> = envs.iter().map(|env| key(env)).collect();
+        // Read whole, concurrently where the store can: the record's ttl and a seed-format body
+        // are not in the listing. A blob that cannot be read is reported in its row; one odd
+        // blob never hides the others.
         let mut out = Vec::new();
-        for entry in listing.entries {
-            let Some(env) = entry.key.strip_prefix(KEY_PREFIX) else {
-                continue;
-            };
-            // Read whole: the record's ttl and a seed-format body are not in the listing. A blob
-            // that cannot be read is reported in its row; one odd blob never hides the others.
-            match self.read(env) {
-                Ok(Some(view)) => out.push((env.to_owned(), Ok(view))),
-                Ok(None) => {}
+        for (env, read) in envs.into_iter().zip(self.store.get_many(&keys)) {
+            match read {
+                Ok(read) => {
+                    self.saw(read.now);
+                    if let Some(blob) = read.blob {
+                        let view = LockView::new(&blob, read.now, self.foreign_ttl_chrono());
+                        out.push((env.to_owned(), Ok(view)));
+                    }
+                }
                 Err(e) => out.push((env.to_owned(), Err(e))),
             }
         }

@@ -9,6 +9,7 @@ pub mod ci_api;
 pub mod fence;
 pub mod freeze;
 pub mod heartbeat;
+mod known;
 pub mod locker;
 pub mod logs;
 pub mod protocol;
@@ -35,7 +36,7 @@ pub use record::{Holder, LockRecord};
 pub use set::{Member, SetAcquired};
 pub use watch::{Unwatched, WaitSeen, WaitWatch};
 
-pub use record::{FENCE_PREFIX, KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
+pub use record::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
 
 #[cfg(test)]
 mod set_tests;

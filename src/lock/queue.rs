@@ -8,16 +8,23 @@
 //!
 //! A ticket is `deployment-queue-{env}.{joined}.{token}.{poll}`: `joined` is the store's time
 //! (milliseconds) when the waiter joined, so names sort in arrival order, then by token; `poll`
-//! (milliseconds) says how often its owner refreshes it. A ticket not refreshed for three polls
-//! (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up. Ticket names are
-//! written by anyone who can write to the container: a declared poll counts for at most
-//! `MAX_DECLARED_POLL`, so no ticket holds up the queue for longer than a few minutes.
+//! (milliseconds) says how often its owner refreshed it when it joined, and the ticket's metadata
+//! `refresh_ms` how often it does now (listings return both). A ticket not refreshed for three of
+//! its refreshes (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up.
+//! Ticket names and metadata are written by anyone who can write to the container: a declared
+//! refresh counts for at most `MAX_DECLARED_POLL`, so no ticket holds up the queue for long.
+//!
+//! The store's load is bounded however many wait (`cadence`): only the first waiter reads the
+//! lock, about every second; the second looks at the queue every few seconds; the rest look and
+//! refresh more rarely the longer the queue, so all of them together send about three requests
+//! a second.
 //!
 //! A ticket says who waits: the holder fields the waiter's lock record would carry
 //! (`LockRecord::metadata`, bounded below Azure's 8 KiB), as its metadata, so `status` shows
-//! the queue from one listing on Azure, and as its body (a JSON object of the same fields), for
-//! stores that keep no metadata. Tickets of earlier versions (body `waiting`) still count; they
-//! show as unknown waiters.
+//! the queue from one listing on Azure, and as its body (a JSON object of the same fields, and
+//! the waiter's CI run where it has one, so others can ask whether it ended), for stores that keep
+//! no metadata. Tickets of earlier versions (body `waiting`) still count; they show as unknown
+//! waiters.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,13 +34,98 @@ use chrono::{DateTime, Utc};
 use super::reaper::{Reaper, ticket_body};
 use crate::ci::runs::CiRun;
 use crate::log;
-use crate::store::{Store, StoreError};
+use crate::store::{Entry, Store, StoreError};
 
 pub const QUEUE_PREFIX: &str = "deployment-queue-";
 
-/// The longest poll interval a ticket's name is believed for. A live waiter that polls less
-/// often is taken for dead between its polls, and puts its ticket back in the same place.
-const MAX_DECLARED_POLL: Duration = Duration::from_secs(60);
+/// The longest refresh interval a ticket's name or metadata is believed for. A live waiter that
+/// refreshes less often is taken for dead between its refreshes, and puts its ticket back in
+/// the same place.
+const MAX_DECLARED_POLL: Duration = Duration::from_secs(75);
+
+/// The ticket metadata that says how often its owner refreshes it now, in milliseconds.
+const REFRESH_META: &str = "refresh_ms";
+
+/// How often the first waiter reads the lock at most: a freed lock passes to it within about
+/// this (plus its create).
+pub const HEAD_POLL: Duration = Duration::from_secs(1);
+
+/// The first waiter refreshes its ticket every this many looks at the lock.
+const HEAD_REFRESH_EVERY: u32 = 5;
+
+/// The waiters behind the second share about this many requests a second between them.
+const BACK_REQUESTS_PER_SECOND: f64 = 1.4;
+
+/// What a waiter does while it waits, by its place: how long it sleeps between wakes, whether a
+/// wake reads the lock, every how many wakes it refreshes its ticket, whether a wake lists the
+/// queue (to learn its place and clean up dead tickets), and the refresh interval its ticket
+/// declares to the others.
+///
+/// The first two declare how often they really refresh, so a dead one is skipped soon. The
+/// others declare twice their interval (at most `MAX_DECLARED_POLL`): their cadence changes
+/// with every listing as the queue grows and shrinks, and must never be slower than what their
+/// ticket says, or they would be taken for dead between their refreshes; a waiter whose new
+/// place needs more rewrites its ticket at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    pub wake: Duration,
+    pub reads_lock: bool,
+    pub refresh_every: u32,
+    pub lists: bool,
+    pub declared: Duration,
+}
+
+impl Cadence {
+    /// How often the ticket is refreshed.
+    #[must_use]
+    pub fn refresh(&self) -> Duration {
+        self.wake * self.refresh_every
+    }
+}
+
+/// The cadence of the waiter at `position` (0: first) among `waiting` live tickets, for the
+/// configured poll `poll` (the first waiter reads the lock at most every `HEAD_POLL`).
+///
+/// Requests a second: the first reads the lock every `head` and refreshes every fifth time,
+/// `1.2 / head`; the second refreshes and lists every `5 head`, `0.4 / head`; each of the other
+/// `waiting - 2` refreshes and lists every `(waiting - 2) · 2 / 1.4 head` (at least `5 head`, at
+/// most `MAX_DECLARED_POLL`), so together about `1.4 / head`. With the one-second head (any
+/// poll of a second or more) that is about three a second for a queue of up to about 55; a
+/// longer one adds little per waiter. A shorter poll speeds every cadence up alike.
+#[must_use]
+pub fn cadence(position: usize, waiting: usize, poll: Duration) -> Cadence {
+    let head = poll.min(HEAD_POLL);
+    match position {
+        0 => Cadence {
+            wake: head,
+            reads_lock: true,
+            refresh_every: HEAD_REFRESH_EVERY,
+            lists: false,
+            declared: head * HEAD_REFRESH_EVERY,
+        },
+        1 => Cadence {
+            wake: head * HEAD_REFRESH_EVERY,
+            reads_lock: false,
+            refresh_every: 1,
+            lists: true,
+            declared: head * HEAD_REFRESH_EVERY,
+        },
+        _ => {
+            let behind = u32::try_from(waiting.saturating_sub(2)).unwrap_or(u32::MAX);
+            // In units of the head's poll: with the one-second head, seconds.
+            let spread = head.mul_f64(f64::from(behind) * 2.0 / BACK_REQUESTS_PER_SECOND);
+            let low = head * HEAD_REFRESH_EVERY;
+            let wake = spread.clamp(low, MAX_DECLARED_POLL.max(low));
+            Cadence {
+                wake,
+                reads_lock: false,
+                refresh_every: 1,
+                lists: true,
+                declared: (wake * 2).min(MAX_DECLARED_POLL.max(wake)),
+            }
+        }
+    }
+}
 
 /// How long a ticket lives without a refresh, for its owner's poll interval. Taking a live
 /// waiter for dead costs little (it puts its ticket back in the same place at its next poll),
@@ -53,15 +145,18 @@ pub struct Queue<'a> {
     /// Who waits, as the ticket's metadata and body.
     waiter: BTreeMap<String, String>,
     body: Vec<u8>,
-    /// Our ticket's key and version, once we joined.
-    ticket: Option<(String, String)>,
-    /// Live tickets ahead of us when we last looked, for our place when we join.
-    ahead: usize,
     /// Our run, named in our ticket so others can ask whether it ended; and who asks about theirs.
     run: Option<CiRun>,
     reaper: Option<&'a Reaper<'a>>,
-    /// Our place among the live tickets and how many there are, as of the latest look.
-    place: Option<(usize, usize)>,
+    /// Our ticket's key and version, once we joined.
+    ticket: Option<(String, String)>,
+    /// Our place among the live tickets (0: first) and how many there are, as last listed.
+    position: usize,
+    waiting: usize,
+    /// Wakes since we joined, for the refreshes every so many wakes.
+    wakes: u32,
+    /// The refresh interval our ticket declares now.
+    declared: Duration,
 }
 
 /// A ticket as listed: its key, version and whether its owner still refreshes it.
@@ -81,11 +176,13 @@ impl<'a> Queue<'a> {
             poll,
             waiter: BTreeMap::new(),
             body: b"waiting".to_vec(),
-            ticket: None,
-            ahead: 0,
             run: None,
             reaper: None,
-            place: None,
+            ticket: None,
+            position: 0,
+            waiting: 0,
+            wakes: 0,
+            declared: Duration::ZERO,
         }
     }
 
@@ -110,12 +207,27 @@ impl<'a> Queue<'a> {
         self
     }
 
+    /// Our place in line and how many wait (1-based), as of the latest look; None before we
+    /// joined.
+    #[must_use]
+    pub fn place(&self) -> Option<(usize, usize)> {
+        self.ticket
+            .as_ref()
+            .map(|_| (self.position + 1, self.waiting.max(self.position + 1)))
+    }
+
+    /// Our cadence at our place in the queue.
+    #[must_use]
+    pub fn cadence(&self) -> Cadence {
+        cadence(self.position, self.waiting, self.poll)
+    }
+
     /// Whether anyone is waiting already (a newcomer then queues instead of jumping ahead).
     pub fn others_waiting(&mut self) -> bool {
         match self.tickets() {
             Ok(tickets) => {
-                self.ahead = tickets.iter().filter(|t| t.live).count();
-                self.ahead > 0
+                self.waiting = tickets.iter().filter(|t| t.live).count();
+                self.waiting > 0
             }
             Err(e) => {
                 log::debug(&format!("cannot read the waiters' queue: {e}"));
@@ -131,17 +243,21 @@ impl<'a> Queue<'a> {
         if self.ticket.is_some() {
             return None;
         }
+        // Behind everyone listed so far.
+        self.position = self.waiting;
+        self.waiting += 1;
         let key = format!(
             "{}{:013}.{}.{}",
             self.prefix,
             now.timestamp_millis().max(0),
             self.token,
-            self.poll.as_millis()
+            self.cadence().declared.as_millis()
         );
-        match self.store.create(&key, &self.body, &self.waiter) {
+        match self.store.create(&key, &self.body, &self.metadata()) {
             Ok(w) => {
                 self.ticket = Some((key, w.etag));
-                Some(self.ahead + 1)
+                self.declared = self.cadence().declared;
+                Some(self.position + 1)
             }
             Err(e) => {
                 log::debug(&format!("cannot join the waiters' queue: {e}"));
@@ -150,25 +266,52 @@ impl<'a> Queue<'a> {
         }
     }
 
-    /// Refreshes our ticket and says whether it is first among the live ones. Without a ticket,
-    /// or when the queue cannot be read, it is always our turn (racing, as without a queue).
-    pub fn my_turn(&mut self) -> bool {
-        let Some((key, etag)) = self.ticket.clone() else {
-            return true;
-        };
-        match self.store.replace(&key, &self.body, &self.waiter, &etag) {
-            Ok(w) => self.ticket = Some((key.clone(), w.etag)),
+    /// Our ticket's metadata: who waits, and how often we refresh it at our place.
+    fn metadata(&self) -> BTreeMap<String, String> {
+        let mut metadata = self.waiter.clone();
+        metadata.insert(
+            REFRESH_META.to_owned(),
+            self.cadence().declared.as_millis().to_string(),
+        );
+        metadata
+    }
+
+    /// Rewrites our ticket (with what our place declares now); false when that failed.
+    fn refresh(&mut self, key: &str, etag: &str) -> bool {
+        let metadata = self.metadata();
+        match self.store.replace(key, &self.body, &metadata, etag) {
+            Ok(w) => self.ticket = Some((key.to_owned(), w.etag)),
             // Someone took our ticket for a dead one: put it back in the same place.
             Err(StoreError::Conflict | StoreError::NotFound(_)) => {
-                match self.store.create(&key, &self.body, &self.waiter) {
-                    Ok(w) => self.ticket = Some((key.clone(), w.etag)),
-                    Err(_) => return true,
+                match self.store.create(key, &self.body, &metadata) {
+                    Ok(w) => self.ticket = Some((key.to_owned(), w.etag)),
+                    Err(_) => return false,
                 }
             }
             Err(e) => {
                 log::debug(&format!("cannot refresh our place in the queue: {e}"));
-                return true;
+                return false;
             }
+        }
+        self.declared = self.cadence().declared;
+        true
+    }
+
+    /// One wake of a waiter: refreshes our ticket and lists the queue when our cadence says so,
+    /// and says whether we are first among the live ones. Without a ticket, or when the queue
+    /// cannot be read, it is always our turn (racing, as without a queue).
+    pub fn my_turn(&mut self) -> bool {
+        let Some((key, etag)) = self.ticket.clone() else {
+            return true;
+        };
+        let cadence = self.cadence();
+        self.wakes = self.wakes.wrapping_add(1);
+        if self.wakes.is_multiple_of(cadence.refresh_every) && !self.refresh(&key, &etag) {
+            return true;
+        }
+        // The first wake after joining confirms our place, which joining only estimated.
+        if !cadence.lists && self.wakes > 1 {
+            return self.position == 0;
         }
         match self.tickets() {
             Ok(mut tickets) => {
@@ -182,23 +325,24 @@ impl<'a> Queue<'a> {
                     // Best effort and conditional: a waiter that just came back keeps its ticket.
                     let _ = self.store.delete(&dead.key, &dead.etag);
                 }
-                self.place = place_in_line(&tickets, &key);
-                tickets
-                    .iter()
-                    .find(|t| t.live)
-                    .is_none_or(|first| first.key == key)
+                let live: Vec<&Listed> = tickets.iter().filter(|t| t.live).collect();
+                self.waiting = live.len();
+                // Not listed (taken for dead meanwhile): first, as without a queue.
+                self.position = live.iter().position(|t| t.key == key).unwrap_or(0);
+                // A new place that refreshes more rarely than our ticket says is declared at
+                // once, before the others take us for dead.
+                if self.cadence().declared > self.declared
+                    && let Some((key, etag)) = self.ticket.clone()
+                {
+                    self.refresh(&key, &etag);
+                }
+                self.position == 0
             }
             Err(e) => {
                 log::debug(&format!("cannot read the waiters' queue: {e}"));
                 true
             }
         }
-    }
-
-    /// Our place in line and how many wait (1-based), as of the latest `my_turn`.
-    #[must_use]
-    pub fn place(&self) -> Option<(usize, usize)> {
-        self.place
     }
 
     /// Gives up our ticket (we hold the lock, gave up, or were interrupted). A ticket left
@@ -231,11 +375,7 @@ impl<'a> Queue<'a> {
             .entries
             .into_iter()
             .filter_map(|e| {
-                let poll = parse_ticket(e.key.get(self.prefix.len()..)?)?;
-                let live = e
-                    .last_modified
-                    .checked_add_signed(ticket_ttl(poll))
-                    .is_none_or(|until| listing.now <= until);
+                let live = is_live(&e, e.key.get(self.prefix.len()..)?, listing.now)?;
                 Some(Listed {
                     key: e.key,
                     live,
@@ -248,11 +388,22 @@ impl<'a> Queue<'a> {
     }
 }
 
-/// Our place among the live tickets (1-based) and how many are live.
-fn place_in_line(tickets: &[Listed], ours: &str) -> Option<(usize, usize)> {
-    let live: Vec<&Listed> = tickets.iter().filter(|t| t.live).collect();
-    let at = live.iter().position(|t| t.key == ours)?;
-    Some((at + 1, live.len()))
+/// Whether a listed ticket's owner still refreshes it, by the store's clock `now`: its
+/// metadata's `refresh_ms` where it has one, else the interval its name declares (`rest`, the
+/// name after the environment's prefix); None when it is not a ticket.
+pub(super) fn is_live(entry: &Entry, rest: &str, now: DateTime<Utc>) -> Option<bool> {
+    let named = parse_ticket(rest)?;
+    let poll = entry
+        .metadata
+        .get(REFRESH_META)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(named, |ms| Duration::from_millis(ms).min(MAX_DECLARED_POLL));
+    Some(
+        entry
+            .last_modified
+            .checked_add_signed(ticket_ttl(poll))
+            .is_none_or(|until| now <= until),
+    )
 }
 
 /// `{joined:013}.{token:32 hex}.{poll ms}` → the poll interval, at most `MAX_DECLARED_POLL`;
@@ -310,7 +461,7 @@ mod tests {
         ] {
             let poll = parse_ticket(&format!("0000000000000.{token}.{poll}")).expect("a ticket");
             assert_eq!(poll, MAX_DECLARED_POLL);
-            assert_eq!(ticket_ttl(poll), chrono::Duration::minutes(3));
+            assert_eq!(ticket_ttl(poll), chrono::Duration::seconds(225));
         }
     }
 
@@ -323,6 +474,54 @@ mod tests {
         assert_eq!(
             ticket_ttl(Duration::from_secs(30)),
             chrono::Duration::seconds(90)
+        );
+    }
+
+    /// Requests a second of a queue of `waiting` with a one-second head, from the cadences.
+    fn load(waiting: usize) -> f64 {
+        (0..waiting)
+            .map(|p| {
+                let c = cadence(p, waiting, Duration::from_secs(30));
+                let per_wake = f64::from(u8::from(c.reads_lock))
+                    + 1.0 / f64::from(c.refresh_every)
+                    + f64::from(u8::from(c.lists));
+                per_wake / c.wake.as_secs_f64()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn fifty_waiters_send_about_three_requests_a_second() {
+        for waiting in [1, 2, 3, 10, 50] {
+            assert!(load(waiting) <= 3.1, "{waiting}: {}", load(waiting));
+        }
+        // Beyond what the cadence spreads, each further waiter adds one request per 37.5 s.
+        assert!(load(100) <= 4.5, "{}", load(100));
+    }
+
+    #[test]
+    fn the_first_waiter_polls_every_second_and_is_taken_for_dead_within_fifteen() {
+        let head = cadence(0, 50, Duration::from_secs(30));
+        assert_eq!(head.wake, HEAD_POLL);
+        assert!(head.reads_lock && !head.lists);
+        assert_eq!(ticket_ttl(head.refresh()), chrono::Duration::seconds(15));
+        // The second notices within five seconds that it became the first.
+        let second = cadence(1, 50, Duration::from_secs(30));
+        assert_eq!(second.wake, Duration::from_secs(5));
+        assert!(!second.reads_lock && second.lists);
+        // The rest refresh at most every 75 s; a short queue keeps them close.
+        assert_eq!(
+            cadence(2, 100, Duration::from_secs(30)).wake,
+            MAX_DECLARED_POLL
+        );
+        assert_eq!(
+            cadence(2, 3, Duration::from_secs(30)).wake,
+            Duration::from_secs(5)
+        );
+        // A short configured poll shortens every cadence (the simulation's virtual clock).
+        assert_eq!(
+            cadence(0, 5, Duration::from_millis(10)).wake,
+            Duration::from_millis(10)
         );
     }
 }

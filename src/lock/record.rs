@@ -9,8 +9,6 @@ use crate::ci::runs::{CiRun, lenient};
 
 /// Blob names the seed script uses, so both can run side by side.
 pub const KEY_PREFIX: &str = "deployment-lock-";
-/// The per-environment fencing counter; outside `KEY_PREFIX`, so listings of locks skip it.
-pub const FENCE_PREFIX: &str = "deployment-fence-";
 
 /// The seed script's stale timeout (its `LOCK_TIMEOUT_MINUTES` default), for locks it wrote.
 pub const SEED_TIMEOUT_MINUTES: f64 = 30.0;

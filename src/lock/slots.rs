@@ -130,7 +130,7 @@ impl Locker<'_> {
                 });
             };
             self.watch_slots(&lock, started);
-            if !self.pause(left) {
+            if !self.pause(self.poll, left) {
                 return Ok(Acquired::Cancelled {
                     waited: self.since(started),
                 });
@@ -209,7 +209,7 @@ impl Locker<'_> {
             if let Some(lock) = &held {
                 self.watch_slots(lock, started);
             }
-            if !self.pause(left) {
+            if !self.pause(self.poll, left) {
                 return Ok(Waited::Cancelled {
                     waited: self.since(started),
                 });

@@ -167,7 +167,7 @@ fn fencing_numbers_grow_with_every_acquisition() {
     for build in ["1", "2", "3"] {
         let me = who(build);
         let (mut record, etag, ..) = taken(acquire(&locker, &me, None));
-        match locker.fence(ENV, &mut record, &etag).expect("fence") {
+        match locker.fence(ENV, &mut record, &etag, None).expect("fence") {
             Fenced::Fenced { fence, .. } => numbers.push(fence),
             Fenced::Lost(_) => panic!("lost"),
         }
@@ -180,7 +180,27 @@ fn fencing_numbers_grow_with_every_acquisition() {
             .release(ENV, &with_token(&me, &record))
             .expect("release");
     }
-    assert_eq!(numbers, [1, 2, 3]);
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+}
+
+#[test]
+fn fencing_numbers_are_the_month_above_the_position_in_its_log_segment() {
+    use crate::lock::fence::{month_of, number};
+    let jan = chrono::DateTime::parse_from_rfc3339("2025-01-31T23:59:59Z").expect("time");
+    let feb = chrono::DateTime::parse_from_rfc3339("2025-02-01T00:00:00Z").expect("time");
+    let (jan, feb) = (month_of(jan.to_utc()), month_of(feb.to_utc()));
+    assert_eq!(jan, 55 * 12);
+    assert_eq!(feb, jan + 1);
+    assert_eq!(
+        crate::lock::audit::segment_key("prod", jan),
+        "deployment-audit-prod..2025-01"
+    );
+    // A later month's first line is above every position of an earlier month.
+    let last_of_january = number(jan, (1 << 40) - 1).expect("fits");
+    assert!(number(feb, 0).expect("fits") > last_of_january);
+    assert_eq!(number(jan, 1 << 40), None);
+    // Above every number the old counter blob handed out.
+    assert!(number(0, 0).is_some_and(|n| n == 0) && number(jan, 0) > Some(u64::from(u32::MAX)));
 }
 
 #[test]
@@ -190,7 +210,7 @@ fn a_fence_after_the_lock_was_taken_over_reports_the_loss() {
     let (mut record, etag, ..) = taken(acquire(&locker, &who("1"), None));
     advance(&offset, 61);
     taken(acquire(&locker, &who("2"), None));
-    match locker.fence(ENV, &mut record, &etag).expect("fence") {
+    match locker.fence(ENV, &mut record, &etag, None).expect("fence") {
         Fenced::Lost(Some(now)) => assert_eq!(now.holder.build_id(), "2"),
         other => panic!("{other:?}"),
     }
@@ -244,7 +264,10 @@ fn a_waiter_whose_ticket_is_not_refreshed_is_skipped() {
     dead.join(at);
     live.join(at + chrono::Duration::seconds(1));
     assert!(!live.my_turn());
-    advance(&offset, 5);
+    // The first waiter refreshes every five of its one-second polls: dead after three of those.
+    advance(&offset, 15);
+    assert!(!live.my_turn());
+    advance(&offset, 1);
     assert!(live.my_turn());
 }
 

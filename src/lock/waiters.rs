@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::queue::{QUEUE_PREFIX, parse_ticket, ticket_ttl};
+use super::queue::{QUEUE_PREFIX, is_live};
 use crate::store::{Entry, Store, StoreError};
 
 /// The largest ticket body believed: what a waiter writes stays below Azure's metadata limit.
@@ -55,14 +55,7 @@ pub fn all_queues(store: &dyn Store) -> Result<BTreeMap<String, Vec<Waiter>>, St
         else {
             continue;
         };
-        let Some(poll) = parse_ticket(&format!("{joined}.{token}.{poll}")) else {
-            continue;
-        };
-        let live = entry
-            .last_modified
-            .checked_add_signed(ticket_ttl(poll))
-            .is_none_or(|until| listing.now <= until);
-        if !live {
+        if is_live(&entry, &format!("{joined}.{token}.{poll}"), listing.now) != Some(true) {
             continue;
         }
         let since = joined

@@ -118,4 +118,9 @@ pub trait Store {
     fn append(&self, key: &str, line: &[u8]) -> StoreResult<u64>;
     /// Where the store is, for messages (never contains a secret).
     fn describe(&self) -> String;
+    /// Reads several keys, answers in the order asked. A store whose reads wait on the network
+    /// overrides this to read them concurrently (Azure: a small pool of connections).
+    fn get_many(&self, keys: &[String]) -> Vec<StoreResult<Read>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 }

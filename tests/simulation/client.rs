@@ -189,7 +189,7 @@ fn hold(
         if !sim.with(me, |w| w.rng.chance(70))? {
             continue;
         }
-        match locker.fence(split_slot(&h.env).0, &mut h.record, &h.etag) {
+        match locker.fence(split_slot(&h.env).0, &mut h.record, &h.etag, None) {
             Ok(Fenced::Fenced { fence, .. }) => sim.with(me, |w| w.fenced(me, &h.env, fence))?,
             Ok(Fenced::Lost(_)) => return lost(sim, me, &h.env, "fencing"),
             Err(e) => sim.with(me, |w| w.note(me, &format!("fence failed: {e:#}")))?,

@@ -282,7 +282,11 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
     let kept: Vec<heartbeat::Kept<'_>> = environments
         .iter()
         .zip(&holders)
-        .map(|(environment, me)| heartbeat::Kept { environment, me })
+        .map(|(environment, me)| heartbeat::Kept {
+            environment,
+            me,
+            known: None,
+        })
         .collect();
     let store = open_store(&cfg)?;
     let started = Instant::now();

@@ -286,6 +286,8 @@ impl Http {
             // A redirect would carry signed headers, a bearer token or an assertion elsewhere;
             // none of the services sends one.
             .max_redirects(0)
+            // One connection per concurrent read (`AzureStore::get_many`) stays open for reuse.
+            .max_idle_connections_per_host(super::store::CONCURRENT_READS)
             .user_agent(concat!("deploy-lock/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls_config(ca_file)?)
             .build();

@@ -5,6 +5,8 @@
 //! first line). The container is created on the first write that finds it missing.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
@@ -16,6 +18,9 @@ use crate::store::{Blob, Entry, Listing, Read, Store, StoreError, StoreResult, W
 
 /// Most pages a listing follows (5,000 blobs a page): a bound, not an expected size.
 const MAX_PAGES: usize = 1000;
+
+/// How many reads `get_many` keeps in flight: the agent keeps as many connections open.
+pub const CONCURRENT_READS: usize = 8;
 
 #[derive(Debug)]
 pub struct AzureStore {
@@ -466,6 +471,36 @@ impl Store for AzureStore {
                 }),
             _ => Err(self.failure(Op::Blob(key), &resp)),
         }
+    }
+
+    /// Up to `CONCURRENT_READS` reads at a time over the agent's pooled connections, so `status`
+    /// over many environments answers in about the time of a few round trips.
+    fn get_many(&self, keys: &[String]) -> Vec<StoreResult<Read>> {
+        let next = AtomicUsize::new(0);
+        let answers: Vec<Mutex<Option<StoreResult<Read>>>> =
+            keys.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..CONCURRENT_READS.min(keys.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let (Some(key), Some(slot)) = (keys.get(i), answers.get(i)) else {
+                            break;
+                        };
+                        let answer = self.get(key);
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+                    }
+                });
+            }
+        });
+        answers
+            .into_iter()
+            .map(|a| {
+                a.into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .unwrap_or_else(|| Err(StoreError::Transient("the read did not run".into())))
+            })
+            .collect()
     }
 
     fn describe(&self) -> String {
