@@ -1,5 +1,5 @@
 //! Slips the CLI catches: a release under another pipeline type, release hints that carry the
-//! identity acquire was given.
+//! identity acquire was given, environments whose names differ only in case.
 
 use crate::support::Backend;
 
@@ -92,4 +92,26 @@ fn an_unknown_command_is_a_usage_error_that_writes_nothing() {
             .contains("unrecognized subcommand");
     }
     assert_eq!(b.snapshot(), before);
+}
+
+#[test]
+fn environments_that_differ_only_in_case_are_named_as_two_locks() {
+    for b in crate::support::backends() {
+        for env in ["Prod", "prod", "staging"] {
+            b.cmd()
+                .args(["acquire", env, "--build-id", env])
+                .run()
+                .code(0);
+        }
+        let out = b.cmd().args(["status"]).run();
+        out.code(0);
+        assert!(
+            out.stderr
+                .contains("Prod and prod differ only in case: they are two different locks"),
+            "{}: {}",
+            b.name(),
+            out.stderr
+        );
+        assert!(!out.stderr.contains("staging and"), "{}", out.stderr);
+    }
 }

@@ -44,7 +44,8 @@ fn slip(pipeline: &str, env: &str) -> Result<()> {
     let words = crate::ci::escape_controls(&format!("{pipeline} {env}"));
     if config::parse_minutes(env, "ENV").is_ok() {
         return Err(Failure::usage(format!(
-            "`{words}`: `{}` looks like a number of minutes, not an environment. Give              [PIPELINE] ENV (e.g. `github sandbox`), and a wait as `--wait={}`",
+            "`{words}`: `{}` looks like a number of minutes, not an environment. Give [PIPELINE] \
+             ENV (e.g. `github sandbox`), and a wait as `--wait={}`",
             crate::ci::escape_controls(env),
             crate::ci::escape_controls(env)
         )));

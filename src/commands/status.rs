@@ -28,6 +28,7 @@ pub fn status(ctx: &Context<'_>, stuck_after: Option<Duration>) -> Result<Outcom
             }
         })
         .collect();
+    warn_case_twins(locks.iter().map(|row| row.env.as_str()));
     if let Some(limit) = stuck_after {
         let limit = chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX);
         locks.retain(|row| row.lock.as_ref().is_ok_and(|l| l.age > limit));
@@ -61,4 +62,22 @@ fn stuck(env: &str, lock: &LockView) -> LockEvent {
     let mut event = LockEvent::by(EventKind::Stuck, &record, lock.now);
     event.held_seconds = Some(lock.age.num_seconds());
     event
+}
+
+/// Environment names are case-sensitive (the blob names are): `Prod` and `prod` are two locks,
+/// which two pipelines that mean one environment would both take. Says so for every such pair.
+fn warn_case_twins<'a>(envs: impl Iterator<Item = &'a str>) {
+    let mut seen: std::collections::BTreeMap<String, &str> = std::collections::BTreeMap::new();
+    for env in envs {
+        match seen.get(&env.to_lowercase()) {
+            Some(&first) if first != env => log::warn(&format!(
+                "{first} and {env} differ only in case: they are two different locks, not one; \
+                 use one spelling in every pipeline"
+            )),
+            Some(_) => {}
+            None => {
+                seen.insert(env.to_lowercase(), env);
+            }
+        }
+    }
 }

@@ -379,7 +379,9 @@ impl Reporter {
                     RenewEnd::NotHeld(lock) => {
                         let msg = match lock {
                             Some(l) => format!(
-                                "the lock on {env} is held by {}, and nothing shows this caller                                  holds it: nothing was renewed. The holder renews with its token                                  (--token or DEPLOY_LOCK_TOKEN)",
+                                "the lock on {env} is held by {}, and nothing shows this caller holds it: nothing \
+                                 was renewed. The holder renews with its token (--token or \
+                                 DEPLOY_LOCK_TOKEN)",
                                 l.holder.describe()
                             ),
                             None => format!(
