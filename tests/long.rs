@@ -342,10 +342,22 @@ fn history_shows_every_event_of_a_scenario_in_order() {
             .args(["release", "github", "h"])
             .run()
             .code(0);
-        as_build(&b, "B")
-            .args(["acquire", "azdevops", "h", "--ttl-minutes", "1s"])
+        let token = as_build(&b, "B")
+            .args([
+                "acquire",
+                "azdevops",
+                "h",
+                "--ttl-minutes",
+                "1s",
+                "--output",
+                "json",
+            ])
             .run()
-            .code(0);
+            .code(0)
+            .json()["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
         // Last-Modified and Date have whole seconds: 2.2 s is past a 1 s ttl on any rounding.
         std::thread::sleep(Duration::from_millis(2200));
         as_build(&b, "C").args(["acquire", "h"]).run().code(0);
@@ -353,8 +365,9 @@ fn history_shows_every_event_of_a_scenario_in_order() {
             .args(["force-break", "h", "--reason", "stuck runner"])
             .run()
             .code(0);
+        // With its token, B learns its lock is lost, and that is recorded.
         as_build(&b, "B")
-            .args(["renew", "azdevops", "h"])
+            .args(["renew", "azdevops", "h", "--token", &token])
             .run()
             .code(5);
         let events = b.cmd().args(["history", "h", "--output", "json"]).run();
