@@ -10,7 +10,7 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::fence;
+use super::numbering as fence;
 use super::protocol::{Identity, LockView};
 use super::record::LockRecord;
 use crate::ci::RunInfo;
@@ -589,7 +589,7 @@ mod tests {
 
     #[test]
     fn history_derives_fences_counts_a_retried_fencing_line_once_and_hides_place_holders() {
-        use crate::lock::fence::{month_of, number};
+        use crate::lock::numbering::{month_of, number};
         let store = MemoryStore::new();
         let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
         let month = month_of(at);

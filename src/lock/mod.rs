@@ -12,6 +12,7 @@ pub mod heartbeat;
 mod known;
 pub mod locker;
 pub mod logs;
+mod numbering;
 pub mod protocol;
 pub mod queue;
 pub mod reap;

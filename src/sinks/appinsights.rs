@@ -6,8 +6,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::event_name;
 use super::http::{Courier, Post};
+use super::names::event_name;
 use crate::exit::{Failure, Result};
 use crate::lock::{EventKind, LockEvent};
 use crate::store::azure::http::request_id;

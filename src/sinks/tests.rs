@@ -6,7 +6,7 @@ use super::appinsights::{ConnectionString, DEFAULT_INGESTION, envelopes};
 use super::webhook::{cloud_event, slack, teams};
 use super::*;
 use crate::exit::ExitCode;
-use crate::lock::LockEvent;
+use crate::lock::{EventKind, LockEvent};
 
 const IKEY: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 

@@ -8,8 +8,8 @@
 use serde_json::{Value, json};
 
 use super::http::{Courier, Post};
+use super::names::{Format, NotifyOn, event_name};
 use super::text::{facts, headline, run_link};
-use super::{Format, NotifyOn, event_name};
 use crate::lock::{EventSink, LockEvent};
 use crate::store::azure::http::request_id;
 
