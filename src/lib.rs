@@ -17,6 +17,7 @@ pub mod human;
 pub mod lock;
 pub mod log;
 pub mod report;
+pub mod secret;
 pub mod signals;
 pub mod sinks;
 pub mod store;

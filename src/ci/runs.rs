@@ -7,9 +7,9 @@
 //! run, `SYSTEM_COLLECTIONURI` of the waiter's pipeline), and a record that names another API is
 //! not asked about at all (docs/design.md, "Reaping").
 
-use std::fmt;
-
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::secret::Secret;
 
 /// Fields longer than this make no reference (the record's bound for fields from the environment).
 const MAX_CHARS: usize = 512;
@@ -98,40 +98,11 @@ pub fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CiRun>, D::Erro
     Ok(serde_json::from_value(value).ok())
 }
 
-/// A token for a CI system's API: never printed (`Debug` and `Display` show `(redacted)`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiToken(String);
-
-impl ApiToken {
-    #[must_use]
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the `Authorization` header only.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(redacted)")
-    }
-}
-
-impl fmt::Display for ApiToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(redacted)")
-    }
-}
-
 /// One platform's API as the waiter may use it: its own API URL and its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Api {
     pub url: String,
-    pub token: ApiToken,
+    pub token: Secret,
 }
 
 /// What the waiter may ask, per platform. Without a token for a platform, its runs are never
@@ -153,14 +124,14 @@ impl CiAccess {
             .or(github_token)
             .map(|token| Api {
                 url: var("GITHUB_API_URL").unwrap_or_else(|| GITHUB_API.into()),
-                token: ApiToken::new(token),
+                token: Secret::new(token),
             });
         let azdo_token = var("SYSTEM_ACCESSTOKEN")
             .or_else(|| var("ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN"));
         let azdo = match (azdo_token, collection_uri(&var)) {
             (Some(token), Some(url)) => Some(Api {
                 url,
-                token: ApiToken::new(token),
+                token: Secret::new(token),
             }),
             _ => None,
         };
@@ -176,7 +147,7 @@ impl CiAccess {
     /// waiter has no token for the run's platform, when the record's API is not the waiter's own,
     /// or when a field is not what that platform writes: nothing is sent then.
     #[must_use]
-    pub fn request(&self, run: &CiRun) -> Option<(String, &ApiToken)> {
+    pub fn request(&self, run: &CiRun) -> Option<(String, &Secret)> {
         let (api, url) = match run.system.as_str() {
             "github" => {
                 let api = self.github.as_ref()?;
@@ -293,11 +264,11 @@ mod tests {
         CiAccess {
             github: Some(Api {
                 url: "https://ghe.example/api/v3/".into(),
-                token: ApiToken::new("gh-secret"),
+                token: Secret::new("gh-secret"),
             }),
             azdo: Some(Api {
                 url: "https://dev.azure.com/org/".into(),
-                token: ApiToken::new("ado-secret"),
+                token: Secret::new("ado-secret"),
             }),
         }
     }

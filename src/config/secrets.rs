@@ -2,37 +2,9 @@
 //! printed by accident (`Debug` and `Display` both show `(redacted)`), the one splitter of a
 //! secret into the parts that could be printed alone, and the one entry that masks them on CI.
 
-use std::fmt;
-
 use crate::ci::Platform;
 
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    #[must_use]
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for signing and headers only.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(redacted)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("(redacted)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// A secret and the parts of it that could be printed on their own: `AccountKey=…`,
 /// `SharedAccessSignature=…`, and a SAS's `sig=…`.
