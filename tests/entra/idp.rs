@@ -3,7 +3,7 @@
 //! endpoints (and, for one test, a storage endpoint that refuses a token without the data role).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::azurite::ACCOUNT;
+use crate::support::receiver::{Received, read_request};
 
 use super::{
     APP_SERVICE_HEADER, AZDO_ACCESS_TOKEN, CLIENT, CONNECTION, GH_REQUEST_TOKEN, GH_SUBJECT,
@@ -18,13 +19,7 @@ use super::{
 };
 
 /// One request a fake endpoint received.
-#[derive(Debug, Clone)]
-pub(super) struct Seen {
-    pub(super) method: String,
-    pub(super) target: String,
-    pub(super) headers: BTreeMap<String, String>,
-    pub(super) body: String,
-}
+pub(super) type Seen = Received;
 
 #[derive(Default)]
 pub(super) struct IdpState {
@@ -75,7 +70,7 @@ impl Idp {
         state
             .seen
             .iter()
-            .filter(|s| s.target.starts_with(path_prefix))
+            .filter(|s| s.path.starts_with(path_prefix))
             .cloned()
             .collect()
     }
@@ -89,32 +84,8 @@ impl Idp {
     pub(super) fn serve(&self, stream: TcpStream) -> std::io::Result<()> {
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut reader = BufReader::new(stream.try_clone()?);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_owned();
-        let target = parts.next().unwrap_or_default().to_owned();
-        let mut headers = BTreeMap::new();
-        for _ in 0..100 {
-            let mut h = String::new();
-            if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                headers.insert(n.trim().to_ascii_lowercase(), v.trim().to_owned());
-            }
-        }
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length.min(1 << 20)];
-        reader.read_exact(&mut body)?;
-        let seen = Seen {
-            method,
-            target,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
+        let Some(seen) = read_request(&mut reader)? else {
+            return Ok(());
         };
         let (status, extra, answer) = self.answer(&seen);
         self.state.lock().unwrap().seen.push(seen);
@@ -166,12 +137,12 @@ impl Idp {
             )
         };
         let resource_ok = req
-            .target
+            .path
             .contains("resource=https%3A%2F%2Fstorage.azure.com%2F");
-        if req.target.starts_with("/gh/token") {
+        if req.path.starts_with("/gh/token") {
             if header("authorization") != format!("Bearer {GH_REQUEST_TOKEN}")
                 || !req
-                    .target
+                    .path
                     .contains("audience=api%3A%2F%2FAzureADTokenExchange")
                 || req.method != "GET"
             {
@@ -182,11 +153,11 @@ impl Idp {
                 "value": self.mint_id_token(GH_SUBJECT, "https://token.actions.githubusercontent.com"),
             }));
         }
-        if req.target.starts_with("/azdo/oidc") {
+        if req.path.starts_with("/azdo/oidc") {
             if header("authorization") != format!("Bearer {AZDO_ACCESS_TOKEN}")
                 || req.method != "POST"
                 || !req
-                    .target
+                    .path
                     .contains(&format!("api-version=7.1&serviceConnectionId={CONNECTION}"))
             {
                 return refuse(401, "bad Azure DevOps OIDC request");
@@ -198,7 +169,7 @@ impl Idp {
                 ),
             }));
         }
-        if req.target == format!("/{TENANT}/oauth2/v2.0/token") {
+        if req.path == format!("/{TENANT}/oauth2/v2.0/token") {
             let form: BTreeMap<String, String> = req
                 .body
                 .split('&')
@@ -250,10 +221,10 @@ impl Idp {
                 "access_token": token,
             }));
         }
-        if req.target.starts_with("/metadata/identity/oauth2/token") {
+        if req.path.starts_with("/metadata/identity/oauth2/token") {
             if header("metadata") != "true"
                 || !resource_ok
-                || !req.target.contains("api-version=2018-02-01")
+                || !req.path.contains("api-version=2018-02-01")
             {
                 return refuse(400, "bad IMDS request");
             }
@@ -264,10 +235,10 @@ impl Idp {
                 "token_type": "Bearer",
             }));
         }
-        if req.target.starts_with("/appservice") {
+        if req.path.starts_with("/appservice") {
             if header("x-identity-header") != APP_SERVICE_HEADER
                 || !resource_ok
-                || !req.target.contains("api-version=2019-08-01")
+                || !req.path.contains("api-version=2019-08-01")
             {
                 return refuse(400, "bad App Service identity request");
             }
@@ -277,7 +248,7 @@ impl Idp {
                 "resource": "https://storage.azure.com/", "token_type": "Bearer",
             }));
         }
-        if req.target.starts_with(&format!("/{ACCOUNT}/")) {
+        if req.path.starts_with(&format!("/{ACCOUNT}/")) {
             return (
                 403,
                 "x-ms-error-code: AuthorizationPermissionMismatch\r\nContent-Type: application/xml\r\n"

@@ -3,7 +3,7 @@
 //! refuses connections.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +17,40 @@ pub struct Received {
     pub path: String,
     pub headers: BTreeMap<String, String>,
     pub body: String,
+}
+
+/// Reads one HTTP/1.1 request (line, headers, a body of `Content-Length`); None at the end of
+/// the connection.
+pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Received>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.insert(n.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length.min(1 << 20)];
+    reader.read_exact(&mut body)?;
+    Ok(Some(Received {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }))
 }
 
 impl Received {
@@ -91,36 +125,8 @@ impl Receiver {
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut reader = BufReader::new(stream.try_clone()?);
         let mut out = stream;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_owned();
-            let path = parts.next().unwrap_or_default().to_owned();
-            let mut headers = BTreeMap::new();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
-                    break;
-                }
-                if let Some((n, v)) = h.split_once(':') {
-                    headers.insert(n.trim().to_ascii_lowercase(), v.trim().to_owned());
-                }
-            }
-            let length: usize = headers
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; length.min(1 << 20)];
-            reader.read_exact(&mut body)?;
-            self.seen.lock().unwrap().push(Received {
-                method,
-                path,
-                headers,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
+        while let Some(received) = read_request(&mut reader)? {
+            self.seen.lock().unwrap().push(received);
             let status = *self.status.lock().unwrap();
             let answer = r#"{"itemsReceived":1,"itemsAccepted":1,"errors":[]}"#;
             write!(
@@ -130,6 +136,7 @@ impl Receiver {
             )?;
             out.flush()?;
         }
+        Ok(())
     }
 }
 
