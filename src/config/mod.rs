@@ -198,15 +198,6 @@ impl Config {
             }
         }
     }
-
-    /// The store's description for messages.
-    #[must_use]
-    pub fn store_label(&self) -> String {
-        match &self.store {
-            StoreChoice::File(p) => format!("file:{}", p.display()),
-            StoreChoice::Azure(_) => "Azure Blob Storage".into(),
-        }
-    }
 }
 
 /// Every secret the environment or options carry, to mask on CI before anything is printed.

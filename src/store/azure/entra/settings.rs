@@ -92,19 +92,6 @@ impl AuthMethod {
                 )
             })
     }
-
-    /// Whether the method signs requests with an Entra ID access token.
-    #[must_use]
-    pub fn uses_access_token(self) -> bool {
-        matches!(
-            self,
-            Self::GithubOidc
-                | Self::AzureDevopsOidc
-                | Self::ManagedIdentity
-                | Self::AzureCli
-                | Self::AccessToken
-        )
-    }
 }
 
 /// What the GitHub runner gives a job with `permissions: id-token: write`.
