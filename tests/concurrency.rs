@@ -84,7 +84,7 @@ pub(crate) fn judge(out: &Out, what: &str, failures_allowed: bool) -> Option<Str
                     panic!("{what}: exit 1 without an `error:` line:\n{}", out.stderr)
                 });
             assert!(
-                line.len() > 40 && line.contains("storage"),
+                line.len() > 40 && line.to_lowercase().contains("storage"),
                 "{what}: unclear failure message: {line}"
             );
             Some(line.to_owned())
@@ -161,17 +161,20 @@ pub(crate) fn contend_with(b: &Backend, env: &str, c: &Contention) -> Report {
                     let kill = (c.kill_percent > 0 && rng.chance(c.kill_percent))
                         .then(|| Duration::from_millis(rng.below(40)));
                     let out = run_maybe_killed(cmd().args(args), kill);
-                    let mut r = report.lock().expect("report");
                     let Some(out) = out else {
-                        r.kills += 1;
+                        report.lock().expect("report").kills += 1;
                         return None;
                     };
-                    let what = format!("worker {worker}: {args:?}");
                     if retry && out.code == 3 {
-                        r.released_unanswered += 1;
+                        report.lock().expect("report").released_unanswered += 1;
                         return Some(out);
                     }
-                    if let Some(msg) = judge(&out, &what, c.faults) {
+                    // Judged before the report is locked: a failed judgement panics, and the
+                    // other workers should not then fail on a poisoned lock.
+                    let what = format!("worker {worker}: {args:?}");
+                    let verdict = judge(&out, &what, c.faults);
+                    if let Some(msg) = verdict {
+                        let mut r = report.lock().expect("report");
                         r.failures += 1;
                         // Digits vary (ports, request ids, attempt counts).
                         r.messages
