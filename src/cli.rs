@@ -10,6 +10,7 @@ Exit codes:
   3  held by another run (also: releasing a lock another run holds)
   4  timed out waiting for the lock
   5  lock lost: stolen or broken while we held it
+  6  superseded: a newer run with the same --supersede key is waiting; this one left the queue
   130 interrupted (SIGINT/SIGTERM) before the lock was taken; nothing left behind";
 
 #[derive(Debug, Parser)]
@@ -147,6 +148,28 @@ pub struct GlobalArgs {
         value_name = "N"
     )]
     pub capacity: Option<String>,
+
+    /// Where a waiter stands in line: high goes ahead of every normal waiter (it never cuts a
+    /// holder short) [default: normal].
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_PRIORITY",
+        value_name = "high|normal"
+    )]
+    pub priority: Option<String>,
+
+    /// Leave the queue (exit 6) when a newer run waits with the same KEY, instead of deploying an
+    /// older commit after it; `true` in CI means the workflow or pipeline and the branch.
+    #[arg(
+        long,
+        global = true,
+        hide_env_values = true,
+        env = "DEPLOY_LOCK_SUPERSEDE",
+        value_name = "KEY"
+    )]
+    pub supersede: Option<String>,
 
     /// Do not take a fencing number (saves one request per acquire).
     #[arg(long, global = true, hide_env_values = true, env = "DEPLOY_LOCK_NO_FENCE", value_parser = clap::builder::FalseyValueParser::new())]

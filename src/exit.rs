@@ -17,6 +17,8 @@ pub enum ExitCode {
     TimedOut = 4,
     /// The lock was stolen or broken while we held it.
     Lost = 5,
+    /// A newer run with the same `--supersede` key joined the queue: this one left it.
+    Superseded = 6,
     /// A signal (SIGINT, SIGTERM) ended the command: 128 + SIGINT, as shells report it.
     Interrupted = 130,
 }

@@ -75,6 +75,27 @@ impl Platform {
         }
     }
 
+    /// The supersede key `--supersede true` stands for: the workflow or pipeline and the branch
+    /// (`org/app/deploy@refs/heads/main`); None outside CI or without them.
+    #[must_use]
+    pub fn supersede_key(self) -> Option<String> {
+        let (scope, workflow, branch) = match self {
+            Self::GitHub => ("GITHUB_REPOSITORY", "GITHUB_WORKFLOW", "GITHUB_REF"),
+            Self::AzureDevOps => (
+                "SYSTEM_TEAMPROJECT",
+                "BUILD_DEFINITIONNAME",
+                "BUILD_SOURCEBRANCH",
+            ),
+            Self::Local => return None,
+        };
+        Some(format!(
+            "{}/{}@{}",
+            var(scope).unwrap_or_default(),
+            var(workflow)?,
+            var(branch)?
+        ))
+    }
+
     /// Whether the build id `run_info` gives is the default outside CI, `user@host`, which every
     /// process of one person on one machine shares (two terminals, two cron jobs, two Jenkins
     /// executors): it names a holder for people, but never proves that two processes are one.
@@ -147,6 +168,17 @@ impl Platform {
             Self::GitHub => github::annotation("warning", "deploy-lock", &self.escape(msg)),
             Self::AzureDevOps => azdo::log_issue("warning", msg),
             Self::Local => format!("warning: {}", self.escape(msg)),
+        }
+    }
+
+    /// A notice: an annotation on GitHub, a warning on Azure DevOps (which has no notices),
+    /// `note:` locally. `title` is ours; `msg` may contain data.
+    #[must_use]
+    pub fn notice_line(self, title: &str, msg: &str) -> String {
+        match self {
+            Self::GitHub => github::annotation("notice", title, &self.escape(msg)),
+            Self::AzureDevOps => azdo::log_issue("warning", msg),
+            Self::Local => format!("note: {}", self.escape(msg)),
         }
     }
 

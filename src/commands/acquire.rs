@@ -11,6 +11,7 @@ use crate::config::{self, Config, Environment, Pipeline};
 use crate::exit::{ExitCode, Failure, Result};
 use crate::human::human_std;
 use crate::lock::protocol::{Ownership, from_another_attempt, ownership};
+use crate::lock::waiters::Waiter;
 use crate::lock::{Acquired, EventKind, Fenced, Holder, Holding, Identity, LockEvent, LockRecord};
 use crate::log;
 
@@ -51,8 +52,9 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
     };
     let me = cfg.identity(pipeline);
     let holding = Holding {
-        run: &cfg.run,
-        reason,
+        priority: cfg.priority,
+        supersede: cfg.supersede.as_deref(),
+        ..Holding::new(&cfg.run, reason)
     };
     let watch = Watch(progress);
     let locker = ctx.locker().with_watch(&watch);
@@ -130,6 +132,25 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                 same_user_and_host,
             }))
         }
+        Acquired::Superseded { by, waited } => {
+            let mut event = LockEvent::of(
+                EventKind::Superseded,
+                env,
+                &me,
+                &cfg.run,
+                locker.store_now(),
+            );
+            reason.clone_into(&mut event.reason);
+            event.waited_seconds = Some(waited.as_secs());
+            event.priority = cfg.priority;
+            event.other = superseder(&by);
+            ctx.events.record(&event);
+            Ok(Outcome::Superseded {
+                env: env.clone(),
+                by,
+                waited,
+            })
+        }
         Acquired::Cancelled { waited } => {
             log::warn(&format!(
                 "interrupted after waiting {}; no lock on {env} was taken",
@@ -141,6 +162,14 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                 taken: false,
             })
         }
+    }
+}
+
+/// The waiter that superseded us, with its run's link when it has one.
+fn superseder(by: &Waiter) -> String {
+    match by.run_url.as_str() {
+        "" => by.describe(),
+        url => format!("{} ({url})", by.describe()),
     }
 }
 
@@ -190,6 +219,7 @@ pub(super) fn confirm(
         };
         let mut event = LockEvent::by(kind, &record, locker.store_now());
         event.waited_seconds = Some(waited.as_secs());
+        event.priority = cfg.priority;
         event.other = stolen_from
             .as_ref()
             .map(Holder::describe)

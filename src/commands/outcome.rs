@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::ci::runs::CiRun;
 use crate::config::{Config, Environment, Pipeline};
 use crate::exit::ExitCode;
+use crate::lock::waiters::Waiter;
 use crate::lock::{Holder, Identity, LockRecord, LockView};
 use crate::store::StoreError;
 
@@ -26,6 +27,7 @@ pub enum State {
     Renewed,
     Lost,
     Frozen,
+    Superseded,
 }
 
 impl State {
@@ -46,6 +48,7 @@ impl State {
             Self::Renewed => "renewed",
             Self::Lost => "lost",
             Self::Frozen => "frozen",
+            Self::Superseded => "superseded",
         }
     }
 }
@@ -65,6 +68,12 @@ pub enum Outcome {
         env: Environment,
         waited: Duration,
         taken: bool,
+    },
+    /// A newer run with our supersede key joined the queue: we left it without the lock.
+    Superseded {
+        env: Environment,
+        by: Box<Waiter>,
+        waited: Duration,
     },
     Released(Released),
     Waited(Waited),
@@ -118,6 +127,7 @@ impl Outcome {
             } => ExitCode::TimedOut,
             Self::Blocked(_) | Self::Frozen { .. } => ExitCode::Held,
             Self::AcquireInterrupted { .. } => ExitCode::Interrupted,
+            Self::Superseded { .. } => ExitCode::Superseded,
             Self::Released(r) => r.exit_code(),
             Self::Waited(w) => w.exit_code(),
             Self::Renewed(r) => r.exit_code(),

@@ -12,7 +12,7 @@ use crate::config::{self, Config, Environment, Pipeline};
 use crate::exit::{Failure, Result};
 use crate::human::human_std;
 use crate::lock::protocol::{Ownership, ownership};
-use crate::lock::{EventKind, Holding, LockEvent, SetAcquired};
+use crate::lock::{EventKind, Holding, LockEvent, Priority, SetAcquired};
 use crate::log;
 
 /// Several environments at once, validated, in name order and each once.
@@ -84,6 +84,13 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
     } = request;
     let cfg = ctx.cfg;
     config::validate_reason(reason)?;
+    if cfg.priority == Priority::High || cfg.supersede.is_some() {
+        return Err(Failure::usage(
+            "--priority high and --supersede order the queue of one environment; a lock set \
+             waits for all its members without a queue. Drop one of them, or take one \
+             environment",
+        ));
+    }
     let members: Vec<&Environment> = envs.iter().collect();
     let override_reason = override_freeze.then_some(reason.as_str());
     let wait = &match gate(ctx, &members, pipeline, override_reason, *wait)? {
@@ -91,10 +98,7 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
         Gate::Closed(outcome) => return Ok(outcome),
     };
     let me = cfg.identity(pipeline);
-    let holding = Holding {
-        run: &cfg.run,
-        reason,
-    };
+    let holding = Holding::new(&cfg.run, reason);
     let Some(first) = envs.first() else {
         return Err(Failure::usage("give at least one environment"));
     };

@@ -4,6 +4,7 @@
 
 pub mod duration;
 pub mod names;
+mod order;
 pub mod secrets;
 
 use std::path::PathBuf;
@@ -13,8 +14,8 @@ use crate::ci::runs::CiAccess;
 use crate::ci::{self, Platform, RunInfo};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::exit::{Failure, Result};
-use crate::lock::Identity;
 use crate::lock::record::{MAX_FIELD_CHARS, MAX_REASON_CHARS};
+use crate::lock::{Identity, Priority};
 
 use self::duration::minutes;
 pub use self::duration::{parse_duration, parse_minutes};
@@ -52,6 +53,10 @@ pub struct Config {
     pub poll: Duration,
     /// How many holders share each environment (`--capacity`); 1 is a plain lock.
     pub capacity: u32,
+    /// Where our waits stand in line (`--priority`).
+    pub priority: Priority,
+    /// `--supersede`: the key a newer waiter of another run makes ours leave with.
+    pub supersede: Option<String>,
     pub output: OutputFormat,
     pub debug: bool,
     pub run: RunInfo,
@@ -113,6 +118,13 @@ impl Config {
             ));
         }
         let capacity = parse_capacity(args.capacity.as_deref())?;
+        let priority = order::parse_priority(args.priority.as_deref())?;
+        let supersede = order::parse_supersede(args.supersede.as_deref(), platform)?;
+        if capacity > 1 && (priority == Priority::High || supersede.is_some()) {
+            return Err(Failure::usage(
+                "--priority high and --supersede order the queue of an environment with one                  holder; a shared environment (--capacity above 1) has no queue. Drop one of them",
+            ));
+        }
         let mut run = platform.run_info();
         if let Some(id) = &args.build_id {
             run.build_id = validate_word(id, "build id (--build-id / DEPLOY_LOCK_BUILD_ID)", 200)?;
@@ -140,6 +152,8 @@ impl Config {
             foreign_ttl,
             poll,
             capacity,
+            priority,
+            supersede,
             output: args.output.unwrap_or_default(),
             debug: args.debug,
             run,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::numbering as fence;
 use super::protocol::{Identity, LockView};
 use super::record::LockRecord;
+use super::ticket::Priority;
 use crate::ci::RunInfo;
 use crate::log;
 use crate::store::Store;
@@ -89,6 +90,8 @@ pub enum EventKind {
     Stuck,
     /// A lock or queue ticket removed because its run ended, as the run's CI said.
     Reaped,
+    /// A waiter left the queue because a newer run with its supersede key joined it.
+    Superseded,
     /// A kind this version does not know (written by a newer one), kept as written.
     Other(String),
 }
@@ -112,6 +115,7 @@ impl EventKind {
             Self::Free => "free",
             Self::Stuck => "stuck",
             Self::Reaped => "reaped",
+            Self::Superseded => "superseded",
             Self::Other(s) => s,
         }
     }
@@ -133,6 +137,7 @@ impl EventKind {
             Self::Free,
             Self::Stuck,
             Self::Reaped,
+            Self::Superseded,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -152,6 +157,7 @@ impl EventKind {
         match self {
             Self::Steal => "took over from",
             Self::Reaped => "reaped the lock of",
+            Self::Superseded => "superseded by",
             Self::ForceBreak => "broke the lock of",
             Self::Blocked | Self::TimedOut | Self::Waiting => "blocked by",
             Self::Lost | Self::RenewFailed => "now held by",
@@ -212,6 +218,9 @@ pub struct LockEvent {
     /// A waiter's place in the queue, 1 for the first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
+    /// `--priority high` (normal is not written).
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
     /// The acquisition the event belongs to ([`operation_id`] of its token), so its wait, hold
     /// and release line up; empty when there is none. Not in the audit log.
     #[serde(skip)]

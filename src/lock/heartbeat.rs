@@ -11,9 +11,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::audit::{EventKind, EventSink, LockEvent};
-use super::locker::{Locker, Renewed};
+use super::locker::Locker;
 use super::protocol::{Identity, LockView};
 use super::record::LockRecord;
+use super::renew::Renewed;
 use crate::ci::RunInfo;
 use crate::human::human_std;
 use crate::log;

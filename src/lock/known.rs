@@ -5,9 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::locker::{Locker, Released, Renewed};
+use super::locker::{Locker, Released};
 use super::protocol::{Identity, LockView};
 use super::record::{LockRecord, key};
+use super::renew::Renewed;
 use crate::store::StoreError;
 
 impl Locker<'_> {

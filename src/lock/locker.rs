@@ -8,13 +8,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::audit::{Discard, EventKind, EventSink, LockEvent};
 use super::protocol::{
-    self, AcquireMove, AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_move,
-    acquire_step, landed, release_step, time_left,
+    AcquireMove, AcquireStep, Identity, LockView, ReleaseStep, acquire_move, acquire_step, landed,
+    release_step, time_left,
 };
-use super::queue::Queue;
+use super::queue::{Queue, Turn};
 use super::reaper::Reaper;
 use super::record::{Holder, LockRecord, SCHEMA};
 use super::record::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};
+use super::ticket::Priority;
+use super::waiters::Waiter;
 use super::watch::{Unwatched, WaitSeen, WaitWatch};
 use crate::ci::RunInfo;
 use crate::clock::{Clock, SYSTEM};
@@ -30,6 +32,23 @@ pub(super) const MAX_UNANSWERED_WRITES: u32 = 3;
 pub struct Holding<'a> {
     pub run: &'a RunInfo,
     pub reason: &'a str,
+    /// Where a waiter stands in line.
+    pub priority: Priority,
+    /// `--supersede`: a newer waiter of another run with this key makes this one leave.
+    pub supersede: Option<&'a str>,
+}
+
+impl<'a> Holding<'a> {
+    /// A plain acquisition: normal priority, never superseded.
+    #[must_use]
+    pub fn new(run: &'a RunInfo, reason: &'a str) -> Self {
+        Self {
+            run,
+            reason,
+            priority: Priority::Normal,
+            supersede: None,
+        }
+    }
 }
 
 /// The lock service for one store.
@@ -77,6 +96,8 @@ pub enum Acquired {
     },
     /// A signal arrived while waiting; nothing is held.
     Cancelled { waited: Duration },
+    /// A newer waiter of another run with our supersede key joined the queue: we left it.
+    Superseded { by: Box<Waiter>, waited: Duration },
 }
 
 /// What one look at the lock during a wait found.
@@ -105,12 +126,6 @@ pub enum Waited {
     Cancelled {
         waited: Duration,
     },
-}
-
-#[derive(Debug)]
-pub enum Renewed {
-    Renewed(LockView),
-    Lost(Option<Box<LockView>>),
 }
 
 /// A fresh 128-bit token from the operating system's random source.
@@ -200,7 +215,7 @@ impl<'a> Locker<'a> {
     /// The ttl a record carries: whole seconds, rounded up so a lock never goes stale before the
     /// holder's ttl. The store's `Last-Modified` and `Date` have whole seconds too, and "now is
     /// past Last-Modified + ttl" in whole seconds means that more than the ttl really passed.
-    fn ttl_seconds(&self) -> u64 {
+    pub(super) fn ttl_seconds(&self) -> u64 {
         ttl_seconds(self.ttl)
     }
 
@@ -249,6 +264,7 @@ impl<'a> Locker<'a> {
                 .new_record(environment, &me, holding, &token)
                 .metadata();
             Queue::new(self.store, environment, &token, self.poll)
+                .with_order(holding.priority, holding.supersede)
                 .with_waiter(waiter)
                 .with_run(holding.run.ci_run.clone(), self.reaper)
         });
@@ -330,6 +346,7 @@ impl<'a> Locker<'a> {
                         );
                         holding.reason.clone_into(&mut event.reason);
                         event.position = Some(position as u64);
+                        event.priority = holding.priority;
                         event.other = lock
                             .as_ref()
                             .and_then(Option::as_ref)
@@ -349,7 +366,16 @@ impl<'a> Locker<'a> {
                             waited: self.since(started),
                         });
                     }
-                    our_turn = queue.as_deref_mut().is_none_or(Queue::my_turn);
+                    our_turn = match queue.as_deref_mut().map(Queue::my_turn) {
+                        None | Some(Turn::Mine) => true,
+                        Some(Turn::NotYet) => false,
+                        Some(Turn::Superseded(by)) => {
+                            return Ok(Acquired::Superseded {
+                                by,
+                                waited: self.since(started),
+                            });
+                        }
+                    };
                     // Only the first waiter reads the lock, and anyone for its last try.
                     let last_try = time_left(wait, self.since(started)).is_none();
                     if (our_turn || last_try)
@@ -592,92 +618,6 @@ impl<'a> Locker<'a> {
         Err(anyhow::anyhow!(
             "the lock on {environment} kept changing while we released it; check who holds it \
              with `deploy-lock check {environment}`"
-        ))
-    }
-
-    /// Extends our lock: rewrites it conditional on its version, which moves `Last-Modified`.
-    /// `ttl` sets a new ttl; without one the lock keeps its own.
-    ///
-    /// A write whose answer was lost may have landed (the client's retry then meets 412), so a
-    /// failed write is judged by reading the lock back: our token on a version newer than the
-    /// one we wrote over means our renewal landed; our token on the same version means it did
-    /// not, and it is tried again. Only a lock that is gone or someone else's was lost.
-    pub fn renew(
-        &self,
-        environment: &str,
-        me: &Identity,
-        ttl: Option<Duration>,
-    ) -> anyhow::Result<Renewed> {
-        // Capacity: the slot of a shared environment that is ours (lock/slots.rs).
-        if self.capacity > 1 {
-            return self.renew_shared(environment, me, ttl);
-        }
-        let key = key(environment);
-        let mut lock = self.read(environment)?;
-        let mut last_error = None;
-        for _ in 0..MAX_UNANSWERED_WRITES {
-            let etag = match protocol::renew_step(lock.as_ref(), me) {
-                RenewStep::Lost => return Ok(Renewed::Lost(lock.map(Box::new))),
-                RenewStep::Rewrite { etag } => etag,
-            };
-            let Some(view) = lock else {
-                return Ok(Renewed::Lost(None));
-            };
-            let mut record = match view.holder.record() {
-                Some(r) => r.clone(),
-                None => return Ok(Renewed::Lost(Some(Box::new(view)))),
-            };
-            // A record written by a first-request create may carry no acquisition time (no
-            // store answer came before it): record the one its readers go by.
-            if record.acquired_at.is_empty() {
-                record.acquired_at = store_time(view.now - view.age);
-            }
-            match ttl {
-                Some(ttl) => record.ttl_seconds = ttl_seconds(ttl),
-                None if record.ttl_seconds == 0 => record.ttl_seconds = self.ttl_seconds(),
-                None => {}
-            }
-            let wrote =
-                match self
-                    .store
-                    .replace(&key, &record.to_bytes(), &record.metadata(), &etag)
-                {
-                    Ok(w) => {
-                        self.saw(w.now);
-                        let ttl = protocol::seconds(record.ttl_seconds);
-                        return Ok(Renewed::Renewed(LockView {
-                            last_modified: w.last_modified,
-                            now: w.now,
-                            expires_in: ttl,
-                            ttl,
-                            etag: w.etag,
-                            ..view
-                        }));
-                    }
-                    Err(StoreError::Conflict | StoreError::NotFound(_)) => None,
-                    Err(StoreError::Transient(msg)) => Some(msg),
-                    Err(e) => return Err(e.into()),
-                };
-            last_error = wrote.or(last_error);
-            lock = self.read(environment)?;
-            let ours = lock
-                .as_ref()
-                .and_then(|l| l.holder.record().map(|r| (l, r)))
-                .filter(|(_, r)| r.token == record.token)
-                .map(|(l, r)| l.etag != etag && r.ttl_seconds == record.ttl_seconds);
-            match (ours, lock) {
-                // A newer version of our own acquisition, as we wrote it: our write landed.
-                (Some(true), Some(current)) => return Ok(Renewed::Renewed(current)),
-                // Ours, but not as we wrote it (unchanged: the write did not land; or refreshed by
-                // our own job with another ttl): write again over this version.
-                (Some(_), current) => lock = current,
-                // Gone, or someone else's.
-                (None, current) => return Ok(Renewed::Lost(current.map(Box::new))),
-            }
-        }
-        Err(anyhow::anyhow!(
-            "{}; the lock on {environment} is still ours but could not be renewed",
-            last_error.unwrap_or_else(|| "the lock kept changing while it was renewed".into())
         ))
     }
 

@@ -18,9 +18,11 @@ pub mod queue;
 pub mod reap;
 pub mod reaper;
 pub mod record;
+mod renew;
 pub mod set;
 pub mod slots;
 pub mod stats;
+pub mod ticket;
 pub mod waiters;
 pub mod watch;
 
@@ -29,12 +31,14 @@ pub use audit::{
 };
 pub use fence::Fenced;
 pub use freeze::{FreezeView, Freezes, Window};
-pub use locker::{Acquired, Holding, Locker, Released, Renewed, Waited, new_token};
+pub use locker::{Acquired, Holding, Locker, Released, Waited, new_token};
 pub use protocol::{Identity, LockView, Ownership};
 pub use reap::Reaped;
 pub use reaper::{Reaper, RunOracle};
 pub use record::{Holder, LockRecord};
+pub use renew::Renewed;
 pub use set::{Member, SetAcquired};
+pub use ticket::Priority;
 pub use watch::{Unwatched, WaitSeen, WaitWatch};
 
 pub use record::{KEY_PREFIX, SEED_TIMEOUT_MINUTES, key};

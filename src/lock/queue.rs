@@ -6,13 +6,16 @@
 //! so a broken or missing queue can cost fairness, never safety. Every queue error therefore
 //! degrades to racing as before.
 //!
-//! A ticket is `deployment-queue-{env}.{joined}.{token}.{poll}`: `joined` is the store's time
-//! (milliseconds) when the waiter joined, so names sort in arrival order, then by token; `poll`
-//! (milliseconds) says how often its owner refreshed it when it joined, and the ticket's metadata
-//! `refresh_ms` how often it does now (listings return both). A ticket not refreshed for three of
-//! its refreshes (at least 2 s) belongs to a waiter that died, and is skipped and cleaned up.
-//! Ticket names and metadata are written by anyone who can write to the container: a declared
-//! refresh counts for at most `MAX_DECLARED_POLL`, so no ticket holds up the queue for long.
+//! A ticket's name (`ticket.rs`) says when its owner joined, how often it refreshed it then, its
+//! priority and the digest of its supersede key; its metadata `refresh_ms` says how often it
+//! does now (listings return both). The queue is in priority order, then in arrival order. A
+//! ticket not refreshed for three of its refreshes (at least 2 s) belongs to a waiter that died,
+//! and is skipped and cleaned up. Ticket names and metadata are written by anyone who can write
+//! to the container: a declared refresh counts for at most `MAX_DECLARED_POLL`, so no ticket
+//! holds up the queue for long.
+//!
+//! A waiter with a supersede key leaves the queue when it sees a newer waiter of another run with
+//! the same key (`Turn::Superseded`): the first waiter then looks at the queue on every wake.
 //!
 //! The store's load is bounded however many wait (`cadence`): only the first waiter reads the
 //! lock, about every second; the second looks at the queue every few seconds; the rest look and
@@ -32,19 +35,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::reaper::{Reaper, ticket_body};
+use super::ticket::{self, MAX_DECLARED_POLL, Priority, REFRESH_META, Ticket};
+use super::waiters::{Waiter, meta_decode, waiter};
 use crate::ci::runs::CiRun;
 use crate::log;
 use crate::store::{Entry, Store, StoreError};
 
-pub const QUEUE_PREFIX: &str = "deployment-queue-";
-
-/// The longest refresh interval a ticket's name or metadata is believed for. A live waiter that
-/// refreshes less often is taken for dead between its refreshes, and puts its ticket back in
-/// the same place.
-const MAX_DECLARED_POLL: Duration = Duration::from_secs(75);
-
-/// The ticket metadata that says how often its owner refreshes it now, in milliseconds.
-const REFRESH_META: &str = "refresh_ms";
+pub use super::ticket::QUEUE_PREFIX;
 
 /// How often the first waiter reads the lock at most: a freed lock passes to it within about
 /// this (plus its create).
@@ -86,8 +83,8 @@ impl Cadence {
 /// The cadence of the waiter at `position` (0: first) among `waiting` live tickets, for the
 /// configured poll `poll` (the first waiter reads the lock at most every `HEAD_POLL`).
 ///
-/// Requests a second: the first reads the lock every `head` and refreshes every fifth time,
-/// `1.2 / head`; the second refreshes and lists every `5 head`, `0.4 / head`; each of the other
+/// Requests a second: the first reads the lock every `head`, and refreshes its ticket and lists
+/// the queue every fifth time, `1.4 / head`; the second refreshes and lists every `5 head`, `0.4 / head`; each of the other
 /// `waiting - 2` refreshes and lists every `(waiting - 2) · 2 / 1.4 head` (at least `5 head`, at
 /// most `MAX_DECLARED_POLL`), so together about `1.4 / head`. With the one-second head (any
 /// poll of a second or more) that is about three a second for a queue of up to about 55; a
@@ -127,13 +124,15 @@ pub fn cadence(position: usize, waiting: usize, poll: Duration) -> Cadence {
     }
 }
 
-/// How long a ticket lives without a refresh, for its owner's poll interval. Taking a live
-/// waiter for dead costs little (it puts its ticket back in the same place at its next poll),
-/// while a dead waiter at the head holds up everyone behind it; so this is short, but at least
-/// two seconds, since the store's times have whole seconds.
-pub(super) fn ticket_ttl(poll: Duration) -> chrono::Duration {
-    let ttl = (poll * 3).max(Duration::from_secs(2));
-    chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+/// What one wake of a waiter found.
+#[derive(Debug)]
+pub enum Turn {
+    /// We are first among the live waiters (or the queue cannot be read): try the lock.
+    Mine,
+    /// Someone is ahead of us.
+    NotYet,
+    /// A newer waiter of another run with our supersede key joined: we leave the queue.
+    Superseded(Box<Waiter>),
 }
 
 /// One waiter's place in the queue of one environment.
@@ -142,14 +141,17 @@ pub struct Queue<'a> {
     prefix: String,
     token: String,
     poll: Duration,
+    priority: Priority,
+    /// The digest of our supersede key.
+    supersede: Option<String>,
     /// Who waits, as the ticket's metadata and body.
     waiter: BTreeMap<String, String>,
     body: Vec<u8>,
     /// Our run, named in our ticket so others can ask whether it ended; and who asks about theirs.
     run: Option<CiRun>,
     reaper: Option<&'a Reaper<'a>>,
-    /// Our ticket's key and version, once we joined.
-    ticket: Option<(String, String)>,
+    /// Our ticket's key, what its name says and its version, once we joined.
+    ticket: Option<(String, Ticket, String)>,
     /// Our place among the live tickets (0: first) and how many there are, as last listed.
     position: usize,
     waiting: usize,
@@ -159,11 +161,12 @@ pub struct Queue<'a> {
     declared: Duration,
 }
 
-/// A ticket as listed: its key, version and whether its owner still refreshes it.
+/// A ticket as listed: what its name says, its listing entry and whether its owner still
+/// refreshes it.
 struct Listed {
-    key: String,
+    ticket: Ticket,
+    entry: Entry,
     live: bool,
-    etag: String,
 }
 
 impl<'a> Queue<'a> {
@@ -174,6 +177,8 @@ impl<'a> Queue<'a> {
             prefix: format!("{QUEUE_PREFIX}{environment}."),
             token: token.to_owned(),
             poll,
+            priority: Priority::Normal,
+            supersede: None,
             waiter: BTreeMap::new(),
             body: b"waiting".to_vec(),
             run: None,
@@ -183,6 +188,16 @@ impl<'a> Queue<'a> {
             waiting: 0,
             wakes: 0,
             declared: Duration::ZERO,
+        }
+    }
+
+    /// Our priority, and the key a newer waiter of another run supersedes us with.
+    #[must_use]
+    pub fn with_order(self, priority: Priority, supersede: Option<&str>) -> Self {
+        Self {
+            priority,
+            supersede: supersede.map(ticket::supersede_tag),
+            ..self
         }
     }
 
@@ -222,12 +237,15 @@ impl<'a> Queue<'a> {
         cadence(self.position, self.waiting, self.poll)
     }
 
-    /// Whether anyone is waiting already (a newcomer then queues instead of jumping ahead).
+    /// Whether anyone is waiting ahead of where we would join (a newcomer then queues instead
+    /// of jumping ahead; a high-priority one goes before normal waiters).
     pub fn others_waiting(&mut self) -> bool {
         match self.tickets() {
             Ok(tickets) => {
-                self.waiting = tickets.iter().filter(|t| t.live).count();
-                self.waiting > 0
+                let live = tickets.iter().filter(|t| t.live);
+                self.waiting = live.clone().count();
+                self.position = live.filter(|t| t.ticket.priority <= self.priority).count();
+                self.position > 0
             }
             Err(e) => {
                 log::debug(&format!("cannot read the waiters' queue: {e}"));
@@ -236,26 +254,29 @@ impl<'a> Queue<'a> {
         }
     }
 
-    /// Takes a ticket at the end of the queue (once). `now` is the store's time. Returns our
-    /// place (1 for the first) when this call took the ticket: the waiters seen before, plus
-    /// one; advisory, as the queue is.
+    /// Takes a ticket (once). `now` is the store's time. Returns our place (1 for the first)
+    /// when this call took the ticket: the waiters seen ahead of us before, plus one; advisory,
+    /// as the queue is.
     pub fn join(&mut self, now: DateTime<Utc>) -> Option<usize> {
         if self.ticket.is_some() {
             return None;
         }
-        // Behind everyone listed so far.
-        self.position = self.waiting;
         self.waiting += 1;
+        let ours = Ticket {
+            joined: now.timestamp_millis().max(0),
+            token: self.token.clone(),
+            poll: self.cadence().declared,
+            priority: self.priority,
+            supersede: self.supersede.clone(),
+        };
         let key = format!(
-            "{}{:013}.{}.{}",
+            "{}{}",
             self.prefix,
-            now.timestamp_millis().max(0),
-            self.token,
-            self.cadence().declared.as_millis()
+            ours.name(self.cadence().declared.as_millis())
         );
         match self.store.create(&key, &self.body, &self.metadata()) {
             Ok(w) => {
-                self.ticket = Some((key, w.etag));
+                self.ticket = Some((key, ours, w.etag));
                 self.declared = self.cadence().declared;
                 Some(self.position + 1)
             }
@@ -277,14 +298,17 @@ impl<'a> Queue<'a> {
     }
 
     /// Rewrites our ticket (with what our place declares now); false when that failed.
-    fn refresh(&mut self, key: &str, etag: &str) -> bool {
+    fn refresh(&mut self) -> bool {
+        let Some((key, ours, etag)) = self.ticket.clone() else {
+            return false;
+        };
         let metadata = self.metadata();
-        match self.store.replace(key, &self.body, &metadata, etag) {
-            Ok(w) => self.ticket = Some((key.to_owned(), w.etag)),
+        match self.store.replace(&key, &self.body, &metadata, &etag) {
+            Ok(w) => self.ticket = Some((key, ours, w.etag)),
             // Someone took our ticket for a dead one: put it back in the same place.
             Err(StoreError::Conflict | StoreError::NotFound(_)) => {
-                match self.store.create(key, &self.body, &metadata) {
-                    Ok(w) => self.ticket = Some((key.to_owned(), w.etag)),
+                match self.store.create(&key, &self.body, &metadata) {
+                    Ok(w) => self.ticket = Some((key, ours, w.etag)),
                     Err(_) => return false,
                 }
             }
@@ -300,55 +324,87 @@ impl<'a> Queue<'a> {
     /// One wake of a waiter: refreshes our ticket and lists the queue when our cadence says so,
     /// and says whether we are first among the live ones. Without a ticket, or when the queue
     /// cannot be read, it is always our turn (racing, as without a queue).
-    pub fn my_turn(&mut self) -> bool {
-        let Some((key, etag)) = self.ticket.clone() else {
-            return true;
+    ///
+    /// The first waiter lists the queue when it refreshes, so a high-priority newcomer goes
+    /// ahead of it within a refresh, and on every wake while it can be superseded.
+    pub fn my_turn(&mut self) -> Turn {
+        let Some((key, ours, _)) = self.ticket.clone() else {
+            return Turn::Mine;
         };
         let cadence = self.cadence();
         self.wakes = self.wakes.wrapping_add(1);
-        if self.wakes.is_multiple_of(cadence.refresh_every) && !self.refresh(&key, &etag) {
-            return true;
+        let refreshes = self.wakes.is_multiple_of(cadence.refresh_every);
+        if refreshes && !self.refresh() {
+            return Turn::Mine;
         }
         // The first wake after joining confirms our place, which joining only estimated.
-        if !cadence.lists && self.wakes > 1 {
-            return self.position == 0;
+        let lists = cadence.lists || refreshes || self.supersede.is_some() || self.wakes == 1;
+        if !lists {
+            return self.turn();
         }
-        match self.tickets() {
-            Ok(mut tickets) => {
-                // A waiter ahead of us whose run ended (as its CI says) is gone like a dead one.
-                if let Some(reaper) = self.reaper {
-                    for t in tickets.iter_mut().take_while(|t| t.key != key) {
-                        t.live = t.live && reaper.ticket_ended(self.store, &t.key).is_none();
-                    }
-                }
-                for dead in tickets.iter().filter(|t| !t.live) {
-                    // Best effort and conditional: a waiter that just came back keeps its ticket.
-                    let _ = self.store.delete(&dead.key, &dead.etag);
-                }
-                let live: Vec<&Listed> = tickets.iter().filter(|t| t.live).collect();
-                self.waiting = live.len();
-                // Not listed (taken for dead meanwhile): first, as without a queue.
-                self.position = live.iter().position(|t| t.key == key).unwrap_or(0);
-                // A new place that refreshes more rarely than our ticket says is declared at
-                // once, before the others take us for dead.
-                if self.cadence().declared > self.declared
-                    && let Some((key, etag)) = self.ticket.clone()
-                {
-                    self.refresh(&key, &etag);
-                }
-                self.position == 0
-            }
+        let mut tickets = match self.tickets() {
+            Ok(tickets) => tickets,
             Err(e) => {
                 log::debug(&format!("cannot read the waiters' queue: {e}"));
-                true
+                return Turn::Mine;
+            }
+        };
+        // A waiter ahead of us whose run ended (as its CI says) is gone like a dead one.
+        if let Some(reaper) = self.reaper {
+            for t in tickets.iter_mut().take_while(|t| t.entry.key != key) {
+                t.live = t.live && reaper.ticket_ended(self.store, &t.entry.key).is_none();
             }
         }
+        for dead in tickets.iter().filter(|t| !t.live) {
+            // Best effort and conditional: a waiter that just came back keeps its ticket.
+            let _ = self.store.delete(&dead.entry.key, &dead.entry.etag);
+        }
+        let live: Vec<&Listed> = tickets.iter().filter(|t| t.live).collect();
+        if let Some(newer) = self.superseded_by(&ours, &live) {
+            return Turn::Superseded(Box::new(newer));
+        }
+        self.waiting = live.len();
+        // Not listed (taken for dead meanwhile): first, as without a queue.
+        self.position = live.iter().position(|t| t.entry.key == key).unwrap_or(0);
+        // A new place that refreshes more rarely than our ticket says is declared at once,
+        // before the others take us for dead.
+        if self.cadence().declared > self.declared {
+            self.refresh();
+        }
+        self.turn()
+    }
+
+    fn turn(&self) -> Turn {
+        if self.position == 0 {
+            Turn::Mine
+        } else {
+            Turn::NotYet
+        }
+    }
+
+    /// The newest live waiter of another run that carries our supersede key and joined after
+    /// us, if any.
+    fn superseded_by(&self, ours: &Ticket, live: &[&Listed]) -> Option<Waiter> {
+        let tag = self.supersede.as_ref()?;
+        let field = |name: &str| self.waiter.get(name).map(|v| meta_decode(v));
+        let (our_pipeline, our_build) = (field("pipeline"), field("build_id"));
+        live.iter()
+            .rev()
+            .filter(|t| t.ticket.supersede.as_ref() == Some(tag) && t.ticket.newer_than(ours))
+            .map(|t| {
+                let since = DateTime::from_timestamp_millis(t.ticket.joined);
+                waiter(self.store, &t.entry, since)
+            })
+            .find(|w| {
+                Some(&w.pipeline) != our_pipeline.as_ref()
+                    || Some(&w.build_id) != our_build.as_ref()
+            })
     }
 
     /// Gives up our ticket (we hold the lock, gave up, or were interrupted). A ticket left
     /// behind holds up the queue until it goes stale, so a lost answer is retried a few times.
     pub fn leave(&mut self) {
-        let Some((key, mut etag)) = self.ticket.take() else {
+        let Some((key, _, mut etag)) = self.ticket.take() else {
             return;
         };
         for _ in 0..3 {
@@ -374,117 +430,38 @@ impl<'a> Queue<'a> {
         let mut tickets: Vec<Listed> = listing
             .entries
             .into_iter()
-            .filter_map(|e| {
-                let live = is_live(&e, e.key.get(self.prefix.len()..)?, listing.now)?;
+            .filter_map(|entry| {
+                let ticket = Ticket::parse(entry.key.get(self.prefix.len()..)?)?;
+                let live = ticket.is_live(&entry, listing.now);
                 Some(Listed {
-                    key: e.key,
+                    ticket,
+                    entry,
                     live,
-                    etag: e.etag,
                 })
             })
             .collect();
-        tickets.sort_by(|a, b| a.key.cmp(&b.key));
+        tickets.sort_by(|a, b| a.ticket.order(&b.ticket));
         Ok(tickets)
     }
-}
-
-/// Whether a listed ticket's owner still refreshes it, by the store's clock `now`: its
-/// metadata's `refresh_ms` where it has one, else the interval its name declares (`rest`, the
-/// name after the environment's prefix); None when it is not a ticket.
-pub(super) fn is_live(entry: &Entry, rest: &str, now: DateTime<Utc>) -> Option<bool> {
-    let named = parse_ticket(rest)?;
-    let poll = entry
-        .metadata
-        .get(REFRESH_META)
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(named, |ms| Duration::from_millis(ms).min(MAX_DECLARED_POLL));
-    Some(
-        entry
-            .last_modified
-            .checked_add_signed(ticket_ttl(poll))
-            .is_none_or(|until| now <= until),
-    )
-}
-
-/// `{joined:013}.{token:32 hex}.{poll ms}` → the poll interval, at most `MAX_DECLARED_POLL`;
-/// anything else is not a ticket of this environment (an environment `a.b` shares the prefix of
-/// `a`, but not this shape).
-pub(super) fn parse_ticket(rest: &str) -> Option<Duration> {
-    let mut parts = rest.split('.');
-    let (joined, token, poll) = (parts.next()?, parts.next()?, parts.next()?);
-    let shaped = parts.next().is_none()
-        && joined.len() == 13
-        && joined.bytes().all(|b| b.is_ascii_digit())
-        && token.len() == 32
-        && token.bytes().all(|b| b.is_ascii_hexdigit());
-    if !shaped {
-        return None;
-    }
-    if poll.is_empty() || !poll.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // Too many digits for a number is as long as the longest we believe.
-    let millis = poll.parse::<u64>().unwrap_or(u64::MAX);
-    Some(Duration::from_millis(millis).min(MAX_DECLARED_POLL))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ticket_names() {
-        let token = "0123456789abcdef0123456789abcdef";
-        assert_eq!(
-            parse_ticket(&format!("1700000000000.{token}.30000")),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_ticket(&format!("b.1700000000000.{token}.30000")),
-            None
-        );
-        assert_eq!(parse_ticket(&format!("1700000000000.{token}")), None);
-        assert_eq!(parse_ticket("1700000000000.xyz.5"), None);
-        assert_eq!(parse_ticket(&format!("17.{token}.5")), None);
-        assert_eq!(parse_ticket(&format!("1700000000000.{token}.")), None);
-        assert_eq!(parse_ticket(&format!("1700000000000.{token}.+5")), None);
-    }
-
-    #[test]
-    fn a_declared_poll_counts_for_at_most_a_minute() {
-        let token = "0123456789abcdef0123456789abcdef";
-        for poll in [
-            "604800000",
-            "99999999999999999",
-            "18446744073709551615",
-            "99999999999999999999999999",
-        ] {
-            let poll = parse_ticket(&format!("0000000000000.{token}.{poll}")).expect("a ticket");
-            assert_eq!(poll, MAX_DECLARED_POLL);
-            assert_eq!(ticket_ttl(poll), chrono::Duration::seconds(225));
-        }
-    }
-
-    #[test]
-    fn dead_waiters_are_noticed_after_three_polls_or_two_seconds() {
-        assert_eq!(
-            ticket_ttl(Duration::from_millis(20)),
-            chrono::Duration::seconds(2)
-        );
-        assert_eq!(
-            ticket_ttl(Duration::from_secs(30)),
-            chrono::Duration::seconds(90)
-        );
-    }
-
     /// Requests a second of a queue of `waiting` with a one-second head, from the cadences.
     fn load(waiting: usize) -> f64 {
         (0..waiting)
             .map(|p| {
                 let c = cadence(p, waiting, Duration::from_secs(30));
-                let per_wake = f64::from(u8::from(c.reads_lock))
-                    + 1.0 / f64::from(c.refresh_every)
-                    + f64::from(u8::from(c.lists));
+                // The first lists the queue when it refreshes its ticket.
+                let listings = if c.lists {
+                    1.0
+                } else {
+                    1.0 / f64::from(c.refresh_every)
+                };
+                let per_wake =
+                    f64::from(u8::from(c.reads_lock)) + 1.0 / f64::from(c.refresh_every) + listings;
                 per_wake / c.wake.as_secs_f64()
             })
             .sum()
@@ -493,7 +470,7 @@ mod tests {
     #[test]
     fn fifty_waiters_send_about_three_requests_a_second() {
         for waiting in [1, 2, 3, 10, 50] {
-            assert!(load(waiting) <= 3.1, "{waiting}: {}", load(waiting));
+            assert!(load(waiting) <= 3.3, "{waiting}: {}", load(waiting));
         }
         // Beyond what the cadence spreads, each further waiter adds one request per 37.5 s.
         assert!(load(100) <= 4.5, "{}", load(100));
@@ -504,7 +481,10 @@ mod tests {
         let head = cadence(0, 50, Duration::from_secs(30));
         assert_eq!(head.wake, HEAD_POLL);
         assert!(head.reads_lock && !head.lists);
-        assert_eq!(ticket_ttl(head.refresh()), chrono::Duration::seconds(15));
+        assert_eq!(
+            ticket::ticket_ttl(head.refresh()),
+            chrono::Duration::seconds(15)
+        );
         // The second notices within five seconds that it became the first.
         let second = cadence(1, 50, Duration::from_secs(30));
         assert_eq!(second.wake, Duration::from_secs(5));

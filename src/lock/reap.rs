@@ -5,8 +5,8 @@
 use super::LockView;
 use super::locker::Locker;
 use super::protocol::AcquireStep;
-use super::queue::{QUEUE_PREFIX, parse_ticket};
 use super::record::{Holder, KEY_PREFIX, key};
+use super::ticket::{self, QUEUE_PREFIX, Ticket};
 use crate::ci::runs::CiRun;
 use crate::store::StoreError;
 
@@ -72,7 +72,7 @@ impl Locker<'_> {
             let ours = entry
                 .key
                 .get(prefix.len()..)
-                .and_then(parse_ticket)
+                .and_then(Ticket::parse)
                 .is_some();
             if !ours {
                 continue;
@@ -103,11 +103,8 @@ impl Locker<'_> {
             let Some(rest) = entry.key.strip_prefix(QUEUE_PREFIX) else {
                 continue;
             };
-            // `{env}.{joined}.{token}.{poll}`: the environment is what precedes the last three.
-            let mut parts = rest.rsplitn(4, '.');
-            let tail: Vec<&str> = parts.by_ref().take(3).collect();
-            if let (Some(env), [poll, token, joined]) = (parts.next(), tail.as_slice())
-                && parse_ticket(&format!("{joined}.{token}.{poll}")).is_some()
+            if let Some((env, _)) = ticket::split(rest)
+                && !env.is_empty()
             {
                 names.push(env.to_owned());
             }

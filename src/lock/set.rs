@@ -137,6 +137,13 @@ impl Locker<'_> {
                     self.give_back(&taken, me);
                     return Ok(Try::Cancelled);
                 }
+                // Members are taken fail-fast, and only a waiter in a queue is superseded.
+                Acquired::Superseded { .. } => {
+                    self.give_back(&taken, me);
+                    return Err(anyhow::anyhow!(
+                        "internal error: a member of a set was superseded without waiting"
+                    ));
+                }
             }
         }
         Ok(Try::Taken(taken))

@@ -32,10 +32,7 @@ fn who(build: &str) -> Identity {
 
 fn set(locker: &Locker<'_>, envs: &[&str], me: &Identity, wait: Option<Duration>) -> SetAcquired {
     let run = RunInfo::default();
-    let holding = Holding {
-        run: &run,
-        reason: "test",
-    };
+    let holding = Holding::new(&run, "test");
     locker
         .acquire_set(envs, me, &holding, wait)
         .expect("acquire set")
@@ -43,10 +40,7 @@ fn set(locker: &Locker<'_>, envs: &[&str], me: &Identity, wait: Option<Duration>
 
 fn one(locker: &Locker<'_>, env: &str, me: &Identity) -> LockRecord {
     let run = RunInfo::default();
-    let holding = Holding {
-        run: &run,
-        reason: "test",
-    };
+    let holding = Holding::new(&run, "test");
     match locker.acquire(env, me, &holding, None).expect("acquire") {
         Acquired::Taken { record, .. } => record,
         other => panic!("not taken: {other:?}"),

@@ -13,12 +13,13 @@
 
 use std::time::Duration;
 
-use super::locker::{Acquired, Holding, Locker, Released, Renewed, Waited};
+use super::locker::{Acquired, Holding, Locker, Released, Waited};
 use super::protocol::{
     AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
     renew_step, time_left,
 };
 use super::record::{KEY_PREFIX, key};
+use super::renew::Renewed;
 use super::watch::WaitSeen;
 use crate::log;
 use crate::store::StoreError;
@@ -114,6 +115,12 @@ impl Locker<'_> {
                         return Ok(Acquired::Cancelled {
                             waited: self.since(started),
                         });
+                    }
+                    // Slots are taken fail-fast, and only a waiter in a queue is superseded.
+                    Acquired::Superseded { .. } => {
+                        return Err(anyhow::anyhow!(
+                            "internal error: a slot of {environment} was superseded without waiting"
+                        ));
                     }
                 }
             }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::queue::Queue;
+use std::collections::BTreeMap;
+
+use super::queue::{Queue, Turn};
 use super::*;
 use crate::ci::RunInfo;
 use crate::clock::Clock;
@@ -42,10 +44,7 @@ fn who(build: &str) -> Identity {
 
 fn acquire(locker: &Locker<'_>, me: &Identity, wait: Option<Duration>) -> Acquired {
     let run = RunInfo::default();
-    let holding = Holding {
-        run: &run,
-        reason: "test",
-    };
+    let holding = Holding::new(&run, "test");
     locker.acquire(ENV, me, &holding, wait).expect("acquire")
 }
 
@@ -226,6 +225,76 @@ fn force_break_deletes_whoever_holds_it() {
     assert!(locker.force_break(ENV).expect("break").is_none());
 }
 
+fn mine(queue: &mut Queue<'_>) -> bool {
+    matches!(queue.my_turn(), Turn::Mine)
+}
+
+/// Who waits, as a ticket's metadata says.
+fn waiter_of(build: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("pipeline".to_owned(), "github".to_owned()),
+        ("build_id".to_owned(), build.to_owned()),
+        (
+            "run_url".to_owned(),
+            format!("https://example.test/runs/{build}"),
+        ),
+    ])
+}
+
+#[test]
+fn a_high_priority_waiter_goes_ahead_of_normal_ones_that_joined_before_it() {
+    let (store, offset) = store();
+    let poll = Duration::from_secs(10);
+    let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+    let mut normal = Queue::new(&store, ENV, &"a".repeat(32), poll);
+    let mut hotfix =
+        Queue::new(&store, ENV, &"b".repeat(32), poll).with_order(Priority::High, None);
+    assert!(!normal.others_waiting());
+    normal.join(at);
+    advance(&offset, 1);
+    // Nobody of its priority waits: the hotfix would try the lock at once.
+    assert!(!hotfix.others_waiting());
+    hotfix.join(at + chrono::Duration::seconds(1));
+    assert_eq!(hotfix.place(), Some((1, 2)));
+    assert!(mine(&mut hotfix));
+    assert!(!mine(&mut normal));
+    hotfix.leave();
+    assert!(mine(&mut normal));
+}
+
+#[test]
+fn a_newer_run_with_the_same_key_supersedes_older_waiters_not_its_own_jobs() {
+    let (store, _) = store();
+    let poll = Duration::from_secs(10);
+    let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+    let queue = |token: &str, build: &str, key: &str| {
+        Queue::new(&store, ENV, &token.repeat(32), poll)
+            .with_order(Priority::Normal, Some(key))
+            .with_waiter(waiter_of(build))
+    };
+    let mut old = queue("a", "7", "deploy@main");
+    let mut other_branch = queue("b", "8", "deploy@feature");
+    let mut same_run = queue("c", "7", "deploy@main");
+    old.join(at);
+    other_branch.join(at + chrono::Duration::seconds(1));
+    same_run.join(at + chrono::Duration::seconds(2));
+    // Another branch's key and another job of our own run leave us in line.
+    assert!(mine(&mut old));
+    let mut new = queue("d", "9", "deploy@main");
+    new.join(at + chrono::Duration::seconds(3));
+    match old.my_turn() {
+        Turn::Superseded(by) => {
+            assert_eq!(by.build_id, "9");
+            assert_eq!(by.run_url, "https://example.test/runs/9");
+        }
+        other => panic!("not superseded: {other:?}"),
+    }
+    assert!(matches!(same_run.my_turn(), Turn::Superseded(_)));
+    assert!(!matches!(other_branch.my_turn(), Turn::Superseded(_)));
+    // The newest is superseded by nobody.
+    assert!(!matches!(new.my_turn(), Turn::Superseded(_)));
+}
+
 #[test]
 fn waiters_are_served_in_the_order_they_joined() {
     let (store, offset) = store();
@@ -244,14 +313,14 @@ fn waiters_are_served_in_the_order_they_joined() {
     advance(&offset, 1);
     second.join(now(&offset));
     assert!(first.others_waiting());
-    assert!(third.my_turn());
-    assert!(!first.my_turn());
-    assert!(!second.my_turn());
+    assert!(mine(&mut third));
+    assert!(!mine(&mut first));
+    assert!(!mine(&mut second));
     third.leave();
-    assert!(first.my_turn());
-    assert!(!second.my_turn());
+    assert!(mine(&mut first));
+    assert!(!mine(&mut second));
     first.leave();
-    assert!(second.my_turn());
+    assert!(mine(&mut second));
 }
 
 #[test]
@@ -263,12 +332,12 @@ fn a_waiter_whose_ticket_is_not_refreshed_is_skipped() {
     let at = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
     dead.join(at);
     live.join(at + chrono::Duration::seconds(1));
-    assert!(!live.my_turn());
+    assert!(!mine(&mut live));
     // The first waiter refreshes every five of its one-second polls: dead after three of those.
     advance(&offset, 15);
-    assert!(!live.my_turn());
+    assert!(!mine(&mut live));
     advance(&offset, 1);
-    assert!(live.my_turn());
+    assert!(mine(&mut live));
 }
 
 /// A clock that says a signal came.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::queue::{QUEUE_PREFIX, is_live};
+use super::ticket::{self, Priority, QUEUE_PREFIX};
 use crate::store::{Entry, Store, StoreError};
 
 /// The largest ticket body believed: what a waiter writes stays below Azure's metadata limit.
@@ -23,6 +23,8 @@ pub struct Waiter {
     pub actor: String,
     pub run_url: String,
     pub reason: String,
+    /// Where it stands in line (its ticket's name says).
+    pub priority: Priority,
 }
 
 impl Waiter {
@@ -43,35 +45,29 @@ impl Waiter {
 /// Every environment's live waiters, first in line first, from one listing.
 pub fn all_queues(store: &dyn Store) -> Result<BTreeMap<String, Vec<Waiter>>, StoreError> {
     let listing = store.list(QUEUE_PREFIX)?;
-    let mut queues: BTreeMap<String, Vec<(String, Waiter)>> = BTreeMap::new();
+    let mut queues: BTreeMap<String, Vec<(ticket::Ticket, Waiter)>> = BTreeMap::new();
     for entry in listing.entries {
         let Some(rest) = entry.key.strip_prefix(QUEUE_PREFIX) else {
             continue;
         };
-        // `{env}.{joined}.{token}.{poll}`: the environment may contain dots, the rest does not.
-        let mut parts = rest.rsplitn(4, '.');
-        let (Some(poll), Some(token), Some(joined), Some(env)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let Some((env, ticket)) = ticket::split(rest) else {
             continue;
         };
-        if is_live(&entry, &format!("{joined}.{token}.{poll}"), listing.now) != Some(true) {
+        if env.is_empty() || !ticket.is_live(&entry, listing.now) {
             continue;
         }
-        let since = joined
-            .parse::<i64>()
-            .ok()
-            .and_then(DateTime::from_timestamp_millis);
-        let order = format!("{joined}.{token}");
+        let since = DateTime::from_timestamp_millis(ticket.joined);
+        let mut waiter = waiter(store, &entry, since);
+        waiter.priority = ticket.priority;
         queues
             .entry(env.to_owned())
             .or_default()
-            .push((order, waiter(store, &entry, since)));
+            .push((ticket, waiter));
     }
     Ok(queues
         .into_iter()
         .map(|(env, mut waiters)| {
-            waiters.sort_by(|a, b| a.0.cmp(&b.0));
+            waiters.sort_by(|a, b| a.0.order(&b.0));
             (env, waiters.into_iter().map(|(_, w)| w).collect())
         })
         .collect())
@@ -79,7 +75,7 @@ pub fn all_queues(store: &dyn Store) -> Result<BTreeMap<String, Vec<Waiter>>, St
 
 /// The waiter a ticket names: from its metadata, else from its body (a JSON object of the same
 /// fields); a ticket of an earlier version names nobody.
-fn waiter(store: &dyn Store, entry: &Entry, since: Option<DateTime<Utc>>) -> Waiter {
+pub(super) fn waiter(store: &dyn Store, entry: &Entry, since: Option<DateTime<Utc>>) -> Waiter {
     let fields = if entry.metadata.contains_key("pipeline") {
         entry.metadata.clone()
     } else {
@@ -111,11 +107,12 @@ fn waiter(store: &dyn Store, entry: &Entry, since: Option<DateTime<Utc>>) -> Wai
         actor: field("actor"),
         run_url: field("run_url"),
         reason: field("reason"),
+        priority: Priority::Normal,
     }
 }
 
 /// Undoes `record::meta_encode`: `%XX` back to bytes, anything malformed kept as written.
-fn meta_decode(v: &str) -> String {
+pub(super) fn meta_decode(v: &str) -> String {
     let bytes = v.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

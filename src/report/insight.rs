@@ -19,17 +19,23 @@ fn time(t: DateTime<Utc>) -> String {
 }
 
 /// A waiter's holder fields, as `holder_json` names a holder's.
+#[must_use]
+pub fn waiter_holder_json(w: &Waiter) -> Value {
+    json!({
+        "pipeline": w.pipeline,
+        "build_id": w.build_id,
+        "job": w.job,
+        "actor": w.actor,
+        "run_url": w.run_url,
+        "reason": w.reason,
+    })
+}
+
 fn waiter_json(position: usize, w: &Waiter) -> Value {
     json!({
         "position": position,
-        "holder": {
-            "pipeline": w.pipeline,
-            "build_id": w.build_id,
-            "job": w.job,
-            "actor": w.actor,
-            "run_url": w.run_url,
-            "reason": w.reason,
-        },
+        "priority": w.priority.as_str(),
+        "holder": waiter_holder_json(w),
         "holder_description": w.describe(),
         "since": w.since.map(time),
     })
@@ -87,6 +93,9 @@ pub fn queue_lines(
         lines.push(format!("{} waiting for {}:", waiters.len(), p.escape(env)));
         for (i, w) in waiters.iter().enumerate() {
             let mut line = format!("  {}. {}", i + 1, p.escape(&w.describe()));
+            if !w.priority.is_normal() {
+                line.push_str(&format!(", {} priority", w.priority.as_str()));
+            }
             if let Some(since) = w.since {
                 match now {
                     Some(now) => line.push_str(&format!(

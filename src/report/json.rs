@@ -105,6 +105,13 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
             v["waited_seconds"] = json!(b.waited.as_secs());
             v
         }
+        Outcome::Superseded { env, by, waited } => json!({
+            "environment": env.as_str(),
+            "state": State::Superseded.as_str(),
+            "acquired": false,
+            "waited_seconds": waited.as_secs(),
+            "superseded_by": super::insight::waiter_holder_json(by),
+        }),
         Outcome::AcquireInterrupted { env, waited, taken } => json!({
             "environment": env.as_str(),
             "state": State::Interrupted.as_str(),

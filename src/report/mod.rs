@@ -208,6 +208,19 @@ impl Reporter {
                     ));
                 }
             }
+            Outcome::Superseded { env, by, waited } => {
+                p.set_outputs(&[
+                    ("acquired", "false".into()),
+                    ("superseded", "true".into()),
+                    ("superseded-by", by.run_url.clone()),
+                    ("waited-seconds", waited.as_secs().to_string()),
+                ])?;
+                self.print_json(outcome);
+                eprintln!(
+                    "{}",
+                    p.notice_line("Superseded", &text::superseded_message(env, by, *waited))
+                );
+            }
             Outcome::AcquireInterrupted { waited, taken, .. } => {
                 if !taken {
                     p.set_outputs(&[

@@ -7,6 +7,7 @@ use crate::ci::Platform;
 use crate::commands::outcome::{Reaping, Row};
 use crate::exit::Failure;
 use crate::human::{human, human_std};
+use crate::lock::waiters::Waiter;
 use crate::lock::{Holder, LockEvent, LockView};
 
 /// The holder's run link, where it has one.
@@ -97,6 +98,21 @@ pub fn blocked_message(
     msg
 }
 
+/// Why an acquire left the queue without the lock: a newer run with its supersede key joined.
+#[must_use]
+pub fn superseded_message(env: &str, by: &Waiter, waited: Duration) -> String {
+    let link = match by.run_url.as_str() {
+        "" => String::new(),
+        url => format!(" ({url})"),
+    };
+    format!(
+        "superseded by {}{link}: a newer run with the same --supersede key is waiting for {env}, \
+         so this one left the queue after {} instead of deploying an older commit after it",
+        by.describe(),
+        human_std(waited)
+    )
+}
+
 /// How to wait (longer): the step's own input in the action and the task, else the option.
 #[must_use]
 pub fn wait_advice(platform: Platform, step: bool, env: &str, timed_out: bool) -> String {
@@ -181,6 +197,9 @@ pub fn history_line(e: &LockEvent) -> String {
     }
     if let Some(f) = e.fence {
         details.push(format!("fence {f}"));
+    }
+    if !e.priority.is_normal() {
+        details.push(format!("priority {}", e.priority.as_str()));
     }
     if !e.other.is_empty() {
         details.push(format!("{} {}", e.kind.other_party(), e.other));

@@ -26,6 +26,7 @@ pub const EVENT_NAMES: &[&str] = &[
     "unfrozen",
     "freeze-override",
     "reaped",
+    "superseded",
 ];
 
 /// An event's name in notifications and Azure Monitor: what happened, in the past tense where

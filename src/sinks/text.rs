@@ -64,6 +64,10 @@ pub fn headline(event: &LockEvent) -> String {
             "" => format!("{env}: {who} removed the lock of {other}, whose run ended"),
             how => format!("{env}: {who} removed the lock of {other}, whose run ended ({how})"),
         },
+        EventKind::Superseded => format!(
+            "{who} stopped waiting for {env}{}: superseded by {other}",
+            after(took(event.waited_seconds))
+        ),
         EventKind::Other(name) => format!("{env}: {name} ({who})"),
     }
 }
@@ -90,6 +94,9 @@ pub fn facts(event: &LockEvent) -> Vec<(&'static str, String)> {
     }
     if let Some(held) = held(event) {
         out.push(("Held", held));
+    }
+    if !event.priority.is_normal() {
+        out.push(("Priority", event.priority.as_str().to_owned()));
     }
     if let Some(fence) = event.fence {
         out.push(("Fence", fence.to_string()));

@@ -49,10 +49,7 @@ pub(super) fn client(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Res
     };
     let params = sim.with(me, |w| w.params)?;
     let run = RunInfo::default();
-    let holding = Holding {
-        run: &run,
-        reason: "simulated",
-    };
+    let holding = Holding::new(&run, "simulated");
     let locker = Locker::new(&store, params.ttl, params.poll)
         .with_clock(&clock)
         .with_capacity(params.capacity);
