@@ -22,6 +22,7 @@ mod monitor;
 mod notify;
 mod output;
 mod polling;
+mod queue_order;
 mod reap;
 mod release;
 mod requests;

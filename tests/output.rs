@@ -41,7 +41,7 @@ fn one_object(out: &Out, code: i32, what: &str) -> Value {
 }
 
 /// Validates every instance against the whole schema and against the shape named for it.
-fn validate(dir: &Path, instances: &[(&str, &str, Value)]) {
+pub(crate) fn validate(dir: &Path, instances: &[(&str, &str, Value)]) {
     let tool = validator();
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("docs/output.schema.json")).expect("the schema"),

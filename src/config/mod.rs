@@ -122,7 +122,8 @@ impl Config {
         let supersede = order::parse_supersede(args.supersede.as_deref(), platform)?;
         if capacity > 1 && (priority == Priority::High || supersede.is_some()) {
             return Err(Failure::usage(
-                "--priority high and --supersede order the queue of an environment with one                  holder; a shared environment (--capacity above 1) has no queue. Drop one of them",
+                "--priority high and --supersede order the queue of an environment with one \
+                 holder; a shared environment (--capacity above 1) has no queue. Drop one of them",
             ));
         }
         let mut run = platform.run_info();

@@ -212,6 +212,20 @@ impl<'a> Locker<'a> {
         self.last_now.get().unwrap_or_else(|| self.clock.wall())
     }
 
+    /// When a waiter joins the queue: the store's time, which has whole seconds on Azure, with
+    /// the local clock's milliseconds within that second, so that waiters who join in the same
+    /// second of the store are in the order they joined, as far as their machines' clocks agree
+    /// (a supersede key goes by who joined later).
+    fn join_time(&self) -> DateTime<Utc> {
+        let now = self.store_now();
+        if now.timestamp_subsec_millis() != 0 {
+            return now;
+        }
+        now + chrono::Duration::milliseconds(i64::from(
+            self.clock.wall().timestamp_subsec_millis(),
+        ))
+    }
+
     /// The ttl a record carries: whole seconds, rounded up so a lock never goes stale before the
     /// holder's ttl. The store's `Last-Modified` and `Date` have whole seconds too, and "now is
     /// past Last-Modified + ttl" in whole seconds means that more than the ttl really passed.
@@ -335,7 +349,7 @@ impl<'a> Locker<'a> {
                 AcquireMove::Write(step) => step,
                 AcquireMove::Wait { left } => {
                     if let Some(q) = queue.as_deref_mut()
-                        && let Some(position) = q.join(self.store_now())
+                        && let Some(position) = q.join(self.join_time())
                     {
                         let mut event = LockEvent::of(
                             EventKind::Waiting,
