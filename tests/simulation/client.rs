@@ -8,11 +8,11 @@ use deploy_lock::ci::RunInfo;
 use deploy_lock::clock::Clock;
 use deploy_lock::lock::record::LockRecord;
 use deploy_lock::lock::slots::{slot_of, split_slot};
-use deploy_lock::lock::{Acquired, Fenced, Holding, Identity, Locker, Released, Renewed};
+use deploy_lock::lock::{Acquired, Fenced, Holding, Identity, Locker, Priority, Released, Renewed};
 use deploy_lock::store::memory::MemoryStore;
 
 use super::store::{SimClock, SimStore};
-use super::{ENV, Kind, Sim, Stopped, sets};
+use super::{ENV, Kind, Sim, Stopped, order, sets};
 
 /// One lock the client holds.
 pub(super) struct Held {
@@ -32,7 +32,7 @@ pub(super) enum Got {
 /// The environments of one round's acquire, in the order the client names them.
 fn draw_members(sim: &Sim, me: usize, kind: Kind) -> Result<Vec<String>, Stopped> {
     sim.with(me, |w| match kind {
-        Kind::Single | Kind::Capacity => vec![ENV.to_owned()],
+        Kind::Single | Kind::Capacity | Kind::Order => vec![ENV.to_owned()],
         Kind::Sets => sets::draw(&mut w.rng),
     })
 }
@@ -47,19 +47,29 @@ pub(super) fn client(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Res
         me,
         inner: Arc::clone(store),
     };
-    let params = sim.with(me, |w| w.params)?;
-    let run = RunInfo::default();
-    let holding = Holding::new(&run, "simulated");
+    let (params, build_id) = sim.with(me, |w| (w.params, w.book.runs[me].clone()))?;
+    // Clients are runs of their own, or two jobs of one run on two runners (`order::runs`).
+    let run = RunInfo {
+        build_id: build_id.clone(),
+        job: "deploy".into(),
+        attempt: "1".into(),
+        host: format!("runner-{me}"),
+        ..RunInfo::default()
+    };
     let locker = Locker::new(&store, params.ttl, params.poll)
         .with_clock(&clock)
         .with_capacity(params.capacity);
     for _ in 0..params.rounds {
         let members = draw_members(sim, me, params.kind)?;
-        let (token, wait) = sim.with(me, |w| {
+        let (token, wait, (priority, supersede)) = sim.with(me, |w| {
             let token = format!("{:016x}{:016x}", w.rng.next_u64(), w.rng.next_u64());
             let wait = match w.rng.below(4) {
                 0 => None,
                 _ => Some(w.duration_below(params.ttl * 8)),
+            };
+            let order = match params.kind {
+                Kind::Order => order::draw(&mut w.rng),
+                _ => (Priority::Normal, None),
             };
             let slot = &mut w.slots[me];
             slot.token.clone_from(&token);
@@ -67,23 +77,46 @@ pub(super) fn client(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Res
             slot.faulted.clear();
             w.note(
                 me,
-                &format!("acquires {}, waiting up to {wait:?}", members.join(",")),
+                &format!(
+                    "acquires {}, waiting up to {wait:?}, {} priority, key {:?}",
+                    members.join(","),
+                    order.0.as_str(),
+                    order.1
+                ),
             );
-            (token, wait)
+            (token, wait, order)
         })?;
+        let holding = Holding {
+            priority,
+            supersede,
+            ..Holding::new(&run, "simulated")
+        };
         let me_id = Identity {
             pipeline: "github".into(),
-            build_id: format!("{}", 1000 + me),
-            job: "deploy".into(),
-            attempt: "1".into(),
-            host: format!("runner-{me}"),
+            build_id: build_id.clone(),
+            job: run.job.clone(),
+            attempt: run.attempt.clone(),
+            host: run.host.clone(),
             token: Some(token.clone()),
             shared_build_id: false,
         };
         let started = clock.elapsed();
         let paused_before = sim.with(me, |w| w.slots[me].paused)?;
         let got = if let [env] = members.as_slice() {
-            acquire_one(&locker, env, &me_id, &holding, wait)
+            let acquired = locker.acquire(env, &me_id, &holding, wait);
+            if params.kind == Kind::Order {
+                let round = order::Round {
+                    run: build_id.clone(),
+                    token: token.clone(),
+                    priority,
+                    key: supersede,
+                    started,
+                    wait,
+                    paused_before,
+                };
+                sim.with(me, |w| w.judge(me, &round, &acquired))?;
+            }
+            got(env, acquired)
         } else {
             let names: Vec<&str> = members.iter().map(String::as_str).collect();
             sets::acquire(sim, me, &locker, &names, &me_id, &holding, wait)?
@@ -126,15 +159,9 @@ pub(super) fn client(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Res
     Ok(())
 }
 
-/// The single-environment acquire, with the waiters' queue when it waits.
-fn acquire_one(
-    locker: &Locker<'_>,
-    env: &str,
-    me_id: &Identity,
-    holding: &Holding<'_>,
-    wait: Option<Duration>,
-) -> Got {
-    match locker.acquire(env, me_id, holding, wait) {
+/// What the single-environment acquire (with the waiters' queue when it waits) ended with.
+fn got(env: &str, acquired: anyhow::Result<Acquired>) -> Got {
+    match acquired {
         // Held by the name of its lock: a slot of `env` under capacity.
         Ok(Acquired::Taken { record, etag, .. }) => Got::Held(vec![Held {
             env: slot_of(env, &record.environment),

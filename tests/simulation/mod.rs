@@ -17,12 +17,14 @@
 //! - the whole run ends (no livelock) within a bound of steps and virtual time.
 //!
 //! `single` runs one environment; `sets` adds clients that take sets of environments (in any
-//! order) beside single-environment ones. `DEPLOY_LOCK_SIM_SEED=N` replays one seed with its
+//! order) beside single-environment ones; `order` gives clients priorities and supersede keys
+//! and checks what those promise. `DEPLOY_LOCK_SIM_SEED=N` replays one seed with its
 //! trace; `DEPLOY_LOCK_SIM_RUNS=N` runs more schedules than the default (which stays well under a
 //! minute).
 
 mod capacity;
 mod client;
+mod order;
 mod sets;
 mod store;
 
@@ -63,6 +65,8 @@ enum Kind {
     Sets,
     /// Every client takes a slot of `ENV`, shared by `capacity::CAPACITY` holders.
     Capacity,
+    /// Every client takes `ENV` with a priority and sometimes a supersede key (`order.rs`).
+    Order,
 }
 
 /// The knobs of one schedule, drawn from its seed.
@@ -85,14 +89,14 @@ struct Params {
 
 impl Params {
     fn draw(rng: &mut XorShift, kind: Kind) -> Self {
-        Self {
+        let params = Self {
             kind,
             capacity: if kind == Kind::Capacity {
                 capacity::CAPACITY
             } else {
                 1
             },
-            clients: 2 + rng.below(4) as usize,
+            clients: 2 + rng.below(4) as usize + usize::from(kind == Kind::Order),
             rounds: 1 + rng.below(3),
             ttl: Duration::from_secs(2 + rng.below(9)),
             poll: Duration::from_millis(300 + rng.below(2700)),
@@ -100,7 +104,17 @@ impl Params {
             crash: rng.below(4),
             pause: rng.below(8),
             jump: rng.below(20),
+        };
+        // Half the priority schedules meet no fault, where the queue's order is promised.
+        if kind == Kind::Order && rng.below(2) == 0 {
+            return Self {
+                fault: 0,
+                crash: 0,
+                pause: 0,
+                ..params
+            };
         }
+        params
     }
 }
 
@@ -134,6 +148,17 @@ struct World {
     fences: BTreeMap<String, Vec<(Duration, u64)>>,
     /// The store, to look at the locks from outside the protocol.
     store: Option<Arc<MemoryStore>>,
+    /// The queue's tickets as the store kept them, and each client's run (`order.rs`).
+    book: order::Book,
+}
+
+/// What a schedule did, summed over schedules: enough to tell that the checks had cases.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    steps: u64,
+    fences: usize,
+    superseded: u64,
+    priority_cases: u64,
 }
 
 impl World {
@@ -279,6 +304,8 @@ impl Sim {
     fn new(seed: u64, kind: Kind) -> Self {
         let mut rng = XorShift::new(seed);
         let params = Params::draw(&mut rng, kind);
+        let runs = order::runs(&mut rng, &params);
+        let epoch = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let slots = (0..params.clients)
             .map(|_| Slot {
                 state: State::Runnable,
@@ -302,9 +329,10 @@ impl Sim {
                 failure: None,
                 fences: BTreeMap::new(),
                 store: None,
+                book: order::Book::new(epoch, runs),
             }),
             turns: Condvar::new(),
-            epoch: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            epoch,
         }
     }
 
@@ -410,7 +438,7 @@ impl Sim {
 }
 
 /// Runs one schedule; the failure with the end of its trace.
-fn simulate(seed: u64, kind: Kind) -> Result<(u64, usize), String> {
+fn simulate(seed: u64, kind: Kind) -> Result<Tally, String> {
     let sim = Arc::new(Sim::new(seed, kind));
     let clock_sim = Arc::clone(&sim);
     let store = Arc::new(MemoryStore::with_clock(Box::new(move || clock_sim.now())));
@@ -434,13 +462,19 @@ fn simulate(seed: u64, kind: Kind) -> Result<(u64, usize), String> {
     let mut w = sim.world();
     w.store = None;
     match w.failure.take() {
-        None => Ok((w.steps, w.fences.values().map(Vec::len).sum())),
+        None => Ok(Tally {
+            steps: w.steps,
+            fences: w.fences.values().map(Vec::len).sum(),
+            superseded: w.book.superseded,
+            priority_cases: w.book.priority_cases,
+        }),
         Some(why) => {
             let trace: Vec<String> = w.trace.iter().cloned().collect();
             let test = match kind {
                 Kind::Single => "simulation::simulation_keeps_every_promise",
                 Kind::Sets => "simulation::sets::",
                 Kind::Capacity => "simulation::capacity::",
+                Kind::Order => "simulation::order::",
             };
             Err(format!(
                 "seed {seed}: {why}\nparams: {:?}\nlast {} steps:\n{}\nreplay: \
@@ -458,24 +492,27 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// Runs `default_runs` schedules of `kind` (or the ones the environment asks for); panics with
-/// the first failure's trace.
-fn run_schedules(kind: Kind, default_runs: u64) {
+/// the first failure's trace. What they did, summed.
+fn run_schedules(kind: Kind, default_runs: u64) -> Tally {
     let seeds: Vec<u64> = match env_u64("DEPLOY_LOCK_SIM_SEED") {
         Some(seed) => vec![seed],
         None => (1..=env_u64("DEPLOY_LOCK_SIM_RUNS").unwrap_or(default_runs)).collect(),
     };
-    let (mut steps, mut fences) = (0, 0);
+    let mut sum = Tally::default();
     for seed in seeds {
         match simulate(seed, kind) {
-            Ok((s, f)) => {
-                steps += s;
-                fences += f;
+            Ok(t) => {
+                sum.steps += t.steps;
+                sum.fences += t.fences;
+                sum.superseded += t.superseded;
+                sum.priority_cases += t.priority_cases;
             }
             Err(report) => panic!("{report}"),
         }
     }
     // The schedules exercise the protocol, not just start and stop.
-    assert!(steps > 0 && fences > 0, "steps {steps}, fences {fences}");
+    assert!(sum.steps > 0 && sum.fences > 0, "{sum:?}");
+    sum
 }
 
 #[test]

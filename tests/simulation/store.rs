@@ -7,10 +7,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deploy_lock::clock::Clock;
 use deploy_lock::lock::KEY_PREFIX;
+use deploy_lock::lock::queue::QUEUE_PREFIX;
 use deploy_lock::store::memory::MemoryStore;
 use deploy_lock::store::{Listing, Read, Store, StoreError, StoreResult, Written};
 
 use super::{Sim, State, Stopped};
+
+/// The longest a request or its answer travels.
+const MAX_LATENCY: Duration = Duration::from_millis(300);
+
+/// The longest a request takes there and back (pauses aside).
+pub(super) const ROUND_TRIP: Duration = MAX_LATENCY.saturating_mul(2);
 
 /// What a request meets on its way.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,7 +41,7 @@ pub(super) struct SimStore {
 impl SimStore {
     fn latency(&self) -> Result<Duration, StoreError> {
         self.sim
-            .with(self.me, |w| w.duration_below(Duration::from_millis(300)))
+            .with(self.me, |w| w.duration_below(MAX_LATENCY))
             .map_err(stopped)
     }
 
@@ -73,6 +80,13 @@ impl SimStore {
             return Err(StoreError::Transient("injected: request failed".into()));
         }
         let result = apply(&self.inner);
+        // A queue ticket as the store keeps it after a write, for the world's log of the queue.
+        let ticket = (write && result.is_ok() && key.starts_with(QUEUE_PREFIX)).then(|| {
+            self.inner
+                .list(key)
+                .ok()
+                .and_then(|l| l.entries.into_iter().find(|e| e.key == key))
+        });
         // A write of a lock starts a lease on its environment.
         let leased = key
             .strip_prefix(KEY_PREFIX)
@@ -88,6 +102,9 @@ impl SimStore {
             .with(me, |w| {
                 if let (Some(env), true) = (leased, result.is_ok()) {
                     w.slots[me].leases.insert(env.to_owned(), sent);
+                }
+                if let Some(entry) = ticket {
+                    w.ticket_written(me, key, entry);
                 }
                 w.note(me, &format!("{what} → {outcome} ({fault:?})"));
             })
