@@ -137,6 +137,31 @@ test('GitHub runner: without a token the superseded step fails at once and says 
   assert.equal(runs.older.outputs().superseded, 'true');
 });
 
+test('GitHub runner: a refused cancel (no actions: write) fails the superseded step at once', { skip }, async (t) => {
+  const api = await serve(t, {
+    '/api/repos/octo/app/actions/runs/4102/cancel': (req, res) => res.writeHead(403, { 'content-type': 'application/json' }).end('{"message":"Resource not accessible by integration"}'),
+  });
+  const runs = gitHubRuns(t, api, { env: { DEPLOY_LOCK_CANCEL_WAIT_SECONDS: '600' } });
+  const { result } = await supersede(runs);
+  assert.equal(result.code, 6, result.stdout + result.stderr);
+  assert.match(result.stderr, /could not be cancelled \(the CI API answered HTTP 403\).*`permissions: actions: write`/);
+  assert.doesNotMatch(result.stdout + result.stderr, NOTICE);
+});
+
+test('GitHub runner: priority and supersede are refused for a list of environments and for capacity above 1', { skip }, async (t) => {
+  const dir = tempDir(t);
+  const base = { 'binary-path': binary, store: `file:${tempDir(t, 'deploy-lock-store-')}`, heartbeat: 'false' };
+  for (const [runId, withInputs] of [
+    [4201, { ...base, environment: 'eu,us', supersede: 'true' }],
+    [4202, { ...base, environment: 'eu,us', priority: 'high' }],
+    [4203, { ...base, environment: 'prod', capacity: '2', supersede: 'app@main' }],
+    [4204, { ...base, environment: 'prod', priority: 'urgent' }],
+  ]) {
+    const r = await new GitHubJob(t, dir, { runId, withInputs }).main();
+    assert.equal(r.code, 2, `${JSON.stringify(withInputs)}\n${r.stdout}${r.stderr}`);
+  }
+});
+
 function azureRuns(t, api, { env = {} } = {}) {
   const dir = tempDir(t);
   const taskDir = stageTask(t);
