@@ -17,7 +17,7 @@ const fail = (msg) => errors.push(msg);
 const GITHUB_ONLY = new Set(['github-token', 'version']);
 // Inputs whose default differs on purpose.
 const OWN_DEFAULT = { pipeline: { action: 'github', task: 'azdevops' } };
-const OUTPUTS = ['acquired', 'holder', 'holder-url', 'waited-seconds', 'fence'];
+const OUTPUTS = ['acquired', 'holder', 'holder-url', 'waited-seconds', 'fence', 'superseded', 'superseded-by'];
 
 const camel = (name) => name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
 const readJson = (file) => JSON.parse(fs.readFileSync(file, 'utf8'));

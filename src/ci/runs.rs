@@ -176,6 +176,57 @@ impl CiAccess {
         };
         same_api(&api.url, &run.api_url).then_some((url, &api.token))
     }
+
+    /// The request that asks `run`'s CI to cancel it (a superseded step cancels its own run):
+    /// GitHub's `POST …/actions/runs/{id}/cancel`, Azure DevOps' `PATCH` of the build to
+    /// `cancelling`. None on the same terms as [`CiAccess::request`].
+    #[must_use]
+    pub fn cancel_request(&self, run: &CiRun) -> Option<(Cancel, &Secret)> {
+        let (api, cancel) = match run.system.as_str() {
+            "github" => {
+                let api = self.github.as_ref()?;
+                let ok = repository(&run.repository) && number(&run.run_id);
+                let url = format!(
+                    "{}/repos/{}/actions/runs/{}/cancel",
+                    trimmed(&api.url),
+                    run.repository,
+                    run.run_id
+                );
+                let cancel = Cancel {
+                    method: "POST",
+                    url,
+                    body: "",
+                };
+                (api, ok.then_some(cancel)?)
+            }
+            "azdevops" => {
+                let api = self.azdo.as_ref()?;
+                let ok = !run.project.is_empty() && number(&run.run_id);
+                let url = format!(
+                    "{}/{}/_apis/build/builds/{}?api-version=7.1",
+                    trimmed(&api.url),
+                    encode(&run.project),
+                    run.run_id
+                );
+                let cancel = Cancel {
+                    method: "PATCH",
+                    url,
+                    body: r#"{"status":"cancelling"}"#,
+                };
+                (api, ok.then_some(cancel)?)
+            }
+            _ => return None,
+        };
+        same_api(&api.url, &run.api_url).then_some((cancel, &api.token))
+    }
+}
+
+/// A request that cancels a run: its method, URL and JSON body (empty for none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    pub method: &'static str,
+    pub url: String,
+    pub body: &'static str,
 }
 
 fn trimmed(url: &str) -> &str {
@@ -342,6 +393,55 @@ mod tests {
             ..run
         };
         assert!(access().request(&elsewhere).is_none());
+    }
+
+    #[test]
+    fn a_run_is_cancelled_on_its_own_api_only() {
+        let a = access();
+        let (cancel, token) = a
+            .cancel_request(&github("https://ghe.example/api/v3", "o/r"))
+            .expect("cancelled");
+        assert_eq!(
+            (cancel.method, cancel.url.as_str(), cancel.body),
+            (
+                "POST",
+                "https://ghe.example/api/v3/repos/o/r/actions/runs/123/cancel",
+                ""
+            )
+        );
+        assert_eq!(token.expose(), "gh-secret");
+        assert!(
+            a.cancel_request(&github("https://attacker.example/api/v3", "o/r"))
+                .is_none()
+        );
+        assert!(
+            a.cancel_request(&github("https://ghe.example/api/v3", "o/../x"))
+                .is_none()
+        );
+        let build = CiRun {
+            system: "azdevops".into(),
+            api_url: "https://dev.azure.com/org".into(),
+            project: "My Project".into(),
+            run_id: "77".into(),
+            ..CiRun::default()
+        };
+        let (cancel, token) = a.cancel_request(&build).expect("cancelled");
+        assert_eq!(
+            (cancel.method, cancel.url.as_str(), cancel.body),
+            (
+                "PATCH",
+                "https://dev.azure.com/org/My%20Project/_apis/build/builds/77?api-version=7.1",
+                r#"{"status":"cancelling"}"#
+            )
+        );
+        assert_eq!(token.expose(), "ado-secret");
+        let no_token = CiAccess::default();
+        assert!(no_token.cancel_request(&build).is_none());
+        let odd = CiRun {
+            run_id: "7x".into(),
+            ..build
+        };
+        assert!(a.cancel_request(&odd).is_none());
     }
 
     #[test]

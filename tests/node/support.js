@@ -49,14 +49,22 @@ function readLog(file) {
   return fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
 
-/** A server on 127.0.0.1 answering from `routes` (path → function(req, res)); records every hit. */
+/**
+ * A server on 127.0.0.1 answering from `routes` (path → function(req, res, hit)); records every
+ * hit with its method, path, `Authorization` and body.
+ */
 async function serve(t, routes) {
   const hits = [];
   const server = http.createServer((req, res) => {
-    hits.push({ url: req.url, authorization: req.headers.authorization || null });
-    const route = routes[req.url];
-    if (route) return route(req, res);
-    res.writeHead(404).end('not found');
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => {
+      const hit = { method: req.method, url: req.url, authorization: req.headers.authorization || null, body: Buffer.concat(chunks).toString('utf8') };
+      hits.push(hit);
+      const route = routes[req.url];
+      if (route) return route(req, res, hit);
+      res.writeHead(404).end('not found');
+    });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => new Promise((resolve) => server.close(resolve)));
@@ -64,9 +72,10 @@ async function serve(t, routes) {
 }
 
 /** Runs a node script as a child with a bounded wait; resolves to { code, stdout, stderr }. */
-function runNode(args, { env, onStdout, timeoutMs = STEP_TIMEOUT_MS } = {}) {
+function runNode(args, { env, onStdout, onSpawn, timeoutMs = STEP_TIMEOUT_MS } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (onSpawn) onSpawn(child);
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => {
@@ -200,8 +209,9 @@ class GitHubJob {
     });
   }
 
-  main() {
-    return runNode([path.join(ROOT, 'dist', 'main.js')], { env: this.env });
+  /** `onSpawn(child)` gets the step's process, for a test that plays the runner cancelling it. */
+  main({ onSpawn } = {}) {
+    return runNode([path.join(ROOT, 'dist', 'main.js')], { env: this.env, onSpawn });
   }
 
   post() {
@@ -284,8 +294,8 @@ class AzureJob {
     this.taskVariables = {};
   }
 
-  async main() {
-    const result = await runNode([path.join(this.taskDir, 'main.js')], { env: this.env });
+  async main({ onSpawn } = {}) {
+    const result = await runNode([path.join(this.taskDir, 'main.js')], { env: this.env, onSpawn });
     // The agent reads logging commands on stdout and stderr alike.
     result.vso = parseVso(`${result.stdout}\n${result.stderr}`);
     for (const c of result.vso) {

@@ -76,6 +76,10 @@ pub struct StepInputs {
     pub poll_seconds: Option<String>,
     /// How many holders share the environment (`--capacity`).
     pub capacity: Option<String>,
+    /// Where the step's acquire stands in line (`--priority`): `high` or `normal`.
+    pub priority: Option<String>,
+    /// The supersede key (`--supersede`): `true` for the workflow or pipeline and branch.
+    pub supersede: Option<String>,
     pub job: Option<String>,
     pub auth: Option<String>,
     pub connection_string: Option<String>,
@@ -114,6 +118,11 @@ impl StepInputs {
             lock_timeout_minutes: input("lock-timeout-minutes"),
             poll_seconds: input("poll-seconds"),
             capacity: input("capacity"),
+            priority: input("priority").map(|v| v.to_ascii_lowercase()),
+            supersede: input("supersede").map(|v| match v.to_ascii_lowercase().as_str() {
+                flag @ ("true" | "false") => flag.to_owned(),
+                _ => v,
+            }),
             job: input("job"),
             auth: input("auth"),
             connection_string: input("connection-string"),
@@ -169,6 +178,8 @@ impl StepInputs {
         set(&mut args.ttl_minutes, &inputs.lock_timeout_minutes);
         set(&mut args.poll_seconds, &inputs.poll_seconds);
         set(&mut args.capacity, &inputs.capacity);
+        set(&mut args.priority, &inputs.priority);
+        set(&mut args.supersede, &inputs.supersede);
         set(&mut args.job, &inputs.job);
         set(&mut args.auth, &inputs.auth);
         if let Some(lines) = &inputs.notify {

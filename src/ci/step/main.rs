@@ -2,8 +2,8 @@
 //! force-break, as the `mode` input says. `environment: eu,us` names a lock set: every member is
 //! taken (or none), one heartbeat renews them all, and the post step releases each.
 
-use super::heartbeat;
 use super::inputs::StepInputs;
+use super::{cancel, heartbeat};
 use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
 use crate::commands::{self, Command, Outcome, Target, acquire, force_break, set};
@@ -155,6 +155,9 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
         }
     }
     summary::step_summary(&cfg, &env, &outcome, wait, live.place())?;
+    if let Outcome::Superseded { by, .. } = &outcome {
+        return cancel::cancel_own_run(&cfg, platform, by);
+    }
     let code = outcome.exit_code();
     if mode == "check" && code == ExitCode::Held.code() && !fail_if_held {
         log::note(&format!(

@@ -3,6 +3,7 @@
 //! state, masking and results are handled here, where they are tested. The steps run the same
 //! commands and reports as the command line.
 
+pub mod cancel;
 pub mod heartbeat;
 pub mod inputs;
 pub mod main;
