@@ -256,3 +256,33 @@ fn priority_and_supersede_refuse_bad_values_sets_and_shared_environments() {
         b.snapshot()
     );
 }
+
+#[test]
+fn a_superseded_run_never_starts_its_command() {
+    let b = Backend::file();
+    let marker = TempDir::new("superseded-run");
+    let ran = marker.join("ran");
+    as_build(&b, "holder").args(["acquire", ENV]).run().code(0);
+    let older = as_build(&b, "41")
+        .args([
+            "run",
+            ENV,
+            "--wait",
+            "2m",
+            "--supersede",
+            "app@main",
+            "--",
+            "touch",
+        ])
+        .args([&ran])
+        .spawn();
+    until_queue(&b, "the older run", |q| builds(q) == ["41"]);
+    let newer = as_build(&b, "42")
+        .args(["acquire", ENV, "--wait", "2m", "--supersede", "app@main"])
+        .spawn();
+    let older = finish(older);
+    older.code(6);
+    assert!(!ran.exists(), "the superseded run's command ran");
+    as_build(&b, "holder").args(["release", ENV]).run().code(0);
+    finish(newer).code(0);
+}

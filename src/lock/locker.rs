@@ -221,9 +221,7 @@ impl<'a> Locker<'a> {
         if now.timestamp_subsec_millis() != 0 {
             return now;
         }
-        now + chrono::Duration::milliseconds(i64::from(
-            self.clock.wall().timestamp_subsec_millis(),
-        ))
+        now + chrono::Duration::milliseconds(i64::from(self.clock.wall().timestamp_subsec_millis()))
     }
 
     /// The ttl a record carries: whole seconds, rounded up so a lock never goes stale before the

@@ -216,10 +216,13 @@ impl Reporter {
                     ("waited-seconds", waited.as_secs().to_string()),
                 ])?;
                 self.print_json(outcome);
-                eprintln!(
-                    "{}",
-                    p.notice_line("Superseded", &text::superseded_message(env, by, *waited))
-                );
+                // The action's and task's step says it once, with what became of its run.
+                if !self.step {
+                    eprintln!(
+                        "{}",
+                        p.notice_line("Superseded", &text::superseded_message(env, by, *waited))
+                    );
+                }
             }
             Outcome::AcquireInterrupted { waited, taken, .. } => {
                 if !taken {

@@ -106,7 +106,7 @@ pub fn superseded_message(env: &str, by: &Waiter, waited: Duration) -> String {
         url => format!(" ({url})"),
     };
     format!(
-        "superseded by {}{link}: a newer run with the same --supersede key is waiting for {env}, \
+        "superseded by {}{link}: a newer run with the same supersede key is waiting for {env}, \
          so this one left the queue after {} instead of deploying an older commit after it",
         by.describe(),
         human_std(waited)
