@@ -193,7 +193,8 @@ pub struct GlobalArgs {
     pub notify: Vec<String>,
 
     /// Which events --notify sends, comma-separated (acquired, released, blocked, waiting, stolen,
-    /// broken, lost, timed-out, renew-failed, or all) [default: acquired,released,stolen,broken,lost].
+    /// broken, lost, timed-out, renew-failed, superseded, frozen, unfrozen, freeze-override, reaped,
+    /// or all) [default: acquired,released,stolen,broken,lost].
     #[arg(
         long,
         global = true,

@@ -283,3 +283,17 @@ fn headlines_say_what_happened() {
         "prod has been locked by github build 42 (job deploy) for 10m"
     );
 }
+
+#[test]
+fn a_superseded_waiter_is_an_event_of_its_own_with_its_priority() {
+    let mut superseded = event(EventKind::Superseded);
+    superseded.other = "github build 43 (https://github.com/o/r/actions/runs/43)".into();
+    superseded.priority = crate::lock::Priority::High;
+    let line = text::headline(&superseded);
+    assert!(line.contains("stopped waiting for prod"), "{line}");
+    assert!(line.contains("superseded by github build 43"), "{line}");
+    assert!(text::facts(&superseded).contains(&("Priority", "high".to_owned())));
+    let chosen = NotifyOn::parse(&["superseded".into()]).expect("a name --notify-on takes");
+    assert!(chosen.includes(&EventKind::Superseded));
+    assert!(!NotifyOn::default().includes(&EventKind::Superseded));
+}
