@@ -243,3 +243,74 @@ fn keys_and_sas_are_never_sent_over_plain_http_to_another_host() {
         }
     }
 }
+
+/// The saved state of a GitHub step (`name<<DELIM`, value, `DELIM`), as the runner hands it to
+/// the post step: `STATE_name`.
+fn saved_state(file: &std::path::Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut lines = text.lines();
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        if let Some((name, delimiter)) = line.split_once("<<") {
+            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
+            out.push((format!("STATE_{name}"), value.join("\n")));
+        }
+    }
+    out
+}
+
+/// The action's detached heartbeat starts from the version the main step's writes left and
+/// renews with one conditional write each time; the post step releases with the version the
+/// heartbeat left: a conditional delete and the audit append, no read.
+#[test]
+fn the_actions_heartbeat_renews_in_one_request_and_its_post_step_releases_in_two() {
+    let proxy = Proxy::start(Plan::pass());
+    let b = Backend::Azurite {
+        connection_string: proxy.connection_string(),
+        container: azurite().unique_container("requests-step"),
+    };
+    requests(&proxy, &b, &["acquire", "env"], 0);
+    requests(&proxy, &b, &["release", "env"], 0);
+    let job = crate::support::TempDir::new("requests-step");
+    let state = job.join("github-state");
+    let step = |name: &str| {
+        let mut cmd = b
+            .cmd()
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_RUN_ID", "5150")
+            .env("GITHUB_RUN_ATTEMPT", "1")
+            .env("GITHUB_JOB", "deploy")
+            .env("RUNNER_NAME", "runner-1")
+            .env("RUNNER_TEMP", job.path())
+            .env("GITHUB_OUTPUT", job.join("github-output"))
+            .env("GITHUB_STEP_SUMMARY", job.join("github-summary"))
+            .env("GITHUB_STATE", &state)
+            .env("INPUT_ENVIRONMENT", "env")
+            .env("INPUT_LOCK-TIMEOUT-MINUTES", "1.5s");
+        if name == "post" {
+            for (k, v) in saved_state(&state) {
+                cmd = cmd.env(&k, v);
+            }
+        }
+        cmd.args(["step", name]).run()
+    };
+    step("main").code(0);
+    let after_main: u64 = proxy.forwarded().values().sum();
+    // Renewed every half second meanwhile.
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    let post = step("post");
+    post.code(0);
+    let sent = proxy.forwarded().values().sum::<u64>() - after_main;
+    // `heartbeat stopped by the post step after 1s (3 renewals, 0 failed)`
+    let renewals: u64 = post
+        .stderr
+        .split(" renewals")
+        .next()
+        .and_then(|head| head.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no renewal count:\n{}", post.all()));
+    assert!(renewals >= 1, "{}", post.all());
+    assert!(post.stderr.contains(", 0 failed)"), "{}", post.all());
+    assert_eq!(sent, renewals + 2, "{}", post.all());
+    b.cmd().args(["check", "env"]).run().code(0);
+}

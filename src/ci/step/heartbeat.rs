@@ -5,9 +5,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::inputs::StepInputs;
+use super::known;
 use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
 use crate::clock::{Clock, SYSTEM};
@@ -19,7 +21,7 @@ use crate::lock::heartbeat;
 use crate::log;
 
 /// The runner's or agent's temp folder, which the job owns.
-fn job_temp_dir() -> PathBuf {
+pub fn job_temp_dir() -> PathBuf {
     ci::var("RUNNER_TEMP")
         .or_else(|| ci::var("AGENT_TEMPDIRECTORY"))
         .map_or_else(std::env::temp_dir, PathBuf::from)
@@ -35,6 +37,7 @@ pub fn start(
     environments: &str,
     pipeline: &Pipeline,
     tokens: &str,
+    versions: &Path,
     cfg: &Config,
 ) -> Result<PathBuf> {
     let first = tokens.split(',').next().unwrap_or(tokens);
@@ -49,6 +52,7 @@ pub fn start(
         .env("DEPLOY_LOCK_HEARTBEAT_ENVIRONMENT", environments)
         .env("DEPLOY_LOCK_HEARTBEAT_PIPELINE", pipeline)
         .env("DEPLOY_LOCK_HEARTBEAT_TOKEN", tokens)
+        .env("DEPLOY_LOCK_HEARTBEAT_VERSIONS", versions)
         .env(
             "DEPLOY_LOCK_HEARTBEAT_TTL_SECONDS",
             cfg.ttl.as_secs_f64().to_string(),
@@ -279,15 +283,45 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
         .filter(|p| *p > 1);
     let watch = Watch::new(job);
     let holders: Vec<_> = tokens.iter().map(|t| cfg.holder(&pipeline, t)).collect();
+    // Where the main step left the versions of its writes, and where ours go for the post step.
+    let version_file = ci::var("DEPLOY_LOCK_HEARTBEAT_VERSIONS").map(PathBuf::from);
+    let mut versions = version_file.as_deref().map(known::read).unwrap_or_default();
+    let current: Vec<Option<heartbeat::Known>> = environments
+        .iter()
+        .zip(&tokens)
+        .map(|(environment, token)| {
+            known::find(&versions, environment, token)
+                .map(|v| Mutex::new((v.record.clone(), v.etag.clone())))
+        })
+        .collect();
     let kept: Vec<heartbeat::Kept<'_>> = environments
         .iter()
         .zip(&holders)
-        .map(|(environment, me)| heartbeat::Kept {
+        .zip(&current)
+        .map(|((environment, me), known)| heartbeat::Kept {
             environment,
             me,
-            known: None,
+            known: known.as_ref(),
         })
         .collect();
+    // After every renewal, the versions it left, for the post step's release.
+    let mut keep_versions = || {
+        let Some(file) = &version_file else { return };
+        for version in &mut versions {
+            let renewed = environments
+                .iter()
+                .zip(&current)
+                .find(|(environment, _)| environment.as_str() == version.environment)
+                .and_then(|(_, known)| known.as_ref())
+                .and_then(|known| known.lock().ok().map(|k| k.clone()));
+            if let Some((record, etag)) = renewed {
+                (version.record, version.etag) = (record, etag);
+            }
+        }
+        if let Err(e) = known::write(file, &versions) {
+            log::debug(&format!("cannot keep the lock's version: {e}"));
+        }
+    };
     let store = open_store(&cfg)?;
     let started = Instant::now();
     let mut renewals = 0u64;
@@ -302,7 +336,10 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
         &*event_sink(&cfg, &*store),
         &stop,
         &mut |beat| match beat {
-            heartbeat::Beat::Renewed => renewals += 1,
+            heartbeat::Beat::Renewed => {
+                renewals += 1;
+                keep_versions();
+            }
             heartbeat::Beat::Failed(_) => failures += 1,
         },
     );

@@ -3,9 +3,10 @@
 //! taken (or none), one heartbeat renews them all, and the post step releases each.
 
 use super::inputs::StepInputs;
-use super::{cancel, heartbeat};
+use super::{cancel, heartbeat, known};
 use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
+use crate::clock::{Clock, SYSTEM};
 use crate::commands::{self, Command, Outcome, Target, acquire, force_break, set};
 use crate::config::{self, Pipeline};
 use crate::exit::{ExitCode, Failure, Result};
@@ -147,8 +148,26 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
                 ("pipeline", pipeline.to_string()),
                 ("token", tokens.clone()),
             ];
+            // The versions our writes left, for the heartbeat's renewals and the post step's
+            // release (`known.rs`); without them both read first.
+            let first = ours.first().map_or("", |t| t.record.token.as_str());
+            let version_file = known::file(&heartbeat::job_temp_dir(), first);
+            let versions: Vec<known::Version> = ours
+                .iter()
+                .map(|t| known::Version {
+                    environment: t.env.to_string(),
+                    record: t.record.clone(),
+                    etag: t.etag.clone(),
+                    acquired_locally: SYSTEM.wall().timestamp_millis(),
+                })
+                .collect();
+            match known::write(&version_file, &versions) {
+                Ok(()) => state.push(("version", version_file.display().to_string())),
+                Err(e) => log::debug(&format!("cannot keep the lock's version: {e}")),
+            }
             if heartbeat {
-                let file = heartbeat::start(&environments, &pipeline, &tokens, &cfg)?;
+                let file =
+                    heartbeat::start(&environments, &pipeline, &tokens, &version_file, &cfg)?;
                 state.push(("heartbeat", file.display().to_string()));
             }
             platform.save_state(&state)?;

@@ -1,13 +1,14 @@
 //! The post step: stop the heartbeat and give the lock back.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::heartbeat;
 use super::inputs::StepInputs;
+use super::{heartbeat, known};
 use crate::ci::Platform;
 use crate::cli::GlobalArgs;
+use crate::clock::{Clock, SYSTEM};
 use crate::commands::outcome::Handback;
-use crate::commands::release::hand_back;
+use crate::commands::release::{hand_back, hand_back_known};
 use crate::commands::{Context, Since, dashboard, event_sink, open_store};
 use crate::config::{self, Pipeline};
 use crate::exit::Result;
@@ -53,9 +54,24 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
     let events = event_sink(&cfg, &*store);
     let ctx = Context::new(&cfg, &*store, &*events);
     let reporter = Reporter::new(platform, cfg.output);
+    // The versions the main step's writes or the heartbeat's renewals left (`known.rs`): a
+    // release with one is a conditional delete without a read first.
+    let version_file = platform.load_state("version").map(PathBuf::from);
+    let versions = version_file.as_deref().map(known::read).unwrap_or_default();
     let mut failed = Vec::new();
     for (env, token) in envs.iter().zip(token.split(',')) {
-        let handback = hand_back(&ctx, env, &cfg.holder(&pipeline, token));
+        let me = cfg.holder(&pipeline, token);
+        let handback = match known::find(&versions, env.as_str(), token) {
+            Some(v) => hand_back_known(
+                &ctx,
+                env,
+                &me,
+                &v.record,
+                &v.etag,
+                v.store_now(SYSTEM.wall()),
+            ),
+            None => hand_back(&ctx, env, &me),
+        };
         if let Err(e) = summary::post_summary(platform, env, &handback) {
             log::warn(&format!("could not write the summary: {e}"));
         }
@@ -63,6 +79,9 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
             Handback::Failed(e) => failed.push(e),
             handback => reporter.handback(env, &handback, Caller::PostStep),
         }
+    }
+    if let Some(file) = &version_file {
+        let _ = std::fs::remove_file(file);
     }
     if inputs.dashboard.get(false).unwrap_or(false) {
         publish_dashboard(&ctx, reporter);
