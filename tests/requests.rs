@@ -22,6 +22,20 @@ fn requests(proxy: &Proxy, b: &Backend, args: &[&str], expect: i32) -> u64 {
     proxy.forwarded().values().sum::<u64>() - before
 }
 
+/// Runs one command through a counting proxy with its own state directory (`HOME`), and
+/// returns how many requests it sent.
+fn requests_from(proxy: &Proxy, b: &Backend, home: &std::path::Path, args: &[&str]) -> u64 {
+    let before: u64 = proxy.forwarded().values().sum();
+    b.cmd()
+        .env("DEPLOY_LOCK_BUILD_ID", "counter")
+        .env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .args(args)
+        .run()
+        .code(0);
+    proxy.forwarded().values().sum::<u64>() - before
+}
+
 #[test]
 fn acquire_is_the_freeze_read_and_three_check_one_release_two_from_run() {
     let proxy = Proxy::start(Plan::pass());
@@ -29,50 +43,63 @@ fn acquire_is_the_freeze_read_and_three_check_one_release_two_from_run() {
         connection_string: proxy.connection_string(),
         container: azurite().unique_container("requests"),
     };
+    let terminal = crate::support::TempDir::new("requests-terminal");
+    let here = |args: &[&str]| requests_from(&proxy, &b, terminal.path(), args);
     // The container and this month's audit log segment exist before counting: creating them
     // is a one-time cost.
-    requests(&proxy, &b, &["acquire", "env"], 0);
-    requests(&proxy, &b, &["release", "env"], 0);
-    let lean = ["--no-fence", "--no-audit"];
-    let run = |args: &[&str], expect| {
+    here(&["acquire", "env"]);
+    here(&["release", "env"]);
+    let lean = |args: &[&str]| {
         let mut all = args.to_vec();
-        all.extend(lean);
-        requests(&proxy, &b, &all, expect)
+        all.extend(["--no-fence", "--no-audit"]);
+        here(&all)
     };
     // The freeze record is read before the create: every client honours a freeze.
-    assert_eq!(run(&["acquire", "env"], 0), 2, "acquire");
-    assert_eq!(run(&["check", "env"], 0), 1, "check");
-    assert_eq!(run(&["release", "env"], 0), 2, "release");
+    assert_eq!(lean(&["acquire", "env"]), 2, "acquire");
+    assert_eq!(lean(&["check", "env"]), 1, "check");
+    // The acquire remembered the version it left in this user's state directory: the release
+    // is one conditional delete on it.
+    assert_eq!(lean(&["release", "env"]), 1, "release");
     // The acquisition's audit event is appended, and its position in the log is the fencing
     // number, recorded in the lock: two more (three for the lock, fence and audit, plus the
     // read of the freeze windows).
+    assert_eq!(here(&["acquire", "env"]), 4, "acquire with fence and audit");
+    // A renewal from the same user's next command: one conditional write.
+    assert_eq!(here(&["renew", "env"]), 1, "renew");
+    // And the release: the conditional delete and the audit append.
+    assert_eq!(here(&["release", "env"]), 2, "release with audit");
+    // A process elsewhere (another machine, another user) knows nothing of the lock: it reads
+    // first, then renews, or deletes on that version and appends.
+    here(&["acquire", "env"]);
+    let there = |args: &[&str]| {
+        let elsewhere = crate::support::TempDir::new("requests-elsewhere");
+        requests_from(&proxy, &b, elsewhere.path(), args)
+    };
+    assert_eq!(there(&["renew", "env"]), 2, "renew from elsewhere");
+    assert_eq!(there(&["release", "env"]), 3, "release from elsewhere");
+    // What this user remembered is out of date now: the conditional delete fails, and the
+    // reading path finds the lock gone.
     assert_eq!(
-        requests(&proxy, &b, &["acquire", "env"], 0),
-        4,
-        "acquire with fence and audit"
+        here(&["release", "env"]),
+        2,
+        "release with an outdated version"
     );
-    // A new process knows nothing of the lock: it reads, deletes on that version, appends.
     assert_eq!(
-        requests(&proxy, &b, &["release", "env"], 0),
-        3,
-        "release with audit"
-    );
-    assert_eq!(
-        requests(&proxy, &b, &["acquire", "env", "--no-fence"], 0),
+        here(&["acquire", "env", "--no-fence"]),
         3,
         "acquire with audit"
     );
-    requests(&proxy, &b, &["release", "env"], 0);
+    here(&["release", "env"]);
     // Without the audit the fencing line holds only a place in the log: still four.
     assert_eq!(
-        requests(&proxy, &b, &["acquire", "env", "--no-audit"], 0),
+        here(&["acquire", "env", "--no-audit"]),
         4,
         "acquire with fence"
     );
-    requests(&proxy, &b, &["release", "env"], 0);
+    here(&["release", "env"]);
     // `run` knows the version it wrote: release is one conditional delete and the append.
     assert_eq!(
-        requests(&proxy, &b, &["run", "env", "--", "true"], 0),
+        here(&["run", "env", "--", "true"]),
         6,
         "run: acquire with fence and audit, release with audit"
     );

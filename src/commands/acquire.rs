@@ -7,6 +7,7 @@ use super::context::{Context, Progress, Target, Watch};
 use super::estimate::typical_hold;
 use super::freeze::{Gate, gate};
 use super::outcome::{Acquisition, Blocked, Outcome};
+use super::versions;
 use crate::config::{self, Config, Environment, Pipeline};
 use crate::exit::{ExitCode, Failure, Result};
 use crate::human::human_std;
@@ -275,6 +276,19 @@ pub(super) fn confirm(
     }
     if let Some(event) = &event {
         ctx.events.record(event);
+    }
+    // Released by a later command (a terminal, a script's next step): remember the version our
+    // writes left, so that its release or renewal needs no read first (`versions.rs`).
+    if !releases_itself && !reentrant {
+        versions::remember(
+            &versions::remembered(ctx.store, env),
+            versions::Version {
+                environment: env.to_string(),
+                record: record.clone(),
+                etag: etag.clone(),
+                acquired_locally: ctx.clock.wall().timestamp_millis(),
+            },
+        );
     }
     Ok(Acquisition {
         env: env.clone(),

@@ -18,6 +18,7 @@ pub mod run;
 pub mod set;
 pub mod stats;
 pub mod status;
+pub mod versions;
 pub mod wait;
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use super::context::{Context, Target};
 use super::outcome::{Handback, How, Outcome, Released};
+use super::versions;
 use crate::config::Environment;
 use crate::exit::Result;
 use crate::lock::protocol::{Ownership, ownership};
@@ -10,17 +11,39 @@ use chrono::{DateTime, Utc};
 
 use crate::lock::{self, Identity, LockEvent, LockRecord};
 
-/// Releases the lock `me` holds and records the release.
+/// Releases the lock `me` holds and records the release. A version this user's `acquire` or
+/// `renew` remembered saves the read (`versions.rs`).
 pub fn release_as(
     ctx: &Context<'_>,
     env: &Environment,
     me: &Identity,
 ) -> anyhow::Result<lock::Released> {
     let locker = ctx.locker();
-    let released = locker.release(env, me)?;
-    if let lock::Released::Released(lock) = &released {
-        ctx.events
-            .record(&LockEvent::released(env, lock, locker.store_now()));
+    let memory = versions::remembered(ctx.store, env);
+    let remembered = versions::pick(&versions::read(&memory), me).cloned();
+    let released = match &remembered {
+        Some(v) => {
+            let now = v
+                .store_now(ctx.clock.wall())
+                .unwrap_or_else(|| locker.store_now());
+            locker.release_remembered(env, me, &v.record, &v.etag, now)?
+        }
+        None => locker.release(env, me)?,
+    };
+    match &released {
+        lock::Released::Released(lock) => {
+            ctx.events
+                .record(&LockEvent::released(env, lock, locker.store_now()));
+            if let Some(record) = lock.holder.record() {
+                versions::forget(&memory, &record.token);
+            }
+        }
+        lock::Released::Absent => {
+            if let Some(v) = &remembered {
+                versions::forget(&memory, &v.record.token);
+            }
+        }
+        lock::Released::Refused(_) => {}
     }
     Ok(released)
 }

@@ -4,6 +4,7 @@
 
 use super::context::{Context, Target};
 use super::outcome::{Outcome, RenewEnd as End, Renewal};
+use super::versions::{self, Version};
 use crate::exit::Result;
 use crate::lock::protocol::{Ownership, ownership};
 use crate::lock::{EventKind, LockEvent, Renewed};
@@ -14,7 +15,43 @@ pub fn renew(ctx: &Context<'_>, target: &Target) -> Result<Outcome> {
     let me = cfg.identity(&target.pipeline);
     let locker = ctx.locker();
     // Without `--ttl-minutes` (or LOCK_TIMEOUT_MINUTES) the lock keeps its own ttl.
-    let end = match locker.renew(env, &me, cfg.ttl_given.then_some(cfg.ttl))? {
+    let ttl = cfg.ttl_given.then_some(cfg.ttl);
+    // A version this user's `acquire` or `renew` remembered saves the read (`versions.rs`).
+    let memory = versions::remembered(ctx.store, env);
+    let remembered = versions::pick(&versions::read(&memory), &me).cloned();
+    let renewed = match &remembered {
+        Some(v) => {
+            let now = v
+                .store_now(ctx.clock.wall())
+                .unwrap_or_else(|| locker.store_now());
+            locker.renew_remembered(env, &me, (&v.record, &v.etag), ttl, now)?
+        }
+        None => locker.renew(env, &me, ttl)?,
+    };
+    match (&renewed, &remembered) {
+        (Renewed::Renewed(lock), _) => {
+            if let Some(record) = lock.holder.record() {
+                versions::remember(
+                    &memory,
+                    Version {
+                        environment: env.to_string(),
+                        record: record.clone(),
+                        etag: lock.etag.clone(),
+                        acquired_locally: remembered
+                            .as_ref()
+                            .filter(|v| v.record.token == record.token)
+                            .map_or_else(
+                                || ctx.clock.wall().timestamp_millis(),
+                                |v| v.acquired_locally,
+                            ),
+                    },
+                );
+            }
+        }
+        (Renewed::Lost(_), Some(v)) => versions::forget(&memory, &v.record.token),
+        (Renewed::Lost(_), None) => {}
+    }
+    let end = match renewed {
         Renewed::Renewed(lock) => End::Renewed(Box::new(lock)),
         Renewed::Lost(Some(lock))
             if me.token.is_none() && ownership(&lock.holder, &me) == Ownership::SameUserAndHost =>

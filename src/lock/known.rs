@@ -1,12 +1,12 @@
 //! Release and renewal of an acquisition whose current version we know (`run` and its own
-//! heartbeat): one conditional request each, no read first (docs/design.md, "Requests"). A
-//! version that moved, or an answer that was lost, falls back to the reading path in
-//! `locker.rs`, which settles it by the token.
+//! heartbeat, the action's steps, a version remembered on this machine): one conditional request
+//! each, no read first (docs/design.md, "Requests"). A version that moved, or an answer that was
+//! lost, falls back to the reading path in `locker.rs`, which settles it by the token.
 
 use chrono::{DateTime, Utc};
 
 use super::locker::{Locker, Released};
-use super::protocol::{Identity, LockView};
+use super::protocol::{self, Identity, LockView, ReleaseStep, RenewStep};
 use super::record::{LockRecord, key};
 use super::renew::Renewed;
 use crate::store::StoreError;
@@ -47,6 +47,60 @@ impl Locker<'_> {
             Err(StoreError::Conflict | StoreError::Transient(_)) => self.release(environment, me),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Releases with a version remembered from an earlier process: the same decision as after a
+    /// read (is the caller allowed to release this holder?) taken on the remembered record, then
+    /// one conditional delete. A caller that may not release it, or a version that moved, takes
+    /// the reading path.
+    pub fn release_remembered(
+        &self,
+        environment: &str,
+        me: &Identity,
+        record: &LockRecord,
+        etag: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Released> {
+        let view = self.view_of(record, etag, now);
+        match protocol::release_step(Some(&view), me) {
+            ReleaseStep::Delete { .. } => self.release_known(environment, me, record, etag, now),
+            ReleaseStep::Refuse | ReleaseStep::Absent => self.release(environment, me),
+        }
+    }
+
+    /// Renews with a version remembered from an earlier process, when the remembered record is
+    /// the caller's (as `renew` decides after a read): one conditional write; else the reading
+    /// path.
+    /// `ttl` sets a new ttl (by the reading path); without one the lock keeps its own.
+    pub fn renew_remembered(
+        &self,
+        environment: &str,
+        me: &Identity,
+        remembered: (&LockRecord, &str),
+        ttl: Option<std::time::Duration>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Renewed> {
+        let (record, etag) = remembered;
+        let view = self.view_of(record, etag, now);
+        match protocol::renew_step(Some(&view), me) {
+            // A new ttl is written by the reading path, which also keeps it when it falls back.
+            RenewStep::Rewrite { .. } if ttl.is_none() => {
+                self.renew_known(environment, me, record, etag)
+            }
+            RenewStep::Rewrite { .. } | RenewStep::Lost => self.renew(environment, me, ttl),
+        }
+    }
+
+    /// A lock as if read: `record` at version `etag`, by the store's time `now`.
+    fn view_of(&self, record: &LockRecord, etag: &str, now: DateTime<Utc>) -> LockView {
+        let blob = crate::store::Blob {
+            data: record.to_bytes(),
+            etag: etag.to_owned(),
+            last_modified: now,
+            created: None,
+            metadata: record.metadata(),
+        };
+        LockView::new(&blob, now, self.foreign_ttl_chrono())
     }
 
     /// Renews our lock whose current version we know: one conditional write, no read. Anything

@@ -371,3 +371,53 @@ fn cancellation_reaches_the_lock_through_the_clock() {
     ));
     assert!(locker.read(ENV).expect("read").is_none());
 }
+
+/// A version remembered by an earlier process is used only as a read would be: it releases or
+/// renews the caller's own lock in one request, never someone else's, and an outdated one falls
+/// back to reading.
+#[test]
+fn a_remembered_version_never_releases_or_renews_someone_elses_lock() {
+    let (store, offset) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10));
+    let (mine, etag, ..) = taken(acquire(&locker, &who("1"), None));
+    let now = locker.store_now();
+    // Another caller holding the remembered record of build 1: refused, nothing deleted.
+    assert!(matches!(
+        locker
+            .release_remembered(ENV, &who("2"), &mine, &etag, now)
+            .expect("release"),
+        Released::Refused(_)
+    ));
+    assert!(matches!(
+        locker
+            .renew_remembered(ENV, &who("2"), (&mine, &etag), None, now)
+            .expect("renew"),
+        Renewed::Lost(_)
+    ));
+    assert_eq!(
+        locker.read(ENV).expect("read").map(|l| l.etag),
+        Some(etag.clone())
+    );
+    // Ours: renewed in place, then the lock expires and build 3 takes it over.
+    let Renewed::Renewed(renewed) = locker
+        .renew_remembered(ENV, &who("1"), (&mine, &etag), None, now)
+        .expect("renew")
+    else {
+        panic!("not renewed");
+    };
+    assert_ne!(renewed.etag, etag);
+    advance(&offset, 120);
+    let (theirs, ..) = taken(acquire(&locker, &who("3"), None));
+    // The outdated version: the delete does not match, and the reading path refuses.
+    assert!(matches!(
+        locker
+            .release_remembered(ENV, &who("1"), &mine, &renewed.etag, locker.store_now())
+            .expect("release"),
+        Released::Refused(_)
+    ));
+    let holder = locker.read(ENV).expect("read").expect("held");
+    assert_eq!(
+        holder.holder.record().map(|r| &r.token),
+        Some(&theirs.token)
+    );
+}

@@ -9,10 +9,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::inputs::StepInputs;
-use super::known;
 use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
 use crate::clock::{Clock, SYSTEM};
+use crate::commands::versions;
 use crate::commands::{event_sink, open_store};
 use crate::config::{self, Config, Pipeline};
 use crate::exit::{Failure, Result};
@@ -285,12 +285,15 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
     let holders: Vec<_> = tokens.iter().map(|t| cfg.holder(&pipeline, t)).collect();
     // Where the main step left the versions of its writes, and where ours go for the post step.
     let version_file = ci::var("DEPLOY_LOCK_HEARTBEAT_VERSIONS").map(PathBuf::from);
-    let mut versions = version_file.as_deref().map(known::read).unwrap_or_default();
+    let mut versions = version_file
+        .as_deref()
+        .map(versions::read)
+        .unwrap_or_default();
     let current: Vec<Option<heartbeat::Known>> = environments
         .iter()
         .zip(&tokens)
         .map(|(environment, token)| {
-            known::find(&versions, environment, token)
+            versions::find(&versions, environment, token)
                 .map(|v| Mutex::new((v.record.clone(), v.etag.clone())))
         })
         .collect();
@@ -318,7 +321,7 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
                 (version.record, version.etag) = (record, etag);
             }
         }
-        if let Err(e) = known::write(file, &versions) {
+        if let Err(e) = versions::write(file, &versions) {
             log::debug(&format!("cannot keep the lock's version: {e}"));
         }
     };

@@ -3,10 +3,11 @@
 //! taken (or none), one heartbeat renews them all, and the post step releases each.
 
 use super::inputs::StepInputs;
-use super::{cancel, heartbeat, known};
+use super::{cancel, heartbeat};
 use crate::ci::{self, Platform};
 use crate::cli::GlobalArgs;
 use crate::clock::{Clock, SYSTEM};
+use crate::commands::versions;
 use crate::commands::{self, Command, Outcome, Target, acquire, force_break, set};
 use crate::config::{self, Pipeline};
 use crate::exit::{ExitCode, Failure, Result};
@@ -151,17 +152,17 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
             // The versions our writes left, for the heartbeat's renewals and the post step's
             // release (`known.rs`); without them both read first.
             let first = ours.first().map_or("", |t| t.record.token.as_str());
-            let version_file = known::file(&heartbeat::job_temp_dir(), first);
-            let versions: Vec<known::Version> = ours
+            let version_file = versions::file(&heartbeat::job_temp_dir(), first);
+            let versions: Vec<versions::Version> = ours
                 .iter()
-                .map(|t| known::Version {
+                .map(|t| versions::Version {
                     environment: t.env.to_string(),
                     record: t.record.clone(),
                     etag: t.etag.clone(),
                     acquired_locally: SYSTEM.wall().timestamp_millis(),
                 })
                 .collect();
-            match known::write(&version_file, &versions) {
+            match versions::write(&version_file, &versions) {
                 Ok(()) => state.push(("version", version_file.display().to_string())),
                 Err(e) => log::debug(&format!("cannot keep the lock's version: {e}")),
             }

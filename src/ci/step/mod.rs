@@ -6,7 +6,6 @@
 pub mod cancel;
 pub mod heartbeat;
 pub mod inputs;
-pub mod known;
 pub mod main;
 pub mod post;
 

@@ -2,13 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
+use super::heartbeat;
 use super::inputs::StepInputs;
-use super::{heartbeat, known};
 use crate::ci::Platform;
 use crate::cli::GlobalArgs;
 use crate::clock::{Clock, SYSTEM};
 use crate::commands::outcome::Handback;
 use crate::commands::release::{hand_back, hand_back_known};
+use crate::commands::versions;
 use crate::commands::{Context, Since, dashboard, event_sink, open_store};
 use crate::config::{self, Pipeline};
 use crate::exit::Result;
@@ -57,11 +58,14 @@ pub fn post_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
     // The versions the main step's writes or the heartbeat's renewals left (`known.rs`): a
     // release with one is a conditional delete without a read first.
     let version_file = platform.load_state("version").map(PathBuf::from);
-    let versions = version_file.as_deref().map(known::read).unwrap_or_default();
+    let versions = version_file
+        .as_deref()
+        .map(versions::read)
+        .unwrap_or_default();
     let mut failed = Vec::new();
     for (env, token) in envs.iter().zip(token.split(',')) {
         let me = cfg.holder(&pipeline, token);
-        let handback = match known::find(&versions, env.as_str(), token) {
+        let handback = match versions::find(&versions, env.as_str(), token) {
             Some(v) => hand_back_known(
                 &ctx,
                 env,

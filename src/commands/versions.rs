@@ -1,21 +1,35 @@
-//! The lock's current version, handed on between the steps of one job (docs/design.md,
-//! "Requests"): the main step writes the record and version its acquisition left, the detached
-//! heartbeat starts from them and rewrites them after every renewal, and the post step releases
-//! with them. So every renewal is one conditional write and the release one conditional delete
-//! (and the audit append), without a read first.
+//! The lock's current version, handed on between processes (docs/design.md, "Requests"), so that
+//! a renewal is one conditional write and a release one conditional delete (and the audit
+//! append), without a read first:
+//! - between the steps of one job: the main step writes the record and version its acquisition
+//!   left, the detached heartbeat starts from them and rewrites them after every renewal, and the
+//!   post step releases with them;
+//! - between the commands of one user on one machine: `acquire` and `renew` remember the version
+//!   they left in the user's state directory (`remembered`), and a later `release` or `renew` of
+//!   the same lock starts from it.
 //!
 //! A version that is out of date costs nothing but a read: the conditional write or delete fails
-//! and the reading path settles it by the token. A file that is missing or unreadable means the
-//! reading path from the start.
+//! and the reading path settles it by the token. Whether the caller may release or renew is
+//! decided on the remembered record exactly as on a read one. A file that is missing or
+//! unreadable means the reading path from the start.
 
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::lock::LockRecord;
+use crate::config::default_local_dir;
+use crate::lock::{Identity, LockRecord};
+use crate::store::Store;
+
+/// Acquisitions of one lock remembered at most: one user's terminals and scripts.
+const MAX_REMEMBERED: usize = 8;
+
+/// A remembered version not touched for this long is forgotten (its lock expired long ago).
+const FORGET_AFTER: Duration = Duration::from_secs(30 * 86_400);
 
 /// One lock we hold: its environment (a lock set's member), its record and current version, and
 /// the local clock when it was acquired.
@@ -79,6 +93,77 @@ pub fn find<'v>(versions: &'v [Version], environment: &str, token: &str) -> Opti
     versions
         .iter()
         .find(|v| v.environment == environment && v.record.token == token)
+}
+
+/// The remembered acquisition a caller most likely means: the one with its token, else the
+/// latest (whether it may release or renew it is decided as after a read).
+#[must_use]
+pub fn pick<'v>(versions: &'v [Version], me: &Identity) -> Option<&'v Version> {
+    match me.token.as_deref() {
+        Some(token) => versions.iter().find(|v| v.record.token == token),
+        None => versions.last(),
+    }
+}
+
+/// Where this user's acquisitions of `environment` in `store` are remembered: one small file per
+/// store and environment in the user's state directory.
+#[must_use]
+pub fn remembered(store: &dyn Store, environment: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}\n{environment}", store.describe()).as_bytes());
+    let name: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    default_local_dir()
+        .join("versions")
+        .join(format!("{name}.json"))
+}
+
+/// Remembers `version` (replacing an earlier one of the same acquisition) and forgets files that
+/// have not been touched for a month. Best effort: a version not remembered costs a read later.
+pub fn remember(path: &Path, version: Version) {
+    let mut versions = read(path);
+    versions.retain(|v| v.record.token != version.record.token);
+    versions.push(version);
+    let keep_from = versions.len().saturating_sub(MAX_REMEMBERED);
+    let kept = versions.split_off(keep_from);
+    if let Some(dir) = path.parent() {
+        let _ = fs::create_dir_all(dir);
+        forget_old(dir);
+    }
+    if let Err(e) = write(path, &kept) {
+        crate::log::debug(&format!("cannot remember the lock's version: {e}"));
+    }
+}
+
+/// Forgets the acquisition with `token`.
+pub fn forget(path: &Path, token: &str) {
+    let mut versions = read(path);
+    let before = versions.len();
+    versions.retain(|v| v.record.token != token);
+    if versions.len() == before {
+        return;
+    }
+    let _ = if versions.is_empty() {
+        fs::remove_file(path)
+    } else {
+        write(path, &versions)
+    };
+}
+
+fn forget_old(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > FORGET_AFTER);
+        if old {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
