@@ -148,16 +148,45 @@ impl CiAccess {
     /// or when a field is not what that platform writes: nothing is sent then.
     #[must_use]
     pub fn request(&self, run: &CiRun) -> Option<(String, &Secret)> {
+        let tail = format!("attempts/{}", run.attempt);
+        let attempt_ok = run.system != "github" || number(&run.attempt);
+        self.endpoint(run, &tail).filter(|_| attempt_ok)
+    }
+
+    /// The request that asks `run`'s CI to cancel it (a superseded step cancels its own run):
+    /// GitHub's `POST …/actions/runs/{id}/cancel`, Azure DevOps' `PATCH` of the build to
+    /// `cancelling`. None on the same terms as [`CiAccess::request`].
+    #[must_use]
+    pub fn cancel_request(&self, run: &CiRun) -> Option<(Cancel, &Secret)> {
+        let (url, token) = self.endpoint(run, "cancel")?;
+        let cancel = match run.system.as_str() {
+            "github" => Cancel {
+                method: "POST",
+                url,
+                body: "",
+            },
+            _ => Cancel {
+                method: "PATCH",
+                url,
+                body: r#"{"status":"cancelling"}"#,
+            },
+        };
+        Some((cancel, token))
+    }
+
+    /// The URL of `run` on its own platform's API, with the token for it: GitHub's
+    /// `…/actions/runs/{id}/{github_tail}`, Azure DevOps' build. None without a token for the
+    /// platform, for a malformed reference, or for an API that is not this run's own.
+    fn endpoint(&self, run: &CiRun, github_tail: &str) -> Option<(String, &Secret)> {
         let (api, url) = match run.system.as_str() {
             "github" => {
                 let api = self.github.as_ref()?;
-                let ok = repository(&run.repository) && number(&run.run_id) && number(&run.attempt);
+                let ok = repository(&run.repository) && number(&run.run_id);
                 let url = format!(
-                    "{}/repos/{}/actions/runs/{}/attempts/{}",
+                    "{}/repos/{}/actions/runs/{}/{github_tail}",
                     trimmed(&api.url),
                     run.repository,
-                    run.run_id,
-                    run.attempt
+                    run.run_id
                 );
                 (api, ok.then_some(url)?)
             }
@@ -175,49 +204,6 @@ impl CiAccess {
             _ => return None,
         };
         same_api(&api.url, &run.api_url).then_some((url, &api.token))
-    }
-
-    /// The request that asks `run`'s CI to cancel it (a superseded step cancels its own run):
-    /// GitHub's `POST …/actions/runs/{id}/cancel`, Azure DevOps' `PATCH` of the build to
-    /// `cancelling`. None on the same terms as [`CiAccess::request`].
-    #[must_use]
-    pub fn cancel_request(&self, run: &CiRun) -> Option<(Cancel, &Secret)> {
-        let (api, cancel) = match run.system.as_str() {
-            "github" => {
-                let api = self.github.as_ref()?;
-                let ok = repository(&run.repository) && number(&run.run_id);
-                let url = format!(
-                    "{}/repos/{}/actions/runs/{}/cancel",
-                    trimmed(&api.url),
-                    run.repository,
-                    run.run_id
-                );
-                let cancel = Cancel {
-                    method: "POST",
-                    url,
-                    body: "",
-                };
-                (api, ok.then_some(cancel)?)
-            }
-            "azdevops" => {
-                let api = self.azdo.as_ref()?;
-                let ok = !run.project.is_empty() && number(&run.run_id);
-                let url = format!(
-                    "{}/{}/_apis/build/builds/{}?api-version=7.1",
-                    trimmed(&api.url),
-                    encode(&run.project),
-                    run.run_id
-                );
-                let cancel = Cancel {
-                    method: "PATCH",
-                    url,
-                    body: r#"{"status":"cancelling"}"#,
-                };
-                (api, ok.then_some(cancel)?)
-            }
-            _ => return None,
-        };
-        same_api(&api.url, &run.api_url).then_some((cancel, &api.token))
     }
 }
 

@@ -41,6 +41,40 @@ impl CiApi {
     }
 }
 
+impl CiApi {
+    /// Asks `run`'s own CI to cancel it (a superseded step cancels its own run); why not, when
+    /// it could not.
+    ///
+    /// # Errors
+    /// No token or API for the run, a malformed reference, an unanswered request or a refusal.
+    pub fn cancel(&self, run: &CiRun) -> Result<(), String> {
+        let (cancel, token) = self
+            .access
+            .cancel_request(run)
+            .ok_or("no token for this run's CI API, or its reference is malformed")?;
+        let authorization = format!("Bearer {}", token.expose());
+        let headers = [
+            ("Authorization", authorization.as_str()),
+            ("Accept", "application/json"),
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Api-Version", "2022-11-28"),
+        ];
+        let outgoing = Outgoing {
+            method: cancel.method,
+            url: &cancel.url,
+            headers: &headers,
+            body: cancel.body.as_bytes(),
+            max_body: MAX_ANSWER_BYTES,
+        };
+        let answer = self.http.send(&outgoing, &POLICY).map_err(|e| e.message)?;
+        // Azure DevOps answers an unknown or expired token with 203 and a sign-in page.
+        match answer.status {
+            200 | 201 | 202 | 204 => Ok(()),
+            status => Err(format!("the CI API answered HTTP {status}")),
+        }
+    }
+}
+
 impl RunOracle for CiApi {
     fn ask(&self, run: &CiRun) -> Option<Result<RunState, String>> {
         let Some((url, token)) = self.access.request(run) else {

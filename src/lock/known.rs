@@ -29,19 +29,10 @@ impl Locker<'_> {
             .delete(&key(known_key(environment, record)), etag)
         {
             Ok(()) => {
-                let blob = crate::store::Blob {
-                    data: record.to_bytes(),
-                    etag: etag.to_owned(),
-                    last_modified: now,
-                    created: None,
-                    metadata: record.metadata(),
-                };
                 self.saw(now);
-                Ok(Released::Released(Box::new(LockView::new(
-                    &blob,
-                    now,
-                    self.foreign_ttl_chrono(),
-                ))))
+                Ok(Released::Released(Box::new(
+                    self.view_of(record, etag, now, now),
+                )))
             }
             Err(StoreError::NotFound(_)) => Ok(Released::Absent),
             Err(StoreError::Conflict | StoreError::Transient(_)) => self.release(environment, me),
@@ -61,7 +52,7 @@ impl Locker<'_> {
         etag: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Released> {
-        let view = self.view_of(record, etag, now);
+        let view = self.view_of(record, etag, now, now);
         match protocol::release_step(Some(&view), me) {
             ReleaseStep::Delete { .. } => self.release_known(environment, me, record, etag, now),
             ReleaseStep::Refuse | ReleaseStep::Absent => self.release(environment, me),
@@ -81,7 +72,7 @@ impl Locker<'_> {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Renewed> {
         let (record, etag) = remembered;
-        let view = self.view_of(record, etag, now);
+        let view = self.view_of(record, etag, now, now);
         match protocol::renew_step(Some(&view), me) {
             // A new ttl is written by the reading path, which also keeps it when it falls back.
             RenewStep::Rewrite { .. } if ttl.is_none() => {
@@ -91,12 +82,19 @@ impl Locker<'_> {
         }
     }
 
-    /// A lock as if read: `record` at version `etag`, by the store's time `now`.
-    fn view_of(&self, record: &LockRecord, etag: &str, now: DateTime<Utc>) -> LockView {
+    /// A lock as if read: `record` at version `etag`, written at `last_modified`, by the store's
+    /// time `now`.
+    fn view_of(
+        &self,
+        record: &LockRecord,
+        etag: &str,
+        last_modified: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> LockView {
         let blob = crate::store::Blob {
             data: record.to_bytes(),
             etag: etag.to_owned(),
-            last_modified: now,
+            last_modified,
             created: None,
             metadata: record.metadata(),
         };
@@ -119,17 +117,11 @@ impl Locker<'_> {
         {
             Ok(w) => {
                 self.saw(w.now);
-                let blob = crate::store::Blob {
-                    data: record.to_bytes(),
-                    etag: w.etag,
-                    last_modified: w.last_modified,
-                    created: None,
-                    metadata: record.metadata(),
-                };
-                Ok(Renewed::Renewed(LockView::new(
-                    &blob,
+                Ok(Renewed::Renewed(self.view_of(
+                    record,
+                    &w.etag,
+                    w.last_modified,
                     w.now,
-                    self.foreign_ttl_chrono(),
                 )))
             }
             Err(StoreError::Conflict | StoreError::NotFound(_) | StoreError::Transient(_)) => {

@@ -16,25 +16,13 @@ use crate::clock::{Clock, SYSTEM};
 use crate::config::{self, Config, StoreChoice};
 use crate::exit::{ExitCode, Failure, Result};
 use crate::human::human_std;
+use crate::lock::ci_api::CiApi;
 use crate::lock::waiters::Waiter;
-use crate::store::azure::http::{Http, Outgoing, RetryPolicy};
 
 /// How long the step waits for the runner or agent to stop it after its run was cancelled.
 const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 /// Overrides `DEFAULT_WAIT` (tests keep it short).
 const WAIT_VAR: &str = "DEPLOY_LOCK_CANCEL_WAIT_SECONDS";
-/// The most of an answer that is read: the build's JSON is a few kilobytes.
-const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
-
-const POLICY: RetryPolicy = RetryPolicy {
-    attempts: 2,
-    base: Duration::from_millis(200),
-    max_delay: Duration::from_secs(2),
-    connect_timeout: Duration::from_secs(5),
-    request_timeout: Duration::from_secs(10),
-    retry_gone: false,
-};
-
 /// Cancels this step's own run after `by` superseded it, and waits to be stopped. Returns only
 /// an exit code that fails the step: interrupted (the runner stopped it) or superseded.
 pub fn cancel_own_run(cfg: &Config, platform: Platform, by: &Waiter) -> Result<i32> {
@@ -101,35 +89,11 @@ fn request_cancel(cfg: &Config, platform: Platform) -> std::result::Result<(), S
     if !has_token {
         return Err("no token for this run's CI API".into());
     }
-    let (cancel, token) = cfg
-        .ci_api
-        .cancel_request(&run)
-        .ok_or("the run's reference in the environment is malformed")?;
     let ca_file = match &cfg.store {
         StoreChoice::Azure(settings) => settings.ca_file.as_deref(),
         StoreChoice::File(_) => None,
     };
-    let http = Http::new(ca_file)?;
-    let authorization = format!("Bearer {}", token.expose());
-    let headers = [
-        ("Authorization", authorization.as_str()),
-        ("Accept", "application/json"),
-        ("Content-Type", "application/json"),
-        ("X-GitHub-Api-Version", "2022-11-28"),
-    ];
-    let outgoing = Outgoing {
-        method: cancel.method,
-        url: &cancel.url,
-        headers: &headers,
-        body: cancel.body.as_bytes(),
-        max_body: MAX_ANSWER_BYTES,
-    };
-    let answer = http.send(&outgoing, &POLICY).map_err(|e| e.message)?;
-    // Azure DevOps answers an unknown or expired token with 203 and a sign-in page.
-    match answer.status {
-        200 | 201 | 202 | 204 => Ok(()),
-        status => Err(format!("the CI API answered HTTP {status}")),
-    }
+    CiApi::new(cfg.ci_api.clone(), ca_file)?.cancel(&run)
 }
 
 /// How to let a superseded run end as cancelled instead of failed.
