@@ -92,6 +92,10 @@ fn the_dashboard_renders_offline_with_hostile_text_as_text() {
             )),
             "{name}: the waiter in {dom}"
         );
+        assert!(
+            dom.contains("</a> <strong class=\"priority\">high priority</strong>"),
+            "{name}: the waiter's priority in {dom}"
+        );
         // The timeline: build 1's finished hold, and the current one.
         assert!(dom.contains("<svg class=\"timeline\""), "{name}");
         assert!(dom.contains("<rect class=\"hold\""), "{name}: a past hold");

@@ -22,7 +22,13 @@ fn as_build(b: &Backend, build: &str) -> Cmd {
 /// A waiter that runs on GitHub Actions (so its ticket carries a run link) and polls every
 /// second, so its ticket stays live while the test looks.
 fn waiter(b: &Backend, env: &str) -> Child {
+    waiter_at(b, env, "normal")
+}
+
+/// The same waiter, at `priority` in line.
+fn waiter_at(b: &Backend, env: &str, priority: &str) -> Child {
     b.cmd()
+        .env("DEPLOY_LOCK_PRIORITY", priority)
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_RUN_ID", "3")
         .env("GITHUB_JOB", "deploy")
@@ -58,7 +64,8 @@ fn until_waiting(b: &Backend, env: &str, count: usize) -> serde_json::Value {
 }
 
 /// The scene the page tests look at: `alpha` held by build 2 with a hostile reason after a hold
-/// by build 1, a blocked attempt by build 4, and a waiter (returned: kill it when done); `beta`
+/// by build 1, a blocked attempt by build 4, and a high-priority waiter (returned: kill it when
+/// done); `beta`
 /// held by a record whose every field is hostile and whose run link is `javascript:`.
 pub fn scene(b: &Backend) -> Child {
     as_build(b, "1")
@@ -83,7 +90,7 @@ pub fn scene(b: &Backend) -> Child {
         "run_url": "javascript:alert(1)", "reason": HOSTILE, "actor": "\"><script>alert(1)</script>",
     });
     b.put_raw("deployment-lock-beta", record.to_string().as_bytes());
-    let child = waiter(b, "alpha");
+    let child = waiter_at(b, "alpha", "high");
     until_waiting(b, "alpha", 1);
     child
 }

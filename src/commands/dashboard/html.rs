@@ -164,8 +164,13 @@ fn panel(p: &Panel, d: &Dashboard) -> String {
                 .since
                 .map(|t| format!(", for {} (since {})", human(d.now - t), time(t)))
                 .unwrap_or_default();
+            let priority = if w.priority.is_normal() {
+                ""
+            } else {
+                " <strong class=\"priority\">high priority</strong>"
+            };
             h.push_str(&format!(
-                "<li class=\"waiter\">{}{}</li>",
+                "<li class=\"waiter\">{}{priority}{}</li>",
                 link(&w.run_url, &w.describe()),
                 esc(&since)
             ));
