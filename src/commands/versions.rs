@@ -72,9 +72,8 @@ pub fn write(path: &Path, versions: &[Version]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut out = options.open(&next)?;
-    out.write_all(&json)?;
-    out.sync_all()?;
+    // Not synced to disk: a file a crash leaves empty or half-written only costs a read.
+    options.open(&next)?.write_all(&json)?;
     fs::rename(&next, path)
 }
 
