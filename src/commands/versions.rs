@@ -64,7 +64,8 @@ pub fn file(dir: &Path, first: &str) -> PathBuf {
 /// record carries the token.
 pub fn write(path: &Path, versions: &[Version]) -> std::io::Result<()> {
     let json = serde_json::to_vec(versions).map_err(std::io::Error::other)?;
-    let next = path.with_extension("next");
+    // Beside it, under a name of this process's own: two commands may remember at once.
+    let next = path.with_extension(format!("{}.next", std::process::id()));
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -35,6 +35,12 @@ impl Locker<'_> {
                 )))
             }
             Err(StoreError::NotFound(_)) => Ok(Released::Absent),
+            // The version moved, or the answer was lost. The delete may have landed (a retry
+            // after a lost answer meets the next holder's version): reading tells whether
+            // anything of ours is left, as after a delete of the reading path.
+            Err(StoreError::Conflict | StoreError::Transient(_)) if self.capacity <= 1 => {
+                self.release_after(environment, me, true)
+            }
             Err(StoreError::Conflict | StoreError::Transient(_)) => self.release(environment, me),
             Err(e) => Err(e.into()),
         }

@@ -587,10 +587,20 @@ impl<'a> Locker<'a> {
         if self.capacity > 1 {
             return self.release_shared(environment, me);
         }
+        self.release_after(environment, me, false)
+    }
+
+    /// `release`, after a delete of ours that may have landed (`tried_delete`: its answer was
+    /// lost, or a retry of it met another version) or before any.
+    pub(super) fn release_after(
+        &self,
+        environment: &str,
+        me: &Identity,
+        mut tried_delete: bool,
+    ) -> anyhow::Result<Released> {
         let key = key(environment);
         // A lock refreshed by ourselves between read and delete moves the version; a few rounds
         // settle it, and anything else is a real conflict.
-        let mut tried_delete = false;
         let mut last_error = None;
         for _ in 0..5 {
             let lock = self.read(environment)?;

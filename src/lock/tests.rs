@@ -408,16 +408,91 @@ fn a_remembered_version_never_releases_or_renews_someone_elses_lock() {
     assert_ne!(renewed.etag, etag);
     advance(&offset, 120);
     let (theirs, ..) = taken(acquire(&locker, &who("3"), None));
-    // The outdated version: the delete does not match, and the reading path refuses.
+    // The outdated version: the delete does not match, and the reading path finds nothing of
+    // ours left (as after a delete whose answer was lost) and leaves build 3's lock alone.
     assert!(matches!(
         locker
             .release_remembered(ENV, &who("1"), &mine, &renewed.etag, locker.store_now())
             .expect("release"),
-        Released::Refused(_)
+        Released::Absent
     ));
     let holder = locker.read(ENV).expect("read").expect("held");
     assert_eq!(
         holder.holder.record().map(|r| &r.token),
         Some(&theirs.token)
     );
+}
+
+/// A store whose next delete lands, after which someone else takes the lock, and whose answer is
+/// lost: what a release on a known version meets when a retry of its delete finds the next
+/// holder's version.
+struct DeleteLandsUnanswered<'a> {
+    inner: &'a MemoryStore,
+    next_holder: &'a LockRecord,
+}
+
+impl crate::store::Store for DeleteLandsUnanswered<'_> {
+    fn get(&self, key: &str) -> crate::store::StoreResult<crate::store::Read> {
+        self.inner.get(key)
+    }
+    fn create(
+        &self,
+        key: &str,
+        data: &[u8],
+        metadata: &BTreeMap<String, String>,
+    ) -> crate::store::StoreResult<crate::store::Written> {
+        self.inner.create(key, data, metadata)
+    }
+    fn replace(
+        &self,
+        key: &str,
+        data: &[u8],
+        metadata: &BTreeMap<String, String>,
+        etag: &str,
+    ) -> crate::store::StoreResult<crate::store::Written> {
+        self.inner.replace(key, data, metadata, etag)
+    }
+    fn delete(&self, key: &str, etag: &str) -> crate::store::StoreResult<()> {
+        self.inner.delete(key, etag)?;
+        let next = self.next_holder;
+        self.inner
+            .create(key, &next.to_bytes(), &next.metadata())
+            .map(|_| ())?;
+        Err(crate::store::StoreError::Conflict)
+    }
+    fn list(&self, prefix: &str) -> crate::store::StoreResult<crate::store::Listing> {
+        self.inner.list(prefix)
+    }
+    fn append(&self, key: &str, line: &[u8]) -> crate::store::StoreResult<u64> {
+        self.inner.append(key, line)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[test]
+fn a_release_on_a_known_version_whose_delete_landed_unanswered_is_not_refused() {
+    let (store, _) = store();
+    let locker = Locker::new(&store, TTL, Duration::from_millis(10));
+    let (mine, etag, ..) = taken(acquire(&locker, &who("1"), None));
+    let next_holder = LockRecord {
+        pipeline: "github".into(),
+        build_id: "2".into(),
+        job: "deploy".into(),
+        token: "b".repeat(32),
+        ..mine.clone()
+    };
+    let lossy = DeleteLandsUnanswered {
+        inner: &store,
+        next_holder: &next_holder,
+    };
+    let locker = Locker::new(&lossy, TTL, Duration::from_millis(10));
+    let released = locker
+        .release_known(ENV, &who("1"), &mine, &etag, locker.store_now())
+        .expect("release");
+    // Nothing of ours is left: not a refusal (exit 3) of a release that happened.
+    assert!(matches!(released, Released::Absent), "{released:?}");
+    let holder = locker.read(ENV).expect("read").expect("the next holder's");
+    assert_eq!(holder.holder.build_id(), "2");
 }
