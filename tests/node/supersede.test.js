@@ -8,11 +8,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const path = require('node:path');
 
-const { build } = require('../../azdo-task/build.js');
-const { assetName, platformKey } = require('../../dist/shim.js');
-const { AzureJob, GitHubJob, outputVariables, serve, stepBinary, taskResult, tempDir } = require('./support.js');
+const { AzureJob, GitHubJob, outputVariables, serve, stageTask, stepBinary, taskResult, tempDir } = require('./support.js');
 
 const binary = stepBinary();
 const skip = !binary && 'DEPLOY_LOCK_TEST_BINARY does not name a deploy-lock with `step` yet';
@@ -42,13 +39,6 @@ async function ticketOf(dir, env) {
 /** The digest of a supersede key as a ticket's name carries it. */
 const tag = (key) => crypto.createHash('sha256').update(key).digest('hex').slice(0, 16);
 
-function stageTask(t) {
-  const dir = tempDir(t, 'deploy-lock-task-');
-  const bins = path.join(dir, 'release');
-  fs.mkdirSync(bins);
-  fs.copyFileSync(binary, path.join(bins, assetName(platformKey({}, process.platform, process.arch))));
-  return build({ out: path.join(dir, 'staged'), binaries: bins }).taskOut;
-}
 
 /**
  * A holder takes `prod`; `older` joins the queue; once its ticket is there, `newer` (same key,
@@ -164,7 +154,7 @@ test('GitHub runner: priority and supersede are refused for a list of environmen
 
 function azureRuns(t, api, { env = {} } = {}) {
   const dir = tempDir(t);
-  const taskDir = stageTask(t);
+  const taskDir = stageTask(t, binary);
   const storeDir = tempDir(t, 'deploy-lock-store-');
   const base = { environment: 'prod', store: `file:${storeDir}`, heartbeat: 'false', lockTimeoutMinutes: '60' };
   const waiter = { ...base, supersede: 'True', pollSeconds: '0.2' };

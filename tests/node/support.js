@@ -10,6 +10,9 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 
+const { build } = require('../../azdo-task/build.js');
+const { assetName, platformKey } = require('../../dist/shim.js');
+
 const ROOT = path.resolve(__dirname, '..', '..');
 const STEP_TIMEOUT_MS = 60_000;
 
@@ -332,6 +335,15 @@ function stepBinary() {
   return r.status === 0 ? binary : null;
 }
 
+/** The Azure DevOps task as the extension ships it, with `binary` as its one prebuilt binary. */
+function stageTask(t, binary) {
+  const dir = tempDir(t, 'deploy-lock-task-');
+  const bins = path.join(dir, 'release');
+  fs.mkdirSync(bins);
+  fs.copyFileSync(binary, path.join(bins, assetName(platformKey({}, process.platform, process.arch))));
+  return build({ out: path.join(dir, 'staged'), binaries: bins }).taskOut;
+}
+
 module.exports = {
   AzureJob,
   GitHubJob,
@@ -344,6 +356,7 @@ module.exports = {
   readYaml,
   runNode,
   serve,
+  stageTask,
   stepBinary,
   taskResult,
   tempDir,

@@ -6,22 +6,12 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const path = require('node:path');
 
-const { build } = require('../../azdo-task/build.js');
-const { assetName, platformKey } = require('../../dist/shim.js');
-const { AzureJob, GitHubJob, stepBinary, taskResult, tempDir } = require('./support.js');
+const { AzureJob, GitHubJob, stageTask, stepBinary, taskResult, tempDir } = require('./support.js');
 
 const binary = stepBinary();
 const skip = !binary && 'DEPLOY_LOCK_TEST_BINARY does not name a deploy-lock with `step` yet';
 
-function stageTask(t) {
-  const dir = tempDir(t, 'deploy-lock-task-');
-  const bins = path.join(dir, 'release');
-  fs.mkdirSync(bins);
-  fs.copyFileSync(binary, path.join(bins, assetName(platformKey({}, process.platform, process.arch))));
-  return build({ out: path.join(dir, 'staged'), binaries: bins }).taskOut;
-}
 
 /** The Markdown files a step attached to the build summary. */
 function uploaded(vso) {
@@ -78,7 +68,7 @@ test('GitHub: mode check reports a held lock without failing, unless fail-if-hel
 
 test('Azure DevOps: a build summary, job display names, failIfHeld and waitMinutes', { skip }, async (t) => {
   const dir = tempDir(t);
-  const taskDir = stageTask(t);
+  const taskDir = stageTask(t, binary);
   const store = `file:${tempDir(t, 'deploy-lock-store-')}`;
   const base = { environment: 'stage', store, heartbeat: 'false' };
   const holder = new AzureJob(t, dir, taskDir, { buildId: 1301, inputs: { ...base, reason: 'release 2' }, env: { SYSTEM_JOBDISPLAYNAME: 'Deploy EU', AGENT_NAME: 'agent-7' } });
