@@ -23,6 +23,14 @@ fn github(b: &Backend, api: &CiApi, run: &str) -> Cmd {
         .env("GITHUB_API_URL", api.github())
 }
 
+/// GitHub run 100 takes `prod` for an hour.
+fn held_by_run_100(b: &Backend, api: &CiApi) {
+    github(b, api, "100")
+        .args(["acquire", "prod", "--ttl-minutes", "60"])
+        .run()
+        .code(0);
+}
+
 /// A step of Azure DevOps build `build` of project `Web Shop`, on the fake collection.
 fn azdo(b: &Backend, api: &CiApi, build: &str) -> Cmd {
     b.cmd()
@@ -61,10 +69,7 @@ fn history(b: &Backend, env: &str) -> Vec<serde_json::Value> {
 fn acquire_wait_takes_over_from_a_github_run_that_completed() {
     let b = Backend::file();
     let api = CiApi::start();
-    github(&b, &api, "100")
-        .args(["acquire", "prod", "--ttl-minutes", "60"])
-        .run()
-        .code(0);
+    held_by_run_100(&b, &api);
     let record = String::from_utf8(b.locks()["deployment-lock-prod"].clone()).expect("text");
     assert!(
         record.contains(r#""ci_run":{"system":"github""#),
@@ -107,10 +112,7 @@ fn runs_queued_in_progress_unknown_or_unanswered_are_never_reaped() {
     ] {
         let b = Backend::file();
         let api = CiApi::start();
-        github(&b, &api, "100")
-            .args(["acquire", "prod", "--ttl-minutes", "60"])
-            .run()
-            .code(0);
+        held_by_run_100(&b, &api);
         api.answer("100", status, body);
         let out = github(&b, &api, "200")
             .env("GITHUB_TOKEN", GH_TOKEN)
@@ -136,10 +138,7 @@ fn runs_queued_in_progress_unknown_or_unanswered_are_never_reaped() {
 fn without_a_token_nothing_is_asked() {
     let b = Backend::file();
     let api = CiApi::start();
-    github(&b, &api, "100")
-        .args(["acquire", "prod", "--ttl-minutes", "60"])
-        .run()
-        .code(0);
+    held_by_run_100(&b, &api);
     api.github_run("100", "completed", Some("failure"));
     github(&b, &api, "200")
         .args(["acquire", "prod", "--wait", "1s"])
@@ -159,10 +158,7 @@ fn a_record_naming_another_api_gets_no_token() {
     let api = CiApi::start();
     let attacker = CiApi::start();
     // Written by anyone who can write to the store: a holder "on" another GitHub.
-    github(&b, &attacker, "100")
-        .args(["acquire", "prod", "--ttl-minutes", "60"])
-        .run()
-        .code(0);
+    held_by_run_100(&b, &attacker);
     attacker.github_run("100", "completed", Some("cancelled"));
     api.github_run("100", "completed", Some("cancelled"));
     let out = github(&b, &api, "200")

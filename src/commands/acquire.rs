@@ -282,12 +282,7 @@ pub(super) fn confirm(
     if !releases_itself && !reentrant {
         versions::remember(
             &versions::remembered(ctx.store, env),
-            versions::Version {
-                environment: env.to_string(),
-                record: record.clone(),
-                etag: etag.clone(),
-                acquired_locally: ctx.clock.wall().timestamp_millis(),
-            },
+            versions::Version::acquired(env, &record, &etag, ctx.clock.wall()),
         );
     }
     Ok(Acquisition {

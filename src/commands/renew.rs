@@ -33,18 +33,7 @@ pub fn renew(ctx: &Context<'_>, target: &Target) -> Result<Outcome> {
             if let Some(record) = lock.holder.record() {
                 versions::remember(
                     &memory,
-                    Version {
-                        environment: env.to_string(),
-                        record: record.clone(),
-                        etag: lock.etag.clone(),
-                        acquired_locally: remembered
-                            .as_ref()
-                            .filter(|v| v.record.token == record.token)
-                            .map_or_else(
-                                || ctx.clock.wall().timestamp_millis(),
-                                |v| v.acquired_locally,
-                            ),
-                    },
+                    Version::new(env, record, &lock.etag, lock.now, ctx.clock.wall()),
                 );
             }
         }

@@ -32,25 +32,57 @@ const MAX_REMEMBERED: usize = 8;
 const FORGET_AFTER: Duration = Duration::from_secs(30 * 86_400);
 
 /// One lock we hold: its environment (a lock set's member), its record and current version, and
-/// the local clock when it was acquired.
+/// the store's clock and ours at one moment, to estimate the store's time later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     pub environment: String,
     pub record: LockRecord,
     pub etag: String,
-    /// Milliseconds since 1970 by the local clock.
-    pub acquired_locally: i64,
+    /// The store's time and the local clock's at the same moment, milliseconds since 1970.
+    pub store_ms: i64,
+    pub local_ms: i64,
 }
 
 impl Version {
-    /// The store's time now, as estimated from the store's time of the acquisition plus how long
-    /// the local clock says has passed since (so the local clock's offset does not matter), for
-    /// the release event's hold time.
+    /// `record` at version `etag`, written when the store's clock said `store` and ours `local`.
+    #[must_use]
+    pub fn new(
+        environment: &str,
+        record: &LockRecord,
+        etag: &str,
+        store: DateTime<Utc>,
+        local: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            environment: environment.to_owned(),
+            record: record.clone(),
+            etag: etag.to_owned(),
+            store_ms: store.timestamp_millis(),
+            local_ms: local.timestamp_millis(),
+        }
+    }
+
+    /// An acquisition just made: its record's acquisition time is the store's time now.
+    #[must_use]
+    pub fn acquired(
+        environment: &str,
+        record: &LockRecord,
+        etag: &str,
+        local: DateTime<Utc>,
+    ) -> Self {
+        let store = DateTime::parse_from_rfc3339(&record.acquired_at)
+            .map_or(local, |t| t.with_timezone(&Utc));
+        Self::new(environment, record, etag, store, local)
+    }
+
+    /// The store's time now, as estimated from the store's time at the moment the version was
+    /// seen plus how long the local clock says has passed since (so the local clock's offset
+    /// does not matter), for the release event's hold time.
     #[must_use]
     pub fn store_now(&self, local_now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let acquired = DateTime::parse_from_rfc3339(&self.record.acquired_at).ok()?;
-        let since = DateTime::from_timestamp_millis(self.acquired_locally)?;
-        Some(acquired.with_timezone(&Utc) + (local_now - since))
+        DateTime::from_timestamp_millis(
+            self.store_ms + (local_now.timestamp_millis() - self.local_ms),
+        )
     }
 }
 
@@ -181,12 +213,7 @@ mod tests {
             ..LockRecord::default()
         };
         let local = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
-        let versions = vec![Version {
-            environment: "prod".into(),
-            record,
-            etag: "\"0x1\"".into(),
-            acquired_locally: local.timestamp_millis(),
-        }];
+        let versions = vec![Version::acquired("prod", &record, "\"0x1\"", local)];
         write(&path, &versions).expect("write");
         let back = read(&path);
         assert_eq!(back, versions);

@@ -283,45 +283,47 @@ pub fn heartbeat_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platfo
         .filter(|p| *p > 1);
     let watch = Watch::new(job);
     let holders: Vec<_> = tokens.iter().map(|t| cfg.holder(&pipeline, t)).collect();
-    // Where the main step left the versions of its writes, and where ours go for the post step.
+    // Where the main step left the versions of its writes, and where ours go for the post step:
+    // one per environment, renewed in place.
     let version_file = ci::var("DEPLOY_LOCK_HEARTBEAT_VERSIONS").map(PathBuf::from);
-    let mut versions = version_file
+    let found = version_file
         .as_deref()
         .map(versions::read)
         .unwrap_or_default();
-    let current: Vec<Option<heartbeat::Known>> = environments
+    let tracked: Vec<Option<(versions::Version, heartbeat::Known)>> = environments
         .iter()
         .zip(&tokens)
         .map(|(environment, token)| {
-            versions::find(&versions, environment, token)
-                .map(|v| Mutex::new((v.record.clone(), v.etag.clone())))
+            versions::find(&found, environment, token)
+                .map(|v| (v.clone(), Mutex::new((v.record.clone(), v.etag.clone()))))
         })
         .collect();
     let kept: Vec<heartbeat::Kept<'_>> = environments
         .iter()
         .zip(&holders)
-        .zip(&current)
-        .map(|((environment, me), known)| heartbeat::Kept {
+        .zip(&tracked)
+        .map(|((environment, me), tracked)| heartbeat::Kept {
             environment,
             me,
-            known: known.as_ref(),
+            known: tracked.as_ref().map(|(_, known)| known),
         })
         .collect();
     // After every renewal, the versions it left, for the post step's release.
-    let mut keep_versions = || {
+    let keep_versions = || {
         let Some(file) = &version_file else { return };
-        for version in &mut versions {
-            let renewed = environments
-                .iter()
-                .zip(&current)
-                .find(|(environment, _)| environment.as_str() == version.environment)
-                .and_then(|(_, known)| known.as_ref())
-                .and_then(|known| known.lock().ok().map(|k| k.clone()));
-            if let Some((record, etag)) = renewed {
-                (version.record, version.etag) = (record, etag);
-            }
-        }
-        if let Err(e) = versions::write(file, &versions) {
+        let now: Vec<versions::Version> = tracked
+            .iter()
+            .flatten()
+            .filter_map(|(version, known)| {
+                let (record, etag) = known.lock().ok()?.clone();
+                Some(versions::Version {
+                    record,
+                    etag,
+                    ..version.clone()
+                })
+            })
+            .collect();
+        if let Err(e) = versions::write(file, &now) {
             log::debug(&format!("cannot keep the lock's version: {e}"));
         }
     };

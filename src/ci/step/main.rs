@@ -155,12 +155,7 @@ pub fn main_step(inputs: &StepInputs, global: &GlobalArgs, platform: Platform) -
             let version_file = versions::file(&heartbeat::job_temp_dir(), first);
             let versions: Vec<versions::Version> = ours
                 .iter()
-                .map(|t| versions::Version {
-                    environment: t.env.to_string(),
-                    record: t.record.clone(),
-                    etag: t.etag.clone(),
-                    acquired_locally: SYSTEM.wall().timestamp_millis(),
-                })
+                .map(|t| versions::Version::acquired(&t.env, &t.record, &t.etag, SYSTEM.wall()))
                 .collect();
             match versions::write(&version_file, &versions) {
                 Ok(()) => state.push(("version", version_file.display().to_string())),

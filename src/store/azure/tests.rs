@@ -28,7 +28,7 @@ fn err(s: &AzureSettings) -> String {
 
 #[test]
 fn development_storage() {
-    let t = resolve(&cs("UseDevelopmentStorage=true")).unwrap();
+    let t = resolve(&cs("UseDevelopmentStorage=true")).expect("resolves");
     assert_eq!(
         t.endpoint.origin(),
         "http://127.0.0.1:10000/devstoreaccount1"
@@ -44,13 +44,13 @@ fn account_key_form_defaults_to_https_and_core_windows_net() {
     let t = resolve(&cs(&format!(
         "DefaultEndpointsProtocol=https;AccountName=myacct;AccountKey={KEY}"
     )))
-    .unwrap();
+    .expect("resolves");
     assert_eq!(t.endpoint.origin(), "https://myacct.blob.core.windows.net");
     assert_eq!(t.endpoint.base_path, "");
     let t = resolve(&cs(&format!(
         "accountname=myacct;accountkey={KEY};EndpointSuffix=core.chinacloudapi.cn;"
     )))
-    .unwrap();
+    .expect("resolves");
     assert_eq!(t.endpoint.authority, "myacct.blob.core.chinacloudapi.cn");
 }
 
@@ -60,7 +60,7 @@ fn account_key_form_with_path_style_blob_endpoint() {
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};\
          BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1/;"
     )))
-    .unwrap();
+    .expect("resolves");
     assert_eq!(t.endpoint.authority, "127.0.0.1:10000");
     assert_eq!(t.endpoint.base_path, "/devstoreaccount1");
 }
@@ -69,7 +69,7 @@ fn account_key_form_with_path_style_blob_endpoint() {
 fn sas_form() {
     let t = resolve(&cs("BlobEndpoint=https://myacct.blob.core.windows.net/;\
          SharedAccessSignature=sv=2025-01-05&sr=c&sp=racwdl&sig=abc%2Bdef%3D"))
-    .unwrap();
+    .expect("resolves");
     assert_eq!(t.endpoint.account, "myacct");
     match t.credential {
         Credential::Sas(s) => assert!(s.expose().starts_with("sv=")),
@@ -126,7 +126,7 @@ fn store_url_account_style_with_sas() {
         ),
         ..settings()
     })
-    .unwrap();
+    .expect("resolves");
     assert_eq!(t.endpoint.origin(), "https://myacct.blob.core.windows.net");
     assert_eq!(t.container, "locks");
     assert!(matches!(t.credential, Credential::Sas(_)));
@@ -144,7 +144,7 @@ fn store_url_path_style_for_ip_and_localhost() {
             account_key: Some(Secret::new(KEY)),
             ..settings()
         })
-        .unwrap();
+        .expect("resolves");
         assert_eq!(t.endpoint.account, "devstoreaccount1", "{url}");
         assert_eq!(t.endpoint.base_path, "/devstoreaccount1", "{url}");
         assert_eq!(t.container, "locks", "{url}");
@@ -159,7 +159,7 @@ fn store_url_without_container_uses_the_configured_one() {
         sas_token: Some(Secret::new("?sv=2025-01-05&sig=abc")),
         ..settings()
     })
-    .unwrap();
+    .expect("resolves");
     assert_eq!(t.container, "team-locks");
 }
 
@@ -196,14 +196,14 @@ fn account_variables() {
         account_key: Some(Secret::new(KEY)),
         ..settings()
     })
-    .unwrap();
+    .expect("resolves");
     assert_eq!(t.endpoint.origin(), "https://myacct.blob.core.windows.net");
     // Without a secret, `auto` tries the Azure CLI, then a managed identity, at first use.
     let t = resolve(&AzureSettings {
         account: Some("myacct".into()),
         ..settings()
     })
-    .unwrap();
+    .expect("resolves");
     assert!(
         matches!(&t.credential, Credential::Entra { provider, .. } if provider.describe().contains("Azure CLI")),
         "{:?}",
@@ -254,7 +254,7 @@ fn secrets_cover_every_form() {
 
 #[test]
 fn credentials_never_print() {
-    let t = resolve(&cs("UseDevelopmentStorage=true")).unwrap();
+    let t = resolve(&cs("UseDevelopmentStorage=true")).expect("resolves");
     let text = format!("{t:?}");
     assert!(
         !text.contains("Eby8") && text.contains("redacted"),
@@ -317,12 +317,12 @@ fn a_key_still_wins_in_auto_and_key_mode_ignores_tokens() {
     };
     s.auth.access_token = Some(Secret::new("a.b.c"));
     assert!(matches!(
-        resolve(&s).unwrap().credential,
+        resolve(&s).expect("resolves").credential,
         Credential::SharedKey(_)
     ));
     s.account_key = None;
     assert!(matches!(
-        resolve(&s).unwrap().credential,
+        resolve(&s).expect("resolves").credential,
         Credential::Entra { .. }
     ));
 }
@@ -439,7 +439,7 @@ fn host_parts_must_be_host_names() {
     let t = resolve(&cs(&format!(
         "AccountName=myacct;AccountKey={KEY};EndpointSuffix=.Core.ChinaCloudAPI.cn."
     )))
-    .unwrap();
+    .expect("resolves");
     assert_eq!(t.endpoint.authority, "myacct.blob.core.chinacloudapi.cn");
 }
 
@@ -451,6 +451,6 @@ fn endpoint_suffix_for_sovereign_clouds() {
         endpoint_suffix: Some("core.chinacloudapi.cn".into()),
         ..settings()
     })
-    .unwrap();
+    .expect("resolves");
     assert_eq!(t.endpoint.authority, "myacct.blob.core.chinacloudapi.cn");
 }
