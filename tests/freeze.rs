@@ -1,10 +1,11 @@
 //! Freeze windows on every store: an acquire refuses during a freeze (exit 3, JSON state
 //! `frozen`, naming the freeze and its reason), a waiter waits it out within its budget,
-//! `--override-freeze --reason` takes the lock and is recorded, `unfreeze` ends it.
+//! `--override-freeze --reason` takes the lock and is recorded, `unfreeze` ends it. A freeze that
+//! begins while an acquire waits for the lock holds that acquire too.
 
 use std::time::Duration;
 
-use crate::support::{Backend, Cmd, Out, backends};
+use crate::support::{Backend, Cmd, Out, backends, eventually};
 
 fn as_build(b: &Backend, build: &str) -> Cmd {
     b.cmd()
@@ -90,6 +91,79 @@ fn a_waiter_waits_out_a_freeze_within_its_budget() {
         out.code(0)
             .contains("waiting for the freeze to end")
             .contains("Acquired the deployment lock on prod");
+    }
+}
+
+/// The events of `env`'s audit log, each as `event` or `event by-build`.
+fn events(b: &Backend, env: &str) -> Vec<String> {
+    let history = as_build(b, "0")
+        .args(["--output", "json", "history", env])
+        .run();
+    history.json()["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            let event = e["event"].as_str().unwrap_or_default();
+            match e["build_id"].as_str() {
+                Some(build) if event != "freeze" && event != "unfreeze" => {
+                    format!("{event} {build}")
+                }
+                _ => event.to_owned(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_freeze_that_begins_while_an_acquire_waits_holds_it_too() {
+    for b in backends() {
+        let name = b.name();
+        // One environment (it waits in the queue), and a set (it waits for its held member).
+        for (target, frozen) in [("prod", "prod"), ("prod,stage", "stage")] {
+            as_build(&b, "1").args(["acquire", "prod"]).run().code(0);
+            let waiter = as_build(&b, "2")
+                .args(["acquire", target, "--wait=2"])
+                .spawn();
+            if target.contains(',') {
+                // A set waits without a queue: time to find prod held and wait for it.
+                std::thread::sleep(Duration::from_secs(1));
+            } else {
+                eventually("the waiter to join the queue", || {
+                    b.snapshot()
+                        .keys()
+                        .any(|k| k.starts_with("deployment-queue-prod"))
+                });
+            }
+            as_build(&b, "3")
+                .args(["freeze", frozen, "--for", "2h", "--reason", "incident"])
+                .run()
+                .code(0);
+            as_build(&b, "1").args(["release", "prod"]).run().code(0);
+            // The lock is free now, and frozen: the waiter sees the freeze and keeps waiting.
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(
+                !b.locks().contains_key("deployment-lock-prod"),
+                "{name} {target}: taken during the freeze"
+            );
+            as_build(&b, "3")
+                .args(["unfreeze", frozen, "--reason", "resolved"])
+                .run()
+                .code(0);
+            let out = Out::from(waiter.wait_with_output().expect("waiter"));
+            out.code(0)
+                .contains("waiting for the freeze to end")
+                .contains("Acquired the deployment lock on prod");
+            // Taken only after the freeze ended, by the audit log's order.
+            let log = events(&b, frozen);
+            let unfrozen = log.iter().position(|e| e == "unfreeze");
+            let taken = log.iter().rposition(|e| e == "acquire 2");
+            assert!(
+                unfrozen.is_some() && taken > unfrozen,
+                "{name} {target}: {log:?}"
+            );
+            as_build(&b, "2").args(["release", target]).run().code(0);
+        }
     }
 }
 

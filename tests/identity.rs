@@ -3,19 +3,8 @@
 //! acquire or run leaves the lock held, with its ttl, for the holder that took it.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use crate::support::{Cmd, Out, TempDir, backends, bin};
-
-/// Polls until `ready` holds; a test that waits longer is stuck.
-#[track_caller]
-fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
-        assert!(Instant::now() < deadline, "stuck waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{Cmd, Out, TempDir, backends, bin, eventually};
 
 /// A shell command that says it started, then holds until `go` exists, and leaves `done` behind.
 fn hold_until_go(dir: &Path) -> String {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::context::{Context, Progress, Target, Watch};
 use super::estimate::typical_hold;
-use super::freeze::{Gate, gate};
+use super::freeze::Overrides;
 use super::outcome::{Acquisition, Blocked, Outcome};
 use super::versions;
 use crate::config::{self, Config, Environment, Pipeline};
@@ -39,18 +39,6 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
     let cfg = ctx.cfg;
     // Before any request: a reason too long to record writes nothing.
     config::validate_reason(reason)?;
-    // The user's whole budget, for the progress report; a freeze waited out uses part of it.
-    let budget = *wait;
-    let wait = &match gate(
-        ctx,
-        &[env],
-        pipeline,
-        override_freeze.then_some(reason.as_str()),
-        *wait,
-    )? {
-        Gate::Open(left) => left,
-        Gate::Closed(outcome) => return Ok(outcome),
-    };
     let me = cfg.identity(pipeline);
     let holding = Holding {
         priority: cfg.priority,
@@ -58,8 +46,9 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
         ..Holding::new(&cfg.run, reason)
     };
     let watch = Watch(progress);
-    let locker = ctx.locker().with_watch(&watch);
-    if let Some(budget) = budget {
+    let freezes = Overrides::new(ctx, pipeline, override_freeze.then_some(reason.as_str()));
+    let locker = ctx.locker().with_watch(&watch).with_freeze_gate(&freezes);
+    if let Some(budget) = *wait {
         progress.waiting(env, budget, typical_hold(ctx, env));
     }
     let acquired = locker.acquire(env, &me, &holding, *wait);
@@ -163,6 +152,13 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                 taken: false,
             })
         }
+        Acquired::Frozen {
+            window, timed_out, ..
+        } => Ok(Outcome::Frozen {
+            env: env.clone(),
+            window: *window,
+            timed_out,
+        }),
     }
 }
 

@@ -1,16 +1,17 @@
-//! `freeze`, `unfreeze`, `freezes`, and the freeze gate every acquire passes first
-//! (docs/design.md, Freezes).
+//! `freeze`, `unfreeze`, `freezes`, and the freeze gate of every acquire (docs/design.md,
+//! Freezes).
 
+use std::cell::RefCell;
 use std::time::Duration;
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 
 use super::context::Context;
 use super::outcome::Outcome;
 use crate::config::{self, Environment, Pipeline};
 use crate::exit::{Failure, Result};
-use crate::lock::freeze::{Weekly, When};
-use crate::lock::{EventKind, LockEvent, Window};
+use crate::lock::freeze::{FreezeGate, Weekly, When};
+use crate::lock::{EventKind, Identity, LockEvent, Window};
 use crate::log;
 
 /// When a new freeze applies.
@@ -148,77 +149,53 @@ pub enum Change {
     Unfrozen(Environment, usize),
 }
 
-/// What the freeze gate decided for an acquire.
-#[derive(Debug)]
-pub enum Gate {
-    /// No freeze in force (or overridden): go on, with what is left of the wait.
-    Open(Option<Duration>),
-    /// Refused: the outcome to report.
-    Closed(Outcome),
+/// The freeze gate of one acquire (the lock layer reads the windows right before it takes a
+/// lock): `--override-freeze` goes on through a window in force and records that, once per
+/// environment; without it a window stops the acquire, or makes it wait.
+pub struct Overrides<'c> {
+    ctx: &'c Context<'c>,
+    me: Identity,
+    /// The recorded reason, with `--override-freeze`.
+    reason: Option<&'c str>,
+    recorded: RefCell<Vec<String>>,
 }
 
-/// Before an acquire: refuses during a freeze of any of `envs` (a waiter waits it out within
-/// its budget); `--override-freeze` goes on and records the override per frozen environment.
-pub fn gate(
-    ctx: &Context<'_>,
-    envs: &[&Environment],
-    pipeline: &Pipeline,
-    override_reason: Option<&str>,
-    wait: Option<Duration>,
-) -> Result<Gate> {
-    let locker = ctx.locker();
-    let me = ctx.cfg.identity(pipeline);
-    let started = ctx.clock.elapsed();
-    let mut told = false;
-    loop {
-        let mut frozen = None;
-        for env in envs {
-            let view = locker.freezes(env)?;
-            let Some(window) = view.freezes.active_at(view.now).cloned() else {
-                continue;
-            };
-            if let Some(reason) = override_reason {
-                let mut event =
-                    LockEvent::of(EventKind::FreezeOverride, env, &me, &ctx.cfg.run, view.now);
-                reason.clone_into(&mut event.reason);
-                event.other = format!("{} ({})", window.describe(), window.reason);
-                ctx.events.record(&event);
-                log::warn(&format!(
-                    "{env} is frozen ({}: {}); overridden: {reason}",
-                    window.describe(),
-                    window.reason
-                ));
-                continue;
-            }
-            frozen = Some(((*env).clone(), window));
-            break;
+impl<'c> Overrides<'c> {
+    #[must_use]
+    pub fn new(ctx: &'c Context<'c>, pipeline: &Pipeline, reason: Option<&'c str>) -> Self {
+        Self {
+            ctx,
+            me: ctx.cfg.identity(pipeline),
+            reason,
+            recorded: RefCell::new(Vec::new()),
         }
-        let waited = ctx.clock.elapsed().saturating_sub(started);
-        let Some((env, window)) = frozen else {
-            return Ok(Gate::Open(wait.map(|w| w.saturating_sub(waited))));
+    }
+}
+
+impl FreezeGate for Overrides<'_> {
+    fn overrides(&self, environment: &str, window: &Window, now: DateTime<Utc>) -> bool {
+        let Some(reason) = self.reason else {
+            return false;
         };
-        let left = wait.map_or(Duration::ZERO, |w| w.saturating_sub(waited));
-        if left.is_zero() {
-            return Ok(Gate::Closed(Outcome::Frozen {
-                env,
-                window,
-                timed_out: wait.is_some(),
-            }));
-        }
-        if !told {
-            log::note(&format!(
-                "{env} is frozen ({}: {}); waiting for the freeze to end",
+        let mut recorded = self.recorded.borrow_mut();
+        if !recorded.iter().any(|e| e == environment) {
+            let mut event = LockEvent::of(
+                EventKind::FreezeOverride,
+                environment,
+                &self.me,
+                &self.ctx.cfg.run,
+                now,
+            );
+            reason.clone_into(&mut event.reason);
+            event.other = format!("{} ({})", window.describe(), window.reason);
+            self.ctx.events.record(&event);
+            log::warn(&format!(
+                "{environment} is frozen ({}: {}); overridden: {reason}",
                 window.describe(),
                 window.reason
             ));
-            told = true;
+            recorded.push(environment.to_owned());
         }
-        if !ctx.clock.sleep(ctx.clock.jitter(ctx.cfg.poll).min(left)) {
-            return Ok(Gate::Closed(Outcome::AcquireInterrupted {
-                env,
-                waited,
-                taken: false,
-            }));
-        }
+        true
     }
 }

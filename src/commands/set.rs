@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::acquire::{Taken, confirm};
 use super::context::{Context, Progress, Target};
-use super::freeze::{Gate, gate};
+use super::freeze::Overrides;
 use super::outcome::{Blocked, Outcome};
 use crate::config::{self, Config, Environment, Pipeline};
 use crate::exit::{Failure, Result};
@@ -91,18 +91,13 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
              environment",
         ));
     }
-    let members: Vec<&Environment> = envs.iter().collect();
-    let override_reason = override_freeze.then_some(reason.as_str());
-    let wait = &match gate(ctx, &members, pipeline, override_reason, *wait)? {
-        Gate::Open(left) => left,
-        Gate::Closed(outcome) => return Ok(outcome),
-    };
     let me = cfg.identity(pipeline);
     let holding = Holding::new(&cfg.run, reason);
     let Some(first) = envs.first() else {
         return Err(Failure::usage("give at least one environment"));
     };
-    let locker = ctx.locker();
+    let freezes = Overrides::new(ctx, pipeline, override_freeze.then_some(reason.as_str()));
+    let locker = ctx.locker().with_freeze_gate(&freezes);
     if let Some(wait) = wait {
         progress.waiting(first, *wait, None);
     }
@@ -169,6 +164,16 @@ pub fn acquire(ctx: &Context<'_>, request: &Request, progress: &dyn Progress) ->
                 same_user_and_host,
             }))
         }
+        SetAcquired::Frozen {
+            environment,
+            window,
+            timed_out,
+            ..
+        } => Ok(Outcome::Frozen {
+            env: config::validate_environment(&environment)?,
+            window: *window,
+            timed_out,
+        }),
         SetAcquired::Cancelled { waited } => {
             log::warn(&format!(
                 "interrupted after waiting {}; no lock on {} was taken",

@@ -10,6 +10,7 @@ use chrono::{DateTime, Datelike, Duration as Span, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::locker::Locker;
+use crate::log;
 use crate::store::{StoreError, Written};
 
 /// Outside `KEY_PREFIX`, so listings of locks skip it.
@@ -190,6 +191,46 @@ impl Freezes {
     }
 }
 
+/// How an acquire treats a window in force: the lock layer reads the windows right before it
+/// takes a lock; the command decides whether its caller overrides them, and records it.
+pub trait FreezeGate {
+    /// `window` of `environment` is in force at the store's `now`: whether to take the lock
+    /// anyway.
+    fn overrides(&self, environment: &str, window: &Window, now: DateTime<Utc>) -> bool;
+}
+
+/// What the freeze windows say about taking a lock now.
+pub(super) enum Admit {
+    Go,
+    /// A window is in force (None: the windows could not be read) and time is left: wait, then
+    /// look again.
+    Wait {
+        left: std::time::Duration,
+        window: Option<Box<Window>>,
+    },
+    /// A window is in force and no time is left.
+    Frozen(Box<Window>),
+}
+
+impl Admit {
+    /// Says once per acquire (`told`) that it waits for a freeze to end.
+    pub(super) fn note(&self, environment: &str, told: &mut bool) {
+        if let Admit::Wait {
+            window: Some(window),
+            ..
+        } = self
+            && !*told
+        {
+            log::note(&format!(
+                "{environment} is frozen ({}: {}); waiting for the freeze to end",
+                window.describe(),
+                window.reason
+            ));
+            *told = true;
+        }
+    }
+}
+
 /// An environment's freezes as read, with the store's time and the blob's version.
 #[derive(Debug, Clone)]
 pub struct FreezeView {
@@ -199,6 +240,44 @@ pub struct FreezeView {
 }
 
 impl Locker<'_> {
+    /// Before a write that would take a lock of `environment` (docs/design.md, "Freezes"): one
+    /// read of its freeze windows, none without a gate. `left` is what remains of the wait (None:
+    /// no wait, or it ran out).
+    pub(super) fn admit(
+        &self,
+        environment: &str,
+        left: Option<std::time::Duration>,
+    ) -> Result<Admit, StoreError> {
+        let Some(gate) = self.freeze_gate else {
+            return Ok(Admit::Go);
+        };
+        let view = match (self.freezes(environment), left) {
+            (Ok(view), _) => view,
+            // Not knowing whether a window is in force never takes the lock; a waiter looks again.
+            (Err(StoreError::Transient(msg)), Some(left)) => {
+                log::warn(&format!(
+                    "could not read the freeze windows of {environment} ({msg}); still waiting"
+                ));
+                return Ok(Admit::Wait { left, window: None });
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let Some(window) = view.freezes.active_at(view.now) else {
+            return Ok(Admit::Go);
+        };
+        if gate.overrides(environment, window, view.now) {
+            return Ok(Admit::Go);
+        }
+        let window = Box::new(window.clone());
+        Ok(match left {
+            None => Admit::Frozen(window),
+            Some(left) => Admit::Wait {
+                left,
+                window: Some(window),
+            },
+        })
+    }
+
     /// The environment's freeze windows (none when it has no freeze record).
     pub fn freezes(&self, environment: &str) -> Result<FreezeView, StoreError> {
         let read = self.store.get(&freeze_key(environment))?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::audit::{Discard, EventKind, EventSink, LockEvent};
+use super::freeze::{Admit, FreezeGate, Window};
 use super::protocol::{
     AcquireMove, AcquireStep, Identity, LockView, ReleaseStep, acquire_move, acquire_step, landed,
     release_step, time_left,
@@ -71,6 +72,8 @@ pub struct Locker<'a> {
     pub(super) reaper: Option<&'a Reaper<'a>>,
     /// Capacity (`slots.rs`): how many holders share each environment; 1 is a plain lock.
     pub(super) capacity: u32,
+    /// Freeze windows are read before every write that would take a lock; None ignores them.
+    pub(super) freeze_gate: Option<&'a dyn FreezeGate>,
 }
 
 #[derive(Debug)]
@@ -98,6 +101,12 @@ pub enum Acquired {
     Cancelled { waited: Duration },
     /// A newer waiter of another run with our supersede key joined the queue: we left it.
     Superseded { by: Box<Waiter>, waited: Duration },
+    /// A freeze window is in force (and we did not wait, or it outlasted the wait).
+    Frozen {
+        window: Box<Window>,
+        waited: Duration,
+        timed_out: bool,
+    },
 }
 
 /// What one look at the lock during a wait found.
@@ -150,6 +159,7 @@ impl<'a> Locker<'a> {
             events: &Discard,
             reaper: None,
             capacity: 1,
+            freeze_gate: None,
         }
     }
 
@@ -162,12 +172,32 @@ impl<'a> Locker<'a> {
         }
     }
 
-    /// This locker on one slot at a time (capacity 1), for `slots.rs`.
+    /// This locker on one slot at a time (capacity 1), for `slots.rs`, which reads the freeze
+    /// windows once for every pass over the slots.
     pub(super) fn single(&self) -> Locker<'a> {
         Locker {
             capacity: 1,
+            ..self.ungated()
+        }
+    }
+
+    /// This locker without reading freeze windows, for callers that read them once for several
+    /// locks (a pass over slots or over the members of a set).
+    pub(super) fn ungated(&self) -> Locker<'a> {
+        Locker {
+            freeze_gate: None,
             last_now: Cell::new(self.last_now.get()),
             ..*self
+        }
+    }
+
+    /// The same locker, reading the freeze windows before it takes a lock; `gate` decides about
+    /// overrides.
+    #[must_use]
+    pub fn with_freeze_gate(self, gate: &'a dyn FreezeGate) -> Self {
+        Self {
+            freeze_gate: Some(gate),
+            ..self
         }
     }
 
@@ -308,6 +338,8 @@ impl<'a> Locker<'a> {
             Some(self.read(environment)?)
         };
         let mut unanswered = 0;
+        // Told that a freeze makes us wait.
+        let mut told = false;
         // Our latest create or takeover while its outcome is unknown: the record we sent and the
         // holder it replaced (None for a create). Finding that record later means the write landed
         // although its answer was lost: it is what it was, not a re-entrant refresh.
@@ -343,7 +375,38 @@ impl<'a> Locker<'a> {
                 (step, None)
             };
             let left = time_left(wait, self.since(started));
-            let step = match acquire_move(step, our_turn, left, wait.is_some()) {
+            let mut next = acquire_move(step, our_turn, left, wait.is_some());
+            // A freeze is judged right before the write that would take the lock; a wait for
+            // a freeze looks at the freeze windows next, not at the lock.
+            let mut frozen = false;
+            if let AcquireMove::Write(step) = &next
+                && !matches!(step, AcquireStep::Refresh { .. })
+            {
+                match self.admit(environment, left)? {
+                    Admit::Go => {}
+                    // Frozen before we ever read the lock: it may be ours already (nested), and a
+                    // freeze never touches a lock that is held. Read it and decide again.
+                    _ if lock.is_none() => {
+                        lock = Some(self.read(environment)?);
+                        continue;
+                    }
+                    admit @ Admit::Wait { .. } => {
+                        admit.note(environment, &mut told);
+                        frozen = true;
+                        next = AcquireMove::Wait {
+                            left: left.unwrap_or_default(),
+                        };
+                    }
+                    Admit::Frozen(window) => {
+                        return Ok(Acquired::Frozen {
+                            window,
+                            waited: self.since(started),
+                            timed_out: wait.is_some(),
+                        });
+                    }
+                }
+            }
+            let step = match next {
                 AcquireMove::Write(step) => step,
                 AcquireMove::Wait { left } => {
                     if let Some(q) = queue.as_deref_mut()
@@ -388,9 +451,12 @@ impl<'a> Locker<'a> {
                             });
                         }
                     };
-                    // Only the first waiter reads the lock, and anyone for its last try.
+                    // Only the first waiter reads the lock, and anyone for its last try; during
+                    // a freeze the lock was free, and the freeze windows are read first (the
+                    // write that follows is conditional, so an outdated view only costs a read).
                     let last_try = time_left(wait, self.since(started)).is_none();
                     if (our_turn || last_try)
+                        && !frozen
                         && let Look::Seen(current) = self.read_while_waiting(environment)?
                     {
                         lock = Some(current);

@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
+use super::freeze::{Admit, Window};
 use super::locker::{Acquired, Holding, Locker, Waited};
-use super::protocol::{Identity, LockView, time_left};
+use super::protocol::{AcquireStep, Identity, LockView, acquire_step, time_left};
 use super::record::{Holder, LockRecord};
 use crate::log;
 
@@ -42,6 +43,14 @@ pub enum SetAcquired {
     },
     /// A signal arrived; nothing of the set is held.
     Cancelled { waited: Duration },
+    /// A freeze window of a member is in force (and we did not wait, or it outlasted the wait);
+    /// nothing of the set is held.
+    Frozen {
+        environment: String,
+        window: Box<Window>,
+        waited: Duration,
+        timed_out: bool,
+    },
 }
 
 /// The members in the order they are taken: by name, each once.
@@ -65,8 +74,33 @@ impl Locker<'_> {
     ) -> anyhow::Result<SetAcquired> {
         let started = self.clock.elapsed();
         let members = ordered(environments);
+        let mut told = false;
         loop {
-            let blocked = match self.try_set(&members, me, holding)? {
+            // The freeze windows of every member, read once for each pass before any is taken.
+            match self.admit_set(&members, me, time_left(wait, self.since(started)))? {
+                None | Some((_, Admit::Go)) => {}
+                Some((environment, admit @ Admit::Wait { left, .. })) => {
+                    admit.note(environment, &mut told);
+                    if !self.pause(self.poll, left) {
+                        return Ok(SetAcquired::Cancelled {
+                            waited: self.since(started),
+                        });
+                    }
+                    continue;
+                }
+                Some((environment, Admit::Frozen(window))) => {
+                    return Ok(SetAcquired::Frozen {
+                        environment: environment.to_owned(),
+                        window,
+                        waited: self.since(started),
+                        timed_out: wait.is_some(),
+                    });
+                }
+            }
+            let one = self.ungated();
+            let tried = one.try_set(&members, me, holding);
+            self.saw(one.store_now());
+            let blocked = match tried? {
                 Try::Taken(members) => {
                     return Ok(SetAcquired::Taken {
                         members,
@@ -97,6 +131,29 @@ impl Locker<'_> {
                 });
             }
         }
+    }
+
+    /// The first member whose freeze windows stop the set now, with what they say; a member
+    /// that is ours already (nested) is not stopped, as a freeze never touches a held lock.
+    fn admit_set<'m>(
+        &self,
+        members: &[&'m str],
+        me: &Identity,
+        left: Option<Duration>,
+    ) -> anyhow::Result<Option<(&'m str, Admit)>> {
+        for environment in members {
+            let admit = self.admit(environment, left)?;
+            if matches!(admit, Admit::Go)
+                || matches!(
+                    acquire_step(self.read(environment)?.as_ref(), me),
+                    AcquireStep::Refresh { .. }
+                )
+            {
+                continue;
+            }
+            return Ok(Some((environment, admit)));
+        }
+        Ok(None)
     }
 
     /// One pass over the members in order, fail-fast; on a held member, gives back what it took.
@@ -137,11 +194,12 @@ impl Locker<'_> {
                     self.give_back(&taken, me);
                     return Ok(Try::Cancelled);
                 }
-                // Members are taken fail-fast, and only a waiter in a queue is superseded.
-                Acquired::Superseded { .. } => {
+                // Members are taken fail-fast, and only a waiter in a queue is superseded; the
+                // freeze windows were read for the whole set.
+                Acquired::Superseded { .. } | Acquired::Frozen { .. } => {
                     self.give_back(&taken, me);
                     return Err(anyhow::anyhow!(
-                        "internal error: a member of a set was superseded without waiting"
+                        "internal error: a member of a set was superseded or frozen on its own"
                     ));
                 }
             }

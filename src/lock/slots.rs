@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use super::freeze::Admit;
 use super::locker::{Acquired, Holding, Locker, Released, Waited};
 use super::protocol::{
     AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
@@ -85,7 +86,28 @@ impl Locker<'_> {
             self.saw(one.store_now());
             return acquired;
         }
+        let mut told = false;
         loop {
+            // One read of the freeze windows for each pass over the slots.
+            match self.admit(environment, time_left(wait, self.since(started)))? {
+                Admit::Go => {}
+                admit @ Admit::Wait { left, .. } => {
+                    admit.note(environment, &mut told);
+                    if !self.pause(self.poll, left) {
+                        return Ok(Acquired::Cancelled {
+                            waited: self.since(started),
+                        });
+                    }
+                    continue;
+                }
+                Admit::Frozen(window) => {
+                    return Ok(Acquired::Frozen {
+                        window,
+                        waited: self.since(started),
+                        timed_out: wait.is_some(),
+                    });
+                }
+            }
             let mut held: Option<Box<LockView>> = None;
             for k in 1..=self.capacity {
                 let acquired = one.acquire(&slot_name(environment, k), me, holding, None);
@@ -116,10 +138,11 @@ impl Locker<'_> {
                             waited: self.since(started),
                         });
                     }
-                    // Slots are taken fail-fast, and only a waiter in a queue is superseded.
-                    Acquired::Superseded { .. } => {
+                    // Slots are taken fail-fast, and only a waiter in a queue is superseded;
+                    // the freeze windows were read for the whole pass.
+                    Acquired::Superseded { .. } | Acquired::Frozen { .. } => {
                         return Err(anyhow::anyhow!(
-                            "internal error: a slot of {environment} was superseded without waiting"
+                            "internal error: a slot of {environment} was superseded or frozen on its own"
                         ));
                     }
                 }

@@ -9,10 +9,12 @@ use chrono::{DateTime, Utc};
 
 use std::collections::BTreeMap;
 
+use super::freeze::FreezeGate;
 use super::queue::{Queue, Turn};
 use super::*;
 use crate::ci::RunInfo;
 use crate::clock::Clock;
+use crate::store::Store as _;
 use crate::store::memory::MemoryStore;
 
 const ENV: &str = "sandbox";
@@ -495,4 +497,118 @@ fn a_release_on_a_known_version_whose_delete_landed_unanswered_is_not_refused() 
     assert!(matches!(released, Released::Absent), "{released:?}");
     let holder = locker.read(ENV).expect("read").expect("the next holder's");
     assert_eq!(holder.holder.build_id(), "2");
+}
+
+/// A freeze gate that overrides or not, and counts how often it was asked.
+struct Gate {
+    overrides: bool,
+    asked: std::cell::Cell<u32>,
+}
+
+impl Gate {
+    fn new(overrides: bool) -> Self {
+        Self {
+            overrides,
+            asked: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl FreezeGate for Gate {
+    fn overrides(&self, _: &str, _: &Window, _: DateTime<Utc>) -> bool {
+        self.asked.set(self.asked.get() + 1);
+        self.overrides
+    }
+}
+
+fn freeze_for_an_hour(locker: &Locker<'_>, environment: &str) {
+    locker
+        .add_freeze(environment, &|now| Window {
+            when: freeze::When::Once {
+                from: now.timestamp(),
+                until: now.timestamp() + 3600,
+            },
+            reason: "incident".into(),
+            by: "ops".into(),
+            created_at: String::new(),
+        })
+        .expect("freeze");
+}
+
+fn frozen(acquired: &Acquired) -> Option<bool> {
+    match acquired {
+        Acquired::Frozen {
+            window, timed_out, ..
+        } => {
+            assert_eq!(window.reason, "incident");
+            Some(*timed_out)
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn a_freeze_stops_every_take_and_never_a_lock_already_held() {
+    let (store, _) = store();
+    let poll = Duration::from_millis(5);
+    let refuse = Gate::new(false);
+    let overrides = Gate::new(true);
+    let gated = |gate| Locker::new(&store, TTL, poll).with_freeze_gate(gate);
+    // Held before the freeze: a nested acquire of its holder refreshes it during the freeze.
+    let (held, ..) = taken(acquire(&gated(&refuse), &who("1"), None));
+    freeze_for_an_hour(&gated(&refuse), ENV);
+    freeze_for_an_hour(&gated(&refuse), "other");
+    let (_, _, reentrant, _) = taken(acquire(&gated(&refuse), &who("1"), None));
+    assert!(reentrant);
+    let me = with_token(&who("1"), &held);
+    assert!(matches!(
+        gated(&refuse).release(ENV, &me).expect("release"),
+        Released::Released(_)
+    ));
+    // One environment, fail-fast and waiting; capacity 2; a set.
+    assert_eq!(
+        frozen(&acquire(&gated(&refuse), &who("2"), None)),
+        Some(false)
+    );
+    let wait = Some(Duration::from_millis(30));
+    assert_eq!(
+        frozen(&acquire(&gated(&refuse), &who("2"), wait)),
+        Some(true)
+    );
+    let shared = gated(&refuse).with_capacity(2);
+    assert_eq!(frozen(&acquire(&shared, &who("2"), None)), Some(false));
+    let run = RunInfo::default();
+    let set = gated(&refuse)
+        .acquire_set(
+            &["other", ENV],
+            &who("2"),
+            &Holding::new(&run, "test"),
+            None,
+        )
+        .expect("set");
+    assert!(
+        matches!(&set, SetAcquired::Frozen { environment, .. } if environment == "other"),
+        "{set:?}"
+    );
+    assert!(
+        store.list(KEY_PREFIX).expect("list").entries.is_empty(),
+        "nothing taken during the freeze"
+    );
+    // Overridden: taken, and the override was asked for.
+    taken(acquire(&gated(&overrides), &who("2"), None));
+    assert!(overrides.asked.get() >= 1);
+    // A set whose members are ours already is nested: refreshed during the freeze.
+    let nested = gated(&refuse)
+        .acquire_set(&[ENV], &who("2"), &Holding::new(&run, "test"), None)
+        .expect("nested set");
+    assert!(matches!(nested, SetAcquired::Taken { .. }), "{nested:?}");
+    // Without a gate the windows are not read at all.
+    let ungated = Locker::new(&store, TTL, poll);
+    assert!(matches!(
+        acquire(&ungated, &who("2"), None),
+        Acquired::Taken {
+            reentrant: true,
+            ..
+        }
+    ));
 }

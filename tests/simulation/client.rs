@@ -12,7 +12,7 @@ use deploy_lock::lock::{Acquired, Fenced, Holding, Identity, Locker, Priority, R
 use deploy_lock::store::memory::MemoryStore;
 
 use super::store::{SimClock, SimStore};
-use super::{ENV, Kind, Sim, Stopped, order, sets};
+use super::{ENV, Kind, Sim, Stopped, freezes, order, sets};
 
 /// One lock the client holds.
 pub(super) struct Held {
@@ -33,7 +33,7 @@ pub(super) enum Got {
 fn draw_members(sim: &Sim, me: usize, kind: Kind) -> Result<Vec<String>, Stopped> {
     sim.with(me, |w| match kind {
         Kind::Single | Kind::Capacity | Kind::Order => vec![ENV.to_owned()],
-        Kind::Sets => sets::draw(&mut w.rng),
+        Kind::Sets | Kind::Freezes => sets::draw(&mut w.rng),
     })
 }
 
@@ -56,9 +56,15 @@ pub(super) fn client(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Res
         host: format!("runner-{me}"),
         ..RunInfo::default()
     };
+    let gate = freezes::Gate(freezes::overrides(me));
     let locker = Locker::new(&store, params.ttl, params.poll)
         .with_clock(&clock)
         .with_capacity(params.capacity);
+    let locker = if params.kind == Kind::Freezes {
+        locker.with_freeze_gate(&gate)
+    } else {
+        locker
+    };
     for _ in 0..params.rounds {
         let members = draw_members(sim, me, params.kind)?;
         let (token, wait, (priority, supersede)) = sim.with(me, |w| {

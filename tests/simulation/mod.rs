@@ -18,12 +18,14 @@
 //!
 //! `single` runs one environment; `sets` adds clients that take sets of environments (in any
 //! order) beside single-environment ones; `order` gives clients priorities and supersede keys
-//! and checks what those promise. `DEPLOY_LOCK_SIM_SEED=N` replays one seed with its
+//! and checks what those promise; `freezes` puts freeze windows in force and removes them while
+//! clients take locks through a freeze gate. `DEPLOY_LOCK_SIM_SEED=N` replays one seed with its
 //! trace; `DEPLOY_LOCK_SIM_RUNS=N` runs more schedules than the default (which stays well under a
 //! minute).
 
 mod capacity;
 mod client;
+mod freezes;
 mod order;
 mod sets;
 mod store;
@@ -67,6 +69,9 @@ enum Kind {
     Capacity,
     /// Every client takes `ENV` with a priority and sometimes a supersede key (`order.rs`).
     Order,
+    /// Clients take what `Sets` clients take through a freeze gate, while a freezer puts
+    /// windows in force and removes them (`freezes.rs`).
+    Freezes,
 }
 
 /// The knobs of one schedule, drawn from its seed.
@@ -133,6 +138,9 @@ struct Slot {
     faulted: BTreeSet<String>,
     /// How long the client was paused in all, which no wait budget can account for.
     paused: Duration,
+    /// Per environment, whether the client's latest read of its freeze windows found none in
+    /// force and no take used it yet (`freezes.rs`).
+    admitted: BTreeMap<String, bool>,
 }
 
 struct World {
@@ -150,6 +158,8 @@ struct World {
     store: Option<Arc<MemoryStore>>,
     /// The queue's tickets as the store kept them, and each client's run (`order.rs`).
     book: order::Book,
+    /// What the freeze checks met (`freezes.rs`).
+    seen: freezes::Seen,
 }
 
 /// What a schedule did, summed over schedules: enough to tell that the checks had cases.
@@ -159,6 +169,8 @@ struct Tally {
     fences: usize,
     superseded: u64,
     priority_cases: u64,
+    frozen: u64,
+    admitted: u64,
 }
 
 impl World {
@@ -306,7 +318,8 @@ impl Sim {
         let params = Params::draw(&mut rng, kind);
         let runs = order::runs(&mut rng, &params);
         let epoch = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let slots = (0..params.clients)
+        // A freeze schedule has one more client: the freezer, last.
+        let slots = (0..params.clients + usize::from(kind == Kind::Freezes))
             .map(|_| Slot {
                 state: State::Runnable,
                 wall_offset: 0,
@@ -315,6 +328,7 @@ impl Sim {
                 leases: BTreeMap::new(),
                 faulted: BTreeSet::new(),
                 paused: Duration::ZERO,
+                admitted: BTreeMap::new(),
             })
             .collect();
         Self {
@@ -330,6 +344,7 @@ impl Sim {
                 fences: BTreeMap::new(),
                 store: None,
                 book: order::Book::new(epoch, runs),
+                seen: freezes::Seen::default(),
             }),
             turns: Condvar::new(),
             epoch,
@@ -452,7 +467,12 @@ fn simulate(seed: u64, kind: Kind) -> Result<Tally, String> {
             let sim = &sim;
             let store = &store;
             scope.spawn(move || {
-                if client::client(sim, me, store).is_ok() {
+                let done = if kind == Kind::Freezes && me + 1 == clients {
+                    freezes::freezer(sim, me, store)
+                } else {
+                    client::client(sim, me, store)
+                };
+                if done.is_ok() {
                     sim.finish(me);
                 }
             });
@@ -467,6 +487,8 @@ fn simulate(seed: u64, kind: Kind) -> Result<Tally, String> {
             fences: w.fences.values().map(Vec::len).sum(),
             superseded: w.book.superseded,
             priority_cases: w.book.priority_cases,
+            frozen: w.seen.frozen,
+            admitted: w.seen.admitted,
         }),
         Some(why) => {
             let trace: Vec<String> = w.trace.iter().cloned().collect();
@@ -475,6 +497,7 @@ fn simulate(seed: u64, kind: Kind) -> Result<Tally, String> {
                 Kind::Sets => "simulation::sets::",
                 Kind::Capacity => "simulation::capacity::",
                 Kind::Order => "simulation::order::",
+                Kind::Freezes => "simulation::freezes::",
             };
             Err(format!(
                 "seed {seed}: {why}\nparams: {:?}\nlast {} steps:\n{}\nreplay: \
@@ -506,6 +529,8 @@ fn run_schedules(kind: Kind, default_runs: u64) -> Tally {
                 sum.fences += t.fences;
                 sum.superseded += t.superseded;
                 sum.priority_cases += t.priority_cases;
+                sum.frozen += t.frozen;
+                sum.admitted += t.admitted;
             }
             Err(report) => panic!("{report}"),
         }

@@ -13,7 +13,7 @@ use super::{Kind, Sim, Stopped, run_schedules, simulate};
 use crate::support::proxy::XorShift;
 
 /// The environments of the set schedules.
-const ENVS: [&str; 3] = ["ap", "eu", "us"];
+pub(super) const ENVS: [&str; 3] = ["ap", "eu", "us"];
 
 /// One environment (sometimes) or a set of 2–3 in a random order.
 pub(super) fn draw(rng: &mut XorShift) -> Vec<String> {
@@ -80,6 +80,10 @@ pub(super) fn acquire(
             Got::Not(format!(
                 "set blocked on {environment} (timed out: {timed_out})"
             ))
+        }
+        // The simulation's clients read no freeze windows.
+        Ok(SetAcquired::Frozen { environment, .. }) => {
+            Got::Not(format!("set frozen on {environment}"))
         }
         Err(e) => Got::Not(format!("set acquire failed: {}", short(&e))),
     })

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use deploy_lock::clock::Clock;
 use deploy_lock::lock::KEY_PREFIX;
 use deploy_lock::lock::queue::QUEUE_PREFIX;
+use deploy_lock::lock::record::Holder;
 use deploy_lock::store::memory::MemoryStore;
 use deploy_lock::store::{Listing, Read, Store, StoreError, StoreResult, Written};
 
@@ -45,12 +46,15 @@ impl SimStore {
             .map_err(stopped)
     }
 
-    /// Sends a request: it travels, is applied, and its answer travels back.
+    /// Sends a request: it travels, is applied, and its answer travels back. `record` is the
+    /// lock record a create or replace of a lock writes, to tell a take (the lock comes to carry
+    /// another token) from a refresh, a renewal or a fencing write (the same token).
     fn request<T>(
         &self,
         verb: &str,
         key: &str,
         write: bool,
+        record: Option<&[u8]>,
         apply: impl FnOnce(&MemoryStore) -> StoreResult<T>,
         retried: impl FnOnce() -> StoreError,
     ) -> StoreResult<T> {
@@ -79,7 +83,10 @@ impl SimStore {
             self.note(&format!("{what} → failed before the store"));
             return Err(StoreError::Transient("injected: request failed".into()));
         }
+        let before = record.and_then(|_| self.inner.peek(key));
         let result = apply(&self.inner);
+        let took =
+            result.is_ok() && record.is_some_and(|r| token(Some(r)) != token(before.as_deref()));
         // A queue ticket as the store keeps it after a write, for the world's log of the queue.
         let ticket = (write && result.is_ok() && key.starts_with(QUEUE_PREFIX)).then(|| {
             self.inner
@@ -106,6 +113,9 @@ impl SimStore {
                 if let Some(entry) = ticket {
                     w.ticket_written(me, key, entry);
                 }
+                if took {
+                    w.took(me, key);
+                }
                 w.note(me, &format!("{what} → {outcome} ({fault:?})"));
             })
             .map_err(stopped)?;
@@ -122,13 +132,30 @@ impl SimStore {
     }
 }
 
+/// The token of a lock record, if it is one of ours.
+fn token(data: Option<&[u8]>) -> Option<String> {
+    Holder::parse(data?).record().map(|r| r.token.clone())
+}
+
 fn stopped(_: Stopped) -> StoreError {
     StoreError::BadRequest("the client stopped".into())
 }
 
 impl Store for SimStore {
     fn get(&self, key: &str) -> StoreResult<Read> {
-        self.request("get", key, false, |s| s.get(key), || StoreError::Conflict)
+        let read = self.request(
+            "get",
+            key,
+            false,
+            None,
+            |s| s.get(key),
+            || StoreError::Conflict,
+        );
+        let me = self.me;
+        self.sim
+            .with(me, |w| w.freeze_read(me, key, &read))
+            .map_err(stopped)?;
+        read
     }
 
     fn create(
@@ -141,6 +168,7 @@ impl Store for SimStore {
             "create",
             key,
             true,
+            key.starts_with(KEY_PREFIX).then_some(data),
             |s| s.create(key, data, metadata),
             || StoreError::Conflict,
         )
@@ -157,6 +185,7 @@ impl Store for SimStore {
             "replace",
             key,
             true,
+            key.starts_with(KEY_PREFIX).then_some(data),
             |s| s.replace(key, data, metadata, etag),
             || StoreError::Conflict,
         )
@@ -167,6 +196,7 @@ impl Store for SimStore {
             "delete",
             key,
             true,
+            None,
             |s| s.delete(key, etag),
             || StoreError::NotFound(key.to_owned()),
         )
@@ -177,6 +207,7 @@ impl Store for SimStore {
             "list",
             prefix,
             false,
+            None,
             |s| s.list(prefix),
             || StoreError::Conflict,
         )

@@ -7,6 +7,7 @@ use deploy_lock::store::Store as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// A directory removed when dropped.
 #[derive(Debug)]
@@ -400,5 +401,15 @@ pub fn assert_no_injection(ci: Ci, out: &Out, extra: &[String], what: &str) {
                 out.stderr
             );
         }
+    }
+}
+
+/// Polls until `ready` holds; a test that waits longer is stuck.
+#[track_caller]
+pub fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(Instant::now() < deadline, "stuck waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
