@@ -5,9 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::locker::{Locker, Released};
+use super::locker::Locker;
 use super::protocol::{self, Identity, LockView, ReleaseStep, RenewStep};
 use super::record::{LockRecord, key};
+use super::release::Released;
 use super::renew::Renewed;
 use crate::store::StoreError;
 

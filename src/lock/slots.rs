@@ -14,12 +14,13 @@
 use std::time::Duration;
 
 use super::freeze::Admit;
-use super::locker::{Acquired, Holding, Locker, Released, Waited};
+use super::locker::{Acquired, Holding, Locker, Waited};
 use super::protocol::{
     AcquireStep, Identity, LockView, ReleaseStep, RenewStep, acquire_step, release_step,
     renew_step, time_left,
 };
 use super::record::{KEY_PREFIX, key};
+use super::release::Released;
 use super::renew::Renewed;
 use super::watch::WaitSeen;
 use crate::log;
