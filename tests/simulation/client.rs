@@ -11,7 +11,7 @@ use deploy_lock::lock::slots::{slot_of, split_slot};
 use deploy_lock::lock::{Acquired, Fenced, Holding, Identity, Locker, Priority, Released, Renewed};
 use deploy_lock::store::memory::MemoryStore;
 
-use super::store::{SimClock, SimStore};
+use super::store::{SimClock, client_parts};
 use super::{ENV, Kind, Sim, Stopped, freezes, order, sets};
 
 /// One lock the client holds.
@@ -38,15 +38,7 @@ fn draw_members(sim: &Sim, me: usize, kind: Kind) -> Result<Vec<String>, Stopped
 }
 
 pub(super) fn client(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Result<(), Stopped> {
-    let clock = SimClock {
-        sim: Arc::clone(sim),
-        me,
-    };
-    let store = SimStore {
-        sim: Arc::clone(sim),
-        me,
-        inner: Arc::clone(store),
-    };
+    let (clock, store) = client_parts(sim, me, store);
     let (params, build_id) = sim.with(me, |w| (w.params, w.book.runs[me].clone()))?;
     // Clients are runs of their own, or two jobs of one run on two runners (`order::runs`).
     let run = RunInfo {

@@ -15,7 +15,7 @@ use deploy_lock::lock::{KEY_PREFIX, Window};
 use deploy_lock::store::memory::MemoryStore;
 use deploy_lock::store::{Read, Store, StoreResult};
 
-use super::store::{SimClock, SimStore};
+use super::store::{SimStore, client_parts};
 use super::{Kind, Sim, Stopped, World, run_schedules, sets, simulate};
 
 /// How often the freezer puts a window in force or takes it away.
@@ -84,15 +84,7 @@ impl World {
 /// hour back to ten hours ahead, by the store's clock) or removes the one there. At its end it
 /// removes every window, so that only its crash leaves a freeze in force.
 pub(super) fn freezer(sim: &Arc<Sim>, me: usize, store: &Arc<MemoryStore>) -> Result<(), Stopped> {
-    let clock = SimClock {
-        sim: Arc::clone(sim),
-        me,
-    };
-    let store = SimStore {
-        sim: Arc::clone(sim),
-        me,
-        inner: Arc::clone(store),
-    };
+    let (clock, store) = client_parts(sim, me, store);
     let ttl = sim.with(me, |w| w.params.ttl)?;
     for _ in 0..FLIPS {
         let (pause, env) = sim.with(me, |w| {

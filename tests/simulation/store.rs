@@ -222,6 +222,24 @@ impl Store for SimStore {
     }
 }
 
+/// Client `me`'s clock and its view of the shared store.
+pub(super) fn client_parts(
+    sim: &Arc<Sim>,
+    me: usize,
+    store: &Arc<MemoryStore>,
+) -> (SimClock, SimStore) {
+    let clock = SimClock {
+        sim: Arc::clone(sim),
+        me,
+    };
+    let store = SimStore {
+        sim: Arc::clone(sim),
+        me,
+        inner: Arc::clone(store),
+    };
+    (clock, store)
+}
+
 /// One client's virtual clock.
 pub(super) struct SimClock {
     pub(super) sim: Arc<Sim>,
