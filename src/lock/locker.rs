@@ -370,7 +370,7 @@ impl<'a> Locker<'a> {
             let mut next = acquire_move(step, our_turn, left, wait.is_some());
             // A freeze is judged right before the write that would take the lock; a wait for
             // a freeze looks at the freeze windows next, not at the lock.
-            let mut frozen = false;
+            let (mut frozen, mut window) = (false, None);
             if let AcquireMove::Write(step) = &next
                 && !matches!(step, AcquireStep::Refresh { .. })
             {
@@ -385,6 +385,9 @@ impl<'a> Locker<'a> {
                     admit @ Admit::Wait { .. } => {
                         admit.note(environment, &mut told);
                         frozen = true;
+                        if let Admit::Wait { window: w, .. } = admit {
+                            window = w;
+                        }
                         next = AcquireMove::Wait {
                             left: left.unwrap_or_default(),
                         };
@@ -425,6 +428,7 @@ impl<'a> Locker<'a> {
                         lock: lock.as_ref().and_then(Option::as_ref),
                         place: queue.as_deref().and_then(Queue::place),
                         elapsed: self.since(started),
+                        frozen: window.as_deref(),
                     });
                     // Our place in the queue paces us (docs/design.md, "Requests").
                     let interval = queue.as_deref().map_or(self.poll, |q| q.cadence().wake);
@@ -677,6 +681,7 @@ impl<'a> Locker<'a> {
                 lock: Some(&lock),
                 place: None,
                 elapsed: self.since(started),
+                frozen: None,
             });
             last = Some(lock.clone());
             let left = timeout.saturating_sub(self.since(started));

@@ -254,6 +254,7 @@ impl Locker<'_> {
             lock: Some(lock),
             place: None,
             elapsed: self.since(started),
+            frozen: None,
         });
     }
 

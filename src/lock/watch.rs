@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::freeze::Window;
 use super::protocol::LockView;
 
 /// One look at the lock during a wait.
@@ -15,6 +16,8 @@ pub struct WaitSeen<'v> {
     pub place: Option<(usize, usize)>,
     /// How long we have waited so far, by the local clock.
     pub elapsed: Duration,
+    /// The freeze window we wait for, when a freeze stops us from taking a free lock.
+    pub frozen: Option<&'v Window>,
 }
 
 /// Told what a waiter sees. Telling never fails and never changes how the wait goes.

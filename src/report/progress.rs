@@ -232,13 +232,18 @@ impl WaitReport {
             human_std(seen.elapsed),
             human_std(self.budget)
         )];
-        match seen.lock {
-            Some(lock) => parts.push(format!(
+        match (seen.lock, seen.frozen) {
+            (_, Some(window)) => parts.push(format!(
+                "frozen ({}: {}); waiting for the freeze to end",
+                window.describe(),
+                window.reason
+            )),
+            (Some(lock), None) => parts.push(format!(
                 "held by {} for {}",
                 lock.holder.describe(),
                 human(lock.age)
             )),
-            None => parts.push("the lock is free; the waiters ahead go first".into()),
+            (None, None) => parts.push("the lock is free; the waiters ahead go first".into()),
         }
         if let Some((at, of)) = seen.place {
             parts.push(format!("{} of {of} in line", ordinal(at)));
@@ -371,6 +376,7 @@ mod tests {
             lock: Some(lock),
             place,
             elapsed: Duration::from_secs(secs),
+            frozen: None,
         }
     }
 
@@ -445,6 +451,42 @@ mod tests {
         }
         assert!(!out.contains("usually held"), "{out}");
         assert_eq!(r.done(), "::endgroup::\n");
+    }
+
+    #[test]
+    fn a_wait_for_a_freeze_names_it_escaped_on_every_surface() {
+        let window = crate::lock::Window {
+            when: crate::lock::freeze::When::Once {
+                from: 0,
+                until: 3600,
+            },
+            reason: "incident ##vso[task.complete]x\n  ::error::y ##[set-output]z".into(),
+            by: "ops".into(),
+            created_at: String::new(),
+        };
+        for surface in [Surface::GitHub, Surface::AzureDevOps, Surface::Plain] {
+            let mut r = WaitReport::new(surface, "sandbox", BUDGET, None);
+            r.start();
+            let out = r.seen(&WaitSeen {
+                lock: None,
+                place: Some((1, 1)),
+                elapsed: Duration::from_secs(5),
+                frozen: Some(&window),
+            });
+            assert!(out.contains("frozen (from 1970-01-01T00:00:00Z"), "{out}");
+            assert!(out.contains("waiting for the freeze to end"), "{out}");
+            assert!(!out.contains("the lock is free"), "{out}");
+            for line in out.lines() {
+                assert!(!line.trim_start().starts_with("::"), "{surface:?}: {line}");
+            }
+            if surface == Surface::GitHub {
+                assert!(!out.contains("##[set-output]"), "{out}");
+            }
+            if surface == Surface::AzureDevOps {
+                // Only its own progress command.
+                assert_eq!(out.matches("##vso[").count(), 1, "{out}");
+            }
+        }
     }
 
     #[test]
