@@ -84,6 +84,12 @@ fn the_dashboard_renders_offline_with_hostile_text_as_text() {
         assert!(dom.contains("data-environment=\"beta\""), "{name}");
         assert!(dom.contains("azdevops build 2"), "{name}: the holder");
         assert!(dom.contains("<span class=\"state held\">held</span>"));
+        // A free environment that a freeze holds, with the window and its reason.
+        assert!(dom.contains("data-environment=\"gamma\""), "{name}");
+        assert!(
+            dom.contains("<p class=\"frozen\"><strong>Frozen</strong> from "),
+            "{name}: the freeze in {dom}"
+        );
         // The queue, with its waiter's run link.
         assert!(
             dom.contains(&format!(

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Backend, Cmd, Out, backends, eventually};
+use crate::support::{Backend, Ci, Cmd, Out, assert_no_injection, backends, eventually};
 
 fn as_build(b: &Backend, build: &str) -> Cmd {
     b.cmd()
@@ -226,4 +226,28 @@ fn freezes_lists_one_off_and_weekly_windows_and_bad_windows_are_exit_2() {
         as_build(&b, "1").args(bad).run().code(2);
     }
     assert_eq!(b.snapshot(), before);
+}
+
+#[test]
+fn status_names_the_freezes_in_force_escaped_for_ci() {
+    let hostile = "  ::error::boom ##[set-output]x ##vso[task.complete]y";
+    for b in backends() {
+        let name = b.name();
+        as_build(&b, "1")
+            .args(["freeze", "prod", "--for", "2h", "--reason", hostile])
+            .run()
+            .code(0);
+        let out = as_build(&b, "1").args(["status"]).run();
+        out.code(0)
+            .contains("prod is frozen (from ")
+            .contains("no new acquire until it ends");
+        for ci in Ci::ALL {
+            let (key, value) = ci.env();
+            for args in [&["status"][..], &["--output", "json", "status"][..]] {
+                let out = as_build(&b, "1").env(key, value).args(args).run();
+                out.code(0).contains("prod");
+                assert_no_injection(ci, &out, &[], &format!("{name}: {args:?}"));
+            }
+        }
+    }
 }

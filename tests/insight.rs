@@ -90,6 +90,10 @@ pub fn scene(b: &Backend) -> Child {
         "run_url": "javascript:alert(1)", "reason": HOSTILE, "actor": "\"><script>alert(1)</script>",
     });
     b.put_raw("deployment-lock-beta", record.to_string().as_bytes());
+    as_build(b, "5")
+        .args(["freeze", "gamma", "--for", "2h", "--reason", HOSTILE])
+        .run()
+        .code(0);
     let child = waiter_at(b, "alpha", "high");
     until_waiting(b, "alpha", 1);
     child
@@ -249,7 +253,7 @@ fn the_dashboard_escapes_everything_from_the_store() {
             .args([out.path()])
             .run()
             .code(0)
-            .contains("Wrote the dashboard of 2 environment(s)");
+            .contains("Wrote the dashboard of 3 environment(s)");
         stop(child);
         let html = std::fs::read_to_string(out.join("index.html")).expect("index.html");
         assert!(!html.contains(HOSTILE), "{}: raw hostile text", b.name());

@@ -167,6 +167,20 @@ fn every_command_prints_one_object_of_its_documented_shape() {
         3,
         as_build(&b, "1").args(["acquire", "prod"]),
     );
+    // A frozen environment is in `status`, free, with its window.
+    let status = run(
+        "status while frozen",
+        "status",
+        0,
+        as_build(&b, "1").args(["status"]),
+    );
+    let prod = status["environments"]
+        .as_array()
+        .and_then(|envs| envs.iter().find(|e| e["environment"] == "prod"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(prod["state"], "free", "{status}");
+    assert_eq!(prod["freeze"]["reason"], "audit", "{status}");
     run(
         "unfreeze",
         "freezes",

@@ -89,6 +89,8 @@ pub enum Outcome {
         stuck_after: Option<Duration>,
         /// Each environment's live waiters in queue order (environments without a lock too).
         queues: std::collections::BTreeMap<String, Vec<crate::lock::waiters::Waiter>>,
+        /// The freeze window in force, per frozen environment (none with `--stuck-after`).
+        frozen: std::collections::BTreeMap<String, crate::lock::Window>,
     },
     Renewed(Renewal),
     History {

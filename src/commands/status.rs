@@ -1,5 +1,5 @@
-//! `status`: every lock in the store; with `--stuck-after`, the locks held longer than that, each
-//! reported as a `stuck` event.
+//! `status`: every lock in the store, the waiters' queues and the freezes in force; with
+//! `--stuck-after`, the locks held longer than that, each reported as a `stuck` event.
 
 use std::time::Duration;
 
@@ -43,11 +43,22 @@ pub fn status(ctx: &Context<'_>, stuck_after: Option<Duration>) -> Result<Outcom
         log::warn(&format!("cannot read the waiters' queues: {e}"));
         std::collections::BTreeMap::new()
     });
+    // Freezes too are advisory here: a failed read costs their lines, never the locks. A search
+    // for stuck locks is about holders only.
+    let frozen = if stuck_after.is_some() {
+        std::collections::BTreeMap::new()
+    } else {
+        locker.freezes_in_force().unwrap_or_else(|e| {
+            log::warn(&format!("cannot read the freeze windows: {e:#}"));
+            std::collections::BTreeMap::new()
+        })
+    };
     Ok(Outcome::Status {
         store: ctx.store.describe(),
         locks,
         stuck_after,
         queues,
+        frozen,
     })
 }
 

@@ -6,12 +6,14 @@
 //! offset, and it may span the week's end). Whether a window is active is judged at the store's
 //! time, by the pure functions here.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Datelike, Duration as Span, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::locker::Locker;
 use crate::log;
-use crate::store::{StoreError, Written};
+use crate::store::{Read, StoreError, Written};
 
 /// Outside `KEY_PREFIX`, so listings of locks skip it.
 pub const FREEZE_PREFIX: &str = "deployment-freeze-";
@@ -239,6 +241,23 @@ pub struct FreezeView {
     pub etag: Option<String>,
 }
 
+impl FreezeView {
+    fn of(read: Read) -> Result<Self, StoreError> {
+        Ok(match read.blob {
+            None => Self {
+                freezes: Freezes::default(),
+                now: read.now,
+                etag: None,
+            },
+            Some(b) => Self {
+                freezes: Freezes::parse(&b.data)?,
+                now: read.now,
+                etag: Some(b.etag),
+            },
+        })
+    }
+}
+
 impl Locker<'_> {
     /// Before a write that would take a lock of `environment` (docs/design.md, "Freezes"): one
     /// read of its freeze windows, none without a gate. `left` is what remains of the wait (None:
@@ -282,18 +301,7 @@ impl Locker<'_> {
     pub fn freezes(&self, environment: &str) -> Result<FreezeView, StoreError> {
         let read = self.store.get(&freeze_key(environment))?;
         self.saw(read.now);
-        Ok(match read.blob {
-            None => FreezeView {
-                freezes: Freezes::default(),
-                now: read.now,
-                etag: None,
-            },
-            Some(b) => FreezeView {
-                freezes: Freezes::parse(&b.data)?,
-                now: read.now,
-                etag: Some(b.etag),
-            },
-        })
+        FreezeView::of(read)
     }
 
     /// Adds a window (made from the store's time by `make`); one-off windows that are over are
@@ -351,13 +359,31 @@ impl Locker<'_> {
     /// Every environment with a freeze record, in name order.
     pub fn all_freezes(&self) -> anyhow::Result<Vec<(String, FreezeView)>> {
         let listing = self.store.list(FREEZE_PREFIX)?;
-        let mut out = Vec::new();
-        for entry in listing.entries {
-            if let Some(env) = entry.key.strip_prefix(FREEZE_PREFIX) {
-                out.push((env.to_owned(), self.freezes(env)?));
-            }
-        }
-        Ok(out)
+        let envs: Vec<String> = listing
+            .entries
+            .iter()
+            .filter_map(|e| e.key.strip_prefix(FREEZE_PREFIX).map(str::to_owned))
+            .collect();
+        let keys: Vec<String> = envs.iter().map(|e| freeze_key(e)).collect();
+        // Concurrently where the store can (Azure: a small pool of connections).
+        let reads = self.store.get_many(&keys);
+        envs.into_iter()
+            .zip(reads)
+            .map(|(env, read)| {
+                let read = read?;
+                self.saw(read.now);
+                Ok((env, FreezeView::of(read)?))
+            })
+            .collect()
+    }
+
+    /// The window in force now, per environment that has one (the first, if several are).
+    pub fn freezes_in_force(&self) -> anyhow::Result<BTreeMap<String, Window>> {
+        Ok(self
+            .all_freezes()?
+            .into_iter()
+            .filter_map(|(env, view)| view.freezes.active_at(view.now).cloned().map(|w| (env, w)))
+            .collect())
     }
 }
 

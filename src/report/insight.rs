@@ -55,26 +55,59 @@ pub fn queue_json(waiters: &[Waiter]) -> Value {
 /// `status --output json`: `{"environments": [...]}`, each row with its queue, then the free
 /// environments that have waiters.
 #[must_use]
-pub fn status_json(rows: Vec<(String, Value)>, queues: &BTreeMap<String, Vec<Waiter>>) -> Value {
+pub fn status_json(
+    rows: Vec<(String, Value)>,
+    queues: &BTreeMap<String, Vec<Waiter>>,
+    frozen: &BTreeMap<String, Value>,
+) -> Value {
     let mut seen = std::collections::BTreeSet::new();
     let mut environments: Vec<Value> = rows
         .into_iter()
         .map(|(env, mut v)| {
             v["queue"] = queue_json(queues.get(&env).map_or(&[][..], Vec::as_slice));
+            if let Some(window) = frozen.get(&env) {
+                v["freeze"] = window.clone();
+            }
             seen.insert(env);
             v
         })
         .collect();
-    for (env, waiters) in queues {
-        if !seen.contains(env) && !waiters.is_empty() {
-            environments.push(json!({
-                "environment": env,
-                "state": "free",
-                "queue": queue_json(waiters),
-            }));
+    // Free environments that someone waits for, or that a freeze holds.
+    let free: std::collections::BTreeSet<&String> = queues
+        .iter()
+        .filter(|(_, waiters)| !waiters.is_empty())
+        .map(|(env, _)| env)
+        .chain(frozen.keys())
+        .filter(|env| !seen.contains(*env))
+        .collect();
+    for env in free {
+        let mut v = json!({
+            "environment": env,
+            "state": "free",
+            "queue": queue_json(queues.get(env).map_or(&[][..], Vec::as_slice)),
+        });
+        if let Some(window) = frozen.get(env) {
+            v["freeze"] = window.clone();
         }
+        environments.push(v);
     }
     json!({ "environments": environments })
+}
+
+/// The freezes in force under the `status` table: `prod is frozen (until …: reason, by …)`.
+#[must_use]
+pub fn freeze_lines(p: Platform, frozen: &BTreeMap<String, crate::lock::Window>) -> Vec<String> {
+    frozen
+        .iter()
+        .map(|(env, w)| {
+            p.escape(&format!(
+                "{env} is frozen ({}: {}, by {}): no new acquire until it ends",
+                w.describe(),
+                w.reason,
+                w.by
+            ))
+        })
+        .collect()
 }
 
 /// The waiters under the `status` table: `prod  1. github build 7, waiting 2m (since …) — URL`.

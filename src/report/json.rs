@@ -159,7 +159,12 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
             v["reason"] = json!(reason);
             v
         }
-        Outcome::Status { locks, queues, .. } => super::insight::status_json(
+        Outcome::Status {
+            locks,
+            queues,
+            frozen,
+            ..
+        } => super::insight::status_json(
             locks
                 .iter()
                 .map(|row| {
@@ -181,6 +186,10 @@ pub fn outcome_json(outcome: &Outcome) -> Option<Value> {
                 })
                 .collect(),
             queues,
+            &frozen
+                .iter()
+                .map(|(env, window)| (env.clone(), window_json(window)))
+                .collect(),
         ),
         Outcome::Renewed(r) => match &r.end {
             RenewEnd::Renewed(lock) => lock_json(&r.env, State::Renewed.as_str(), Some(lock)),

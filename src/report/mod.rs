@@ -327,6 +327,7 @@ impl Reporter {
                 locks,
                 stuck_after,
                 queues,
+                frozen,
             } => {
                 self.print_json(outcome);
                 if self.text() {
@@ -343,6 +344,9 @@ impl Reporter {
                         }
                     }
                     for line in insight::queue_lines(p, locks, queues) {
+                        self.print(&line);
+                    }
+                    for line in insight::freeze_lines(p, frozen) {
                         self.print(&line);
                     }
                 }

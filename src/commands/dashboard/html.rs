@@ -24,7 +24,7 @@ h2{font-size:1.1rem;margin:1.5rem 0 .5rem}h3{font-size:1rem;margin:0}.muted{colo
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.75rem}\
 .state{display:inline-block;border-radius:1rem;padding:0 .6rem;font-size:.85rem;font-weight:600;\
 border:1px solid currentColor}.free{color:var(--free)}.held{color:var(--held)}\
-.stale,.unreadable{color:var(--stale)}dl{display:grid;grid-template-columns:auto 1fr;gap:.1rem .75rem;\
+.stale,.unreadable,.frozen{color:var(--stale)}dl{display:grid;grid-template-columns:auto 1fr;gap:.1rem .75rem;\
 margin:.5rem 0}dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}ol{margin:.25rem 0;\
 padding-left:1.4rem}a{color:var(--bar)}.scroll{overflow-x:auto}table{border-collapse:collapse;\
 width:100%;font-size:.9rem}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);\
@@ -148,6 +148,14 @@ fn panel(p: &Panel, d: &Dashboard) -> String {
             }
         }
         h.push_str("</dl>");
+    }
+    if let Some(w) = &p.freeze {
+        h.push_str(&format!(
+            "<p class=\"frozen\"><strong>Frozen</strong> {}: {} <span class=\"muted\">(by {})</span></p>",
+            esc(&w.describe()),
+            esc(&w.reason),
+            esc(&w.by)
+        ));
     }
     for problem in &p.problems {
         h.push_str(&format!("<p class=\"problem\">{}</p>", esc(problem)));

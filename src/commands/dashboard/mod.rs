@@ -20,7 +20,7 @@ use crate::config::StoreChoice;
 use crate::exit::{Failure, Result};
 use crate::lock::stats::{Hold, Stats, holds, stats};
 use crate::lock::waiters::{Waiter, all_queues};
-use crate::lock::{LockEvent, LockView};
+use crate::lock::{LockEvent, LockView, Window};
 use crate::log;
 
 pub use html::page;
@@ -59,6 +59,8 @@ pub struct Panel {
     /// Why the lock or the log could not be read.
     pub problems: Vec<String>,
     pub queue: Vec<Waiter>,
+    /// The freeze window in force: no new acquire until it ends.
+    pub freeze: Option<Window>,
     pub holds: Vec<Hold>,
     pub stats: Stats,
 }
@@ -98,6 +100,11 @@ pub fn gather(ctx: &Context<'_>, since: Since) -> Result<Dashboard> {
         log::warn(&format!("cannot read the waiters' queues: {e}"));
         BTreeMap::new()
     });
+    // Advisory on the page, as in `status`: a failed read costs the freeze badges only.
+    let mut frozen = ctx.locker().freezes_in_force().unwrap_or_else(|e| {
+        log::warn(&format!("cannot read the freeze windows: {e:#}"));
+        BTreeMap::new()
+    });
     let logs = read_all(ctx, &[])?;
     let now = store_now(&logs).max(
         locks
@@ -111,6 +118,7 @@ pub fn gather(ctx: &Context<'_>, since: Since) -> Result<Dashboard> {
         .iter()
         .map(|(e, _)| e.clone())
         .chain(queues.keys().cloned())
+        .chain(frozen.keys().cloned())
         .chain(logs.iter().map(|(e, _)| e.clone()))
         .collect();
     let mut locks: BTreeMap<String, _> = locks.into_iter().collect();
@@ -143,6 +151,7 @@ pub fn gather(ctx: &Context<'_>, since: Since) -> Result<Dashboard> {
                 lock,
                 problems,
                 queue: queues.remove(&name).unwrap_or_default(),
+                freeze: frozen.remove(&name),
                 holds: holds(&events, since),
                 stats: stats(&events, Some(since)),
                 name,
