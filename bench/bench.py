@@ -36,9 +36,14 @@ FAR_DELAY = 0.050
 STATUS_ENVS = 200
 
 
+# A home of the bench's own, so the versions a user's state directory keeps from earlier runs
+# (one small file per store and environment) never weigh on the figures.
+HOME = tempfile.mkdtemp(prefix="deploy-lock-bench-home-")
+
+
 def clean_env(extra):
     env = {k: os.environ[k] for k in ("PATH", "TMPDIR") if k in os.environ}
-    env.update({"HOME": tempfile.gettempdir(), "USER": "bench", "HOSTNAME": "bench"})
+    env.update({"HOME": HOME, "USER": "bench", "HOSTNAME": "bench"})
     env.update(extra)
     return env
 
@@ -355,4 +360,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(HOME, ignore_errors=True)
