@@ -146,6 +146,15 @@ fn a_freeze_that_begins_while_an_acquire_waits_holds_it_too() {
                 !b.locks().contains_key("deployment-lock-prod"),
                 "{name} {target}: taken during the freeze"
             );
+            // One environment: the waiter keeps its place in the queue through the freeze.
+            if !target.contains(',') {
+                assert!(
+                    b.snapshot()
+                        .keys()
+                        .any(|k| k.starts_with("deployment-queue-prod")),
+                    "{name}: the waiter left the queue during the freeze"
+                );
+            }
             as_build(&b, "3")
                 .args(["unfreeze", frozen, "--reason", "resolved"])
                 .run()
@@ -249,5 +258,48 @@ fn status_names_the_freezes_in_force_escaped_for_ci() {
                 assert_no_injection(ci, &out, &[], &format!("{name}: {args:?}"));
             }
         }
+    }
+}
+
+#[test]
+fn an_unreadable_freeze_record_stops_acquires_until_unfreeze_clears_it() {
+    for b in backends() {
+        let name = b.name();
+        b.put_raw("deployment-freeze-prod", b"{not json");
+        as_build(&b, "1")
+            .args(["freeze", "stage", "--for", "1h", "--reason", "ok"])
+            .run()
+            .code(0);
+        // Whether prod is frozen cannot be told: no acquire, and the message says what to do.
+        as_build(&b, "1")
+            .args(["acquire", "prod"])
+            .run()
+            .code(1)
+            .contains("the freeze record of prod is not readable")
+            .contains("deploy-lock unfreeze prod --reason");
+        assert!(b.locks().is_empty(), "{name}: nothing taken");
+        // The other freezes stay visible.
+        as_build(&b, "1")
+            .args(["freezes"])
+            .run()
+            .code(0)
+            .contains("stage")
+            .contains("the freeze record of prod is not readable");
+        as_build(&b, "1")
+            .args(["status"])
+            .run()
+            .code(0)
+            .contains("stage is frozen");
+        as_build(&b, "1")
+            .args(["unfreeze", "prod", "--reason", "corrupt"])
+            .run()
+            .code(0)
+            .contains("Removed the unreadable freeze record of prod.");
+        as_build(&b, "1").args(["acquire", "prod"]).run().code(0);
+        assert_eq!(
+            events(&b, "prod"),
+            ["unfreeze", "acquire 1"],
+            "{name}: the clearing is recorded"
+        );
     }
 }

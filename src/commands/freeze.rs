@@ -101,7 +101,7 @@ pub fn unfreeze(
     let me = ctx.cfg.identity(pipeline);
     let locker = ctx.locker();
     let removed = locker.remove_freezes(env)?;
-    if removed.is_empty() {
+    if removed.windows.is_empty() && !removed.unreadable {
         log::warn(&format!("{env} has no freeze to remove; nothing to do"));
     } else {
         let mut event = LockEvent::of(
@@ -112,16 +112,26 @@ pub fn unfreeze(
             locker.store_now(),
         );
         reason.clone_into(&mut event.reason);
-        event.other = removed
-            .iter()
-            .map(Window::describe)
-            .collect::<Vec<_>>()
-            .join("; ");
+        event.other = if removed.unreadable {
+            "an unreadable freeze record".to_owned()
+        } else {
+            removed
+                .windows
+                .iter()
+                .map(Window::describe)
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         ctx.events.record(&event);
     }
+    let change = if removed.unreadable {
+        Change::Cleared(env.clone())
+    } else {
+        Change::Unfrozen(env.clone(), removed.windows.len())
+    };
     Ok(Outcome::Freezes {
         rows: Vec::new(),
-        changed: Some(Change::Unfrozen(env.clone(), removed.len())),
+        changed: Some(change),
     })
 }
 
@@ -129,6 +139,14 @@ pub fn unfreeze(
 pub fn freezes(ctx: &Context<'_>) -> Result<Outcome> {
     let mut rows = Vec::new();
     for (env, view) in ctx.locker().all_freezes()? {
+        // One unreadable record does not hide the others; the warning says how to clear it.
+        let view = match view {
+            Ok(view) => view,
+            Err(e) => {
+                log::warn(&e.to_string());
+                continue;
+            }
+        };
         for w in view.freezes.windows {
             if !w.over_at(view.now) {
                 rows.push((env.clone(), w.active_at(view.now), w));
@@ -147,6 +165,8 @@ pub enum Change {
     Frozen(Environment),
     /// With how many windows were removed.
     Unfrozen(Environment, usize),
+    /// A freeze record that could not be read was removed.
+    Cleared(Environment),
 }
 
 /// The freeze gate of one acquire (the lock layer reads the windows right before it takes a

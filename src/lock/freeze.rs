@@ -183,11 +183,14 @@ impl Freezes {
         self.windows.iter().find(|w| w.active_at(t))
     }
 
-    fn parse(data: &[u8]) -> Result<Self, StoreError> {
+    /// The freeze record of `environment`. An unreadable one stops every acquire of it (whether
+    /// a window is in force cannot be told), so the error says how to clear it.
+    fn parse(environment: &str, data: &[u8]) -> Result<Self, StoreError> {
         serde_json::from_slice(data).map_err(|e| {
             StoreError::BadRequest(format!(
-                "the freeze record is not readable ({e}); see it with `deploy-lock freezes`, \
-                 or clear it with `deploy-lock unfreeze ENV --reason ...`"
+                "the freeze record of {environment} is not readable ({e}), so no acquire of \
+                 {environment} can tell whether it is frozen; clear the record with \
+                 `deploy-lock unfreeze {environment} --reason ...` and freeze again if needed"
             ))
         })
     }
@@ -233,6 +236,13 @@ impl Admit {
     }
 }
 
+/// What `remove_freezes` removed: the windows, or a record that could not be read.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub windows: Vec<Window>,
+    pub unreadable: bool,
+}
+
 /// An environment's freezes as read, with the store's time and the blob's version.
 #[derive(Debug, Clone)]
 pub struct FreezeView {
@@ -242,7 +252,7 @@ pub struct FreezeView {
 }
 
 impl FreezeView {
-    fn of(read: Read) -> Result<Self, StoreError> {
+    fn of(environment: &str, read: Read) -> Result<Self, StoreError> {
         Ok(match read.blob {
             None => Self {
                 freezes: Freezes::default(),
@@ -250,7 +260,7 @@ impl FreezeView {
                 etag: None,
             },
             Some(b) => Self {
-                freezes: Freezes::parse(&b.data)?,
+                freezes: Freezes::parse(environment, &b.data)?,
                 now: read.now,
                 etag: Some(b.etag),
             },
@@ -301,7 +311,7 @@ impl Locker<'_> {
     pub fn freezes(&self, environment: &str) -> Result<FreezeView, StoreError> {
         let read = self.store.get(&freeze_key(environment))?;
         self.saw(read.now);
-        FreezeView::of(read)
+        FreezeView::of(environment, read)
     }
 
     /// Adds a window (made from the store's time by `make`); one-off windows that are over are
@@ -337,16 +347,24 @@ impl Locker<'_> {
     }
 
     /// Removes every window of the environment; the windows removed.
-    pub fn remove_freezes(&self, environment: &str) -> anyhow::Result<Vec<Window>> {
+    pub fn remove_freezes(&self, environment: &str) -> anyhow::Result<Removed> {
         let key = freeze_key(environment);
         for _ in 0..5 {
-            let view = self.freezes(environment)?;
-            let Some(etag) = view.etag else {
-                return Ok(Vec::new());
+            let read = self.store.get(&key)?;
+            self.saw(read.now);
+            let Some(blob) = read.blob else {
+                return Ok(Removed::default());
             };
-            match self.store.delete(&key, &etag) {
-                Ok(()) => return Ok(view.freezes.windows),
-                Err(StoreError::NotFound(_)) => return Ok(Vec::new()),
+            // An unreadable record is removed too: it is what stops every acquire.
+            let windows = Freezes::parse(environment, &blob.data).map(|f| f.windows);
+            match self.store.delete(&key, &blob.etag) {
+                Ok(()) => {
+                    return Ok(Removed {
+                        unreadable: windows.is_err(),
+                        windows: windows.unwrap_or_default(),
+                    });
+                }
+                Err(StoreError::NotFound(_)) => return Ok(Removed::default()),
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -357,7 +375,7 @@ impl Locker<'_> {
     }
 
     /// Every environment with a freeze record, in name order.
-    pub fn all_freezes(&self) -> anyhow::Result<Vec<(String, FreezeView)>> {
+    pub fn all_freezes(&self) -> anyhow::Result<Vec<(String, Result<FreezeView, StoreError>)>> {
         let listing = self.store.list(FREEZE_PREFIX)?;
         let envs: Vec<String> = listing
             .entries
@@ -367,22 +385,32 @@ impl Locker<'_> {
         let keys: Vec<String> = envs.iter().map(|e| freeze_key(e)).collect();
         // Concurrently where the store can (Azure: a small pool of connections).
         let reads = self.store.get_many(&keys);
-        envs.into_iter()
+        Ok(envs
+            .into_iter()
             .zip(reads)
             .map(|(env, read)| {
-                let read = read?;
-                self.saw(read.now);
-                Ok((env, FreezeView::of(read)?))
+                let view = read.and_then(|read| {
+                    self.saw(read.now);
+                    FreezeView::of(&env, read)
+                });
+                (env, view)
             })
-            .collect()
+            .collect())
     }
 
-    /// The window in force now, per environment that has one (the first, if several are).
+    /// The window in force now, per environment that has one (the first, if several are); a
+    /// record that cannot be read is said in a warning and left out.
     pub fn freezes_in_force(&self) -> anyhow::Result<BTreeMap<String, Window>> {
         Ok(self
             .all_freezes()?
             .into_iter()
-            .filter_map(|(env, view)| view.freezes.active_at(view.now).cloned().map(|w| (env, w)))
+            .filter_map(|(env, view)| match view {
+                Ok(view) => view.freezes.active_at(view.now).cloned().map(|w| (env, w)),
+                Err(e) => {
+                    log::warn(&e.to_string());
+                    None
+                }
+            })
             .collect())
     }
 }

@@ -477,6 +477,9 @@ impl Reporter {
                         Some(Change::Unfrozen(env, n)) if *n > 0 => {
                             self.print(&format!("Removed {n} freeze window(s) of {env}."));
                         }
+                        Some(Change::Cleared(env)) => {
+                            self.print(&format!("Removed the unreadable freeze record of {env}."));
+                        }
                         _ => {}
                     }
                     if changed.is_none() && rows.is_empty() {
