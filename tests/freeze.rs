@@ -246,15 +246,30 @@ fn status_names_the_freezes_in_force_escaped_for_ci() {
             .args(["freeze", "prod", "--for", "2h", "--reason", hostile])
             .run()
             .code(0);
+        // A record written by anyone with access to the store: every field is text to escape.
+        let record = serde_json::json!({"schema": 1, "windows": [{
+            "kind": "once", "from": 0, "until": 4_102_444_800_i64, "reason": hostile,
+            "by": "::add-mask::b ##vso[task.setvariable variable=x]1",
+            "created_at": "##[error]c",
+        }]});
+        b.put_raw("deployment-freeze-qa", record.to_string().as_bytes());
         let out = as_build(&b, "1").args(["status"]).run();
         out.code(0)
             .contains("prod is frozen (from ")
+            .contains("qa is frozen (from ")
             .contains("no new acquire until it ends");
         for ci in Ci::ALL {
             let (key, value) = ci.env();
-            for args in [&["status"][..], &["--output", "json", "status"][..]] {
+            for (args, code) in [
+                (&["status"][..], 0),
+                (&["--output", "json", "status"][..], 0),
+                (&["freezes"][..], 0),
+                (&["--output", "json", "freezes"][..], 0),
+                (&["acquire", "qa"][..], 3),
+                (&["--output", "json", "acquire", "qa"][..], 3),
+            ] {
                 let out = as_build(&b, "1").env(key, value).args(args).run();
-                out.code(0).contains("prod");
+                out.code(code).contains("qa");
                 assert_no_injection(ci, &out, &[], &format!("{name}: {args:?}"));
             }
         }
