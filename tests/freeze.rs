@@ -3,6 +3,7 @@
 //! `--override-freeze --reason` takes the lock and is recorded, `unfreeze` ends it. A freeze that
 //! begins while an acquire waits for the lock holds that acquire too.
 
+use std::process::Child;
 use std::time::Duration;
 
 use crate::support::{Backend, Ci, Cmd, Out, assert_no_injection, backends, eventually};
@@ -72,6 +73,18 @@ fn an_acquire_during_a_freeze_is_refused_naming_it_unless_overridden() {
     }
 }
 
+/// Build `by` unfreezes `frozen`; the waiter then says it waited for the freeze and takes prod.
+fn unfreeze_and_see_it_taken(b: &Backend, by: &str, frozen: &str, waiter: Child) {
+    as_build(b, by)
+        .args(["unfreeze", frozen, "--reason", "resolved"])
+        .run()
+        .code(0);
+    let out = Out::from(waiter.wait_with_output().expect("waiter"));
+    out.code(0)
+        .contains("waiting for the freeze to end")
+        .contains("Acquired the deployment lock on prod");
+}
+
 #[test]
 fn a_waiter_waits_out_a_freeze_within_its_budget() {
     for b in backends() {
@@ -83,14 +96,7 @@ fn a_waiter_waits_out_a_freeze_within_its_budget() {
             .args(["acquire", "prod", "--wait=1"])
             .spawn();
         std::thread::sleep(Duration::from_millis(500));
-        as_build(&b, "1")
-            .args(["unfreeze", "prod", "--reason", "resolved"])
-            .run()
-            .code(0);
-        let out = Out::from(waiter.wait_with_output().expect("waiter"));
-        out.code(0)
-            .contains("waiting for the freeze to end")
-            .contains("Acquired the deployment lock on prod");
+        unfreeze_and_see_it_taken(&b, "1", "prod", waiter);
     }
 }
 
@@ -155,14 +161,7 @@ fn a_freeze_that_begins_while_an_acquire_waits_holds_it_too() {
                     "{name}: the waiter left the queue during the freeze"
                 );
             }
-            as_build(&b, "3")
-                .args(["unfreeze", frozen, "--reason", "resolved"])
-                .run()
-                .code(0);
-            let out = Out::from(waiter.wait_with_output().expect("waiter"));
-            out.code(0)
-                .contains("waiting for the freeze to end")
-                .contains("Acquired the deployment lock on prod");
+            unfreeze_and_see_it_taken(&b, "3", frozen, waiter);
             // Taken only after the freeze ended, by the audit log's order.
             let log = events(&b, frozen);
             let unfrozen = log.iter().position(|e| e == "unfreeze");
