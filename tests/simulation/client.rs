@@ -33,6 +33,10 @@ pub(super) enum Got {
 fn draw_members(sim: &Sim, me: usize, kind: Kind) -> Result<Vec<String>, Stopped> {
     sim.with(me, |w| match kind {
         Kind::Single | Kind::Capacity | Kind::Order => vec![ENV.to_owned()],
+        // Slots of a shared environment are taken one environment at a time.
+        Kind::Freezes if w.params.capacity > 1 => {
+            sets::draw(&mut w.rng).into_iter().take(1).collect()
+        }
         Kind::Sets | Kind::Freezes => sets::draw(&mut w.rng),
     })
 }

@@ -1,5 +1,5 @@
-//! Freezes in the simulation: clients take one environment or a set (as in `sets.rs`) with a
-//! freeze gate, while a freezer client puts freeze windows in force and takes them away, through
+//! Freezes in the simulation: clients take one environment or a set (as in `sets.rs`; in half
+//! the schedules one environment shared by two holders, as in `capacity.rs`) with a freeze gate, while a freezer client puts freeze windows in force and takes them away, through
 //! the same faulty store. Beside the checks of every schedule, each write that takes a lock (a
 //! create, or a takeover of another holder's record) by a client that does not override freezes
 //! comes after that client's read of the environment's freeze windows found none in force, and
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use deploy_lock::clock::Clock;
 use deploy_lock::lock::freeze::{FREEZE_PREFIX, FreezeGate, Freezes, When, freeze_key};
+use deploy_lock::lock::slots::split_slot;
 use deploy_lock::lock::{KEY_PREFIX, Window};
 use deploy_lock::store::memory::MemoryStore;
 use deploy_lock::store::{Read, Store, StoreResult};
@@ -64,7 +65,8 @@ impl World {
         if self.params.kind != Kind::Freezes || overrides(me) {
             return;
         }
-        let Some(env) = key.strip_prefix(KEY_PREFIX) else {
+        // A slot's take rests on its environment's freeze windows.
+        let Some(env) = key.strip_prefix(KEY_PREFIX).map(|name| split_slot(name).0) else {
             return;
         };
         match self.slots[me].admitted.remove(env) {

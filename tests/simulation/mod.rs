@@ -69,8 +69,9 @@ enum Kind {
     Capacity,
     /// Every client takes `ENV` with a priority and sometimes a supersede key (`order.rs`).
     Order,
-    /// Clients take what `Sets` clients take through a freeze gate, while a freezer puts
-    /// windows in force and removes them (`freezes.rs`).
+    /// Clients take what `Sets` clients take (one environment, shared by two holders, in half
+    /// the schedules) through a freeze gate, while a freezer puts windows in force and removes
+    /// them (`freezes.rs`).
     Freezes,
 }
 
@@ -96,10 +97,11 @@ impl Params {
     fn draw(rng: &mut XorShift, kind: Kind) -> Self {
         let params = Self {
             kind,
-            capacity: if kind == Kind::Capacity {
-                capacity::CAPACITY
-            } else {
-                1
+            // Half the freeze schedules share each environment between two holders.
+            capacity: match kind {
+                Kind::Capacity => capacity::CAPACITY,
+                Kind::Freezes if rng.below(2) == 0 => capacity::CAPACITY,
+                _ => 1,
             },
             clients: 2 + rng.below(4) as usize + usize::from(kind == Kind::Order),
             rounds: 1 + rng.below(3),
