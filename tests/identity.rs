@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{Cmd, Out, TempDir, backends, bin, eventually};
+use crate::support::{Cmd, Out, TempDir, backends, bin, eventually, github_job};
 
 /// A shell command that says it started, then holds until `go` exists, and leaves `done` behind.
 fn hold_until_go(dir: &Path) -> String {
@@ -132,14 +132,7 @@ fn a_terminal_user_releases_their_own_lock_and_nobody_elses() {
 fn a_nested_run_in_a_ci_job_leaves_the_jobs_lock_held_with_its_ttl() {
     for b in backends() {
         let dir = TempDir::new("nested-ci");
-        let github = |cmd: Cmd| {
-            cmd.env("GITHUB_ACTIONS", "true")
-                .env("GITHUB_RUN_ID", "4100")
-                .env("GITHUB_RUN_ATTEMPT", "1")
-                .env("GITHUB_JOB", "deploy")
-                .env("RUNNER_NAME", "runner-1")
-                .env("GITHUB_OUTPUT", dir.join("github-output"))
-        };
+        let github = |cmd: Cmd| github_job(cmd, "4100", dir.path());
         let azdo = |cmd: Cmd| {
             cmd.env("TF_BUILD", "True")
                 .env("BUILD_BUILDID", "4200")
@@ -253,17 +246,7 @@ fn the_action_nested_in_a_job_that_holds_the_lock_leaves_it_to_the_holder() {
     for b in backends() {
         let dir = TempDir::new("nested-step");
         let state = dir.join("github-state");
-        let job = || {
-            b.cmd()
-                .env("GITHUB_ACTIONS", "true")
-                .env("GITHUB_RUN_ID", "4400")
-                .env("GITHUB_RUN_ATTEMPT", "1")
-                .env("GITHUB_JOB", "deploy")
-                .env("RUNNER_NAME", "runner-1")
-                .env("RUNNER_TEMP", dir.path())
-                .env("GITHUB_OUTPUT", dir.join("github-output"))
-                .env("GITHUB_STATE", &state)
-        };
+        let job = || github_job(b.cmd(), "4400", dir.path());
         job().args(["acquire", "step"]).run().code(0);
         job()
             .env("INPUT_ENVIRONMENT", "step")

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::hostile::expect;
-use crate::support::Backend;
 use crate::support::azurite::{ACCOUNT, KEY, azurite};
 use crate::support::proxy::{Plan, Proxy};
+use crate::support::{Backend, github_job};
 
 /// Runs one command through a counting proxy and returns how many requests it sent.
 fn requests(proxy: &Proxy, b: &Backend, args: &[&str], expect: i32) -> u64 {
@@ -301,17 +301,8 @@ fn the_actions_heartbeat_renews_in_one_request_and_its_post_step_releases_in_two
     let job = crate::support::TempDir::new("requests-step");
     let state = job.join("github-state");
     let step = |name: &str| {
-        let mut cmd = b
-            .cmd()
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_RUN_ID", "5150")
-            .env("GITHUB_RUN_ATTEMPT", "1")
-            .env("GITHUB_JOB", "deploy")
-            .env("RUNNER_NAME", "runner-1")
-            .env("RUNNER_TEMP", job.path())
-            .env("GITHUB_OUTPUT", job.join("github-output"))
+        let mut cmd = github_job(b.cmd(), "5150", job.path())
             .env("GITHUB_STEP_SUMMARY", job.join("github-summary"))
-            .env("GITHUB_STATE", &state)
             .env("INPUT_ENVIRONMENT", "env")
             .env("INPUT_LOCK-TIMEOUT-MINUTES", "1.5s");
         if name == "post" {

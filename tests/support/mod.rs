@@ -413,3 +413,16 @@ pub fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A step of job `deploy` of GitHub run `run` (attempt 1) on `runner-1`, with the job's files
+/// (outputs, state, temp folder) in `dir`.
+pub fn github_job(cmd: Cmd, run: &str, dir: &Path) -> Cmd {
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_RUN_ID", run)
+        .env("GITHUB_RUN_ATTEMPT", "1")
+        .env("GITHUB_JOB", "deploy")
+        .env("RUNNER_NAME", "runner-1")
+        .env("RUNNER_TEMP", dir)
+        .env("GITHUB_OUTPUT", dir.join("github-output"))
+        .env("GITHUB_STATE", dir.join("github-state"))
+}
